@@ -1,0 +1,163 @@
+"""The ``visionprefer`` command. Each subcommand: parse, load config, one library call, print.
+
+Errors a user can fix print one line (``visionprefer: error: ...``) and exit non-zero; an interrupt keeps
+every finished item, and the same command resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import VisionPreferError
+
+STAGE_COMMANDS = ("prompts", "generate")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="visionprefer",
+        description="Build fine-grained AI-feedback preference datasets for text-to-image models.",
+    )
+    p.add_argument("--version", action="version", version=f"visionprefer {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
+        sp.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+
+    def runnable(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("config", metavar="CONFIG", help="YAML build config")
+        sp.add_argument("--out", metavar="RUN_DIR", help="run directory (overrides the config's run_dir)")
+        sp.add_argument("--retry-failed", action="store_true",
+                        help="also retry items that failed permanently in earlier runs")
+        common(sp)
+
+    runnable(sub.add_parser("build", help="run every stage of a build config (re-running resumes)"))
+    for stage in STAGE_COMMANDS:
+        runnable(sub.add_parser(stage, help=f"run the {stage} stage only"))
+
+    sp = sub.add_parser("estimate", help="prompts, images, calls, tokens, dollars and GPU-hours, before spending")
+    sp.add_argument("config", metavar="CONFIG")
+    sp.add_argument("--out", metavar="RUN_DIR")
+    sp.add_argument("--json", action="store_true", help="print JSON")
+    common(sp)
+
+    sp = sub.add_parser("status", help="per-stage counts of done, pending and failed items")
+    sp.add_argument("run_dir", metavar="RUN_DIR")
+    sp.add_argument("--json", action="store_true", help="print JSON")
+    common(sp)
+
+    sp = sub.add_parser("quickstart", help="the offline demo build on tiny random-weight models")
+    sp.add_argument("--out", metavar="RUN_DIR", default="runs/quickstart")
+    sp.add_argument("--retry-failed", action="store_true")
+    common(sp)
+    return p
+
+
+def _configure_output(args: argparse.Namespace) -> bool:
+    """Set logging and third-party progress output; returns whether our progress bars are on."""
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # Library chatter (weight-loading bars, deprecation notes) is not ours to show in a clean run.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    return not args.quiet
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(text, flush=True)
+
+
+def _summarise_build(args: argparse.Namespace, report, config) -> None:
+    if getattr(args, "quiet", False):
+        return
+    from .dist import process_info
+
+    if not process_info().is_main:
+        return
+    for stage, r in report.stages.items():
+        if stage == "prompts" and r is not None:
+            c = r.counts()
+            _say(args, f"prompts: {c['kept']} kept, {c['filtered']} filtered, {c['failed']} failed")
+        elif stage == "generate" and r is not None:
+            _say(args, f"generate: {r.made} made, {r.done_before} already done, {r.failed} failed, "
+                       f"{r.blocked} skipped (permanent failures) of {r.planned} planned")
+    if any(g.tiny for g in _specs(config)):
+        _say(args, "note: tiny random-weight models were used; the images are noise and the numbers mean nothing.")
+    _say(args, f"run directory: {report.run_dir}  (see `visionprefer status {report.run_dir}`)")
+
+
+def _specs(config):
+    from .generate.plan import resolve_generators
+
+    return resolve_generators(config.generate)
+
+
+def _run(args: argparse.Namespace) -> int:
+    progress = _configure_output(args)
+    cmd = args.command
+    if cmd == "status":
+        from .status import format_status, run_status
+
+        st = run_status(args.run_dir)
+        print(json.dumps(st, indent=2) if args.json else format_status(st))
+        return 0
+
+    from .config import load_config
+
+    if cmd == "quickstart":
+        from .resources import data_path
+
+        config = load_config(data_path("examples/quickstart.yaml"), run_dir=args.out)
+        cmd = "build"
+    else:
+        config = load_config(args.config, run_dir=args.out)
+
+    if cmd == "estimate":
+        from .estimate import estimate_build, format_estimate
+
+        est = estimate_build(config)
+        print(json.dumps(est, indent=2) if args.json else format_estimate(est))
+        return 0
+
+    from .build import BuildReport, build, open_run, run_stage
+
+    if cmd == "build":
+        report = build(config, retry_failed=args.retry_failed, progress=progress)
+    else:
+        run = open_run(config)
+        report = BuildReport(run_dir=str(run.root))
+        report.stages[cmd] = run_stage(config, cmd, retry_failed=args.retry_failed, progress=progress, run=run)
+    _summarise_build(args, report, config)
+    return 1 if report.failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except VisionPreferError as e:
+        print(f"visionprefer: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except OSError as e:  # disk full, permission denied, ...: the user's to fix, not a traceback
+        print(f"visionprefer: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("visionprefer: interrupted; finished items are kept, run the same command to resume",
+              file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,329 @@
+"""Build configuration: YAML files loaded into frozen, self-validating dataclasses.
+
+A config is data. :func:`load_config` reads a YAML file, checks every key and type against the dataclasses
+below, and returns a :class:`BuildConfig`. Unknown keys and wrong types are :class:`ConfigError` naming the
+key (as a dotted path) and the valid choices.
+
+Paths: prompt-source paths are relative to the config file's folder (so a config travels with its data);
+``run_dir``, like ``--out``, is relative to the working directory.
+
+Secrets are never config values: a backend names the environment variable that holds its key
+(``api_key_env``), and a key that looks like a secret is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import ConfigError
+
+SECRET_WORDS = ("api_key", "apikey", "token", "password", "secret")
+
+
+# --------------------------------------------------------------------------------------------- sections
+@dataclass(frozen=True)
+class SourceConfig:
+    """One prompt source: a local file (TXT, JSONL, JSON array, CSV/TSV, Parquet)."""
+
+    path: str
+    format: Literal["auto", "txt", "jsonl", "json", "csv", "tsv", "parquet"] = "auto"
+    column: str | None = None  # column / JSON key holding the prompt; default "prompt" for structured files
+    name: str | None = None  # enters every prompt key; default: the file name
+    limit: int | None = None  # read at most this many records
+
+    def __post_init__(self) -> None:
+        if not self.path.strip():
+            raise ConfigError("prompts.sources[].path: must not be empty")
+        _positive("prompts.sources[].limit", self.limit, allow_none=True)
+
+    @property
+    def source_name(self) -> str:
+        return self.name or Path(self.path).name
+
+
+@dataclass(frozen=True)
+class PromptsConfig:
+    sources: tuple[SourceConfig, ...]
+    sample: int | None = None  # keep N prompts drawn with sample_seed (after cleaning)
+    sample_seed: int = 0
+    min_chars: int = 1
+    max_chars: int = 1000
+    dedup: bool = True  # drop exact duplicates (after whitespace cleaning), keeping the first
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            raise ConfigError("prompts.sources: at least one source is required")
+        _positive("prompts.sample", self.sample, allow_none=True)
+        _positive("prompts.min_chars", self.min_chars)
+        if self.max_chars < self.min_chars:
+            raise ConfigError(f"prompts.max_chars: {self.max_chars} is below min_chars {self.min_chars}")
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """A text-to-image model: a preset name (sd15, sd21, dreamlike, sdxl, tiny-*) or a diffusers id/path."""
+
+    preset: str | None = None
+    model: str | None = None  # diffusers model id or local path (overrides the preset's)
+    name: str | None = None  # label in keys and the dataset; default: the preset name or "custom"
+    revision: str | None = None
+    steps: int | None = None
+    height: int | None = None
+    width: int | None = None
+    scheduler: str | None = None  # a diffusers scheduler class name, built from the model's config
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    guidance_scales: tuple[float, ...] | None = None  # overrides generate.guidance_scales
+    negative_prompt: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.preset is None and self.model is None:
+            raise ConfigError("generate.generators[]: give a preset or a model (id or path)")
+        if self.preset is not None:
+            from .generate.presets import get_preset
+
+            get_preset(self.preset)  # unknown preset: error now, naming the valid ones
+        for key in ("steps", "height", "width"):
+            _positive(f"generate.generators[].{key}", getattr(self, key), allow_none=True)
+        for key in ("height", "width"):
+            value = getattr(self, key)
+            if value is not None and value % 8:
+                raise ConfigError(f"generate.generators[].{key}: {value} is not a multiple of 8")
+        if self.guidance_scales is not None and not self.guidance_scales:
+            raise ConfigError("generate.generators[].guidance_scales: must not be empty")
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    generators: tuple[GeneratorConfig, ...]
+    guidance_scales: tuple[float, ...] = (7.5,)
+    # grid: every (generator, guidance scale, sample) image; sample: per (generator, sample) one guidance
+    # scale drawn deterministically from the set (VisionPrefer's recipe).
+    cfg_mode: Literal["grid", "sample"] = "grid"
+    images_per_prompt: int = 1  # samples per generator (and per guidance scale in grid mode)
+    batch_size: int = 4  # images per pipeline call; part of the chunk layout
+    seed: int = 0
+    image_format: Literal["png", "jpeg", "webp"] = "png"
+    image_quality: int = 95  # JPEG/WebP only
+    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    vae_slicing: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.generators:
+            raise ConfigError("generate.generators: at least one generator is required")
+        if not self.guidance_scales:
+            raise ConfigError("generate.guidance_scales: must not be empty")
+        for g in self.guidance_scales:
+            if g < 0:
+                raise ConfigError(f"generate.guidance_scales: {g} is negative")
+        _positive("generate.images_per_prompt", self.images_per_prompt)
+        _positive("generate.batch_size", self.batch_size)
+        if not 1 <= self.image_quality <= 100:
+            raise ConfigError(f"generate.image_quality: {self.image_quality} is not in 1..100")
+        names = [generator_label(g) for g in self.generators]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError(f"generate.generators: duplicate generator name(s) {dupes}; set `name` to tell them apart")
+
+
+@dataclass(frozen=True)
+class EstimateConfig:
+    """Throughput assumptions for `visionprefer estimate` (GPU-hours)."""
+
+    images_per_gpu_hour: float = 1800.0  # default: ~2 s per image on one data-centre GPU
+    per_generator: dict[str, float] = field(default_factory=dict)  # generator name -> images per GPU-hour
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    run_dir: str
+    prompts: PromptsConfig
+    generate: GenerateConfig
+    estimate: EstimateConfig = field(default_factory=EstimateConfig)
+    # Where the config file lives; prompt-source paths are resolved against it. Not a YAML key.
+    base_dir: str = field(default=".", metadata={"internal": True})
+
+    def resolve_path(self, path: str) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (Path(self.base_dir) / p)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as plain data, with source paths made absolute (the run-directory snapshot)."""
+        data = _plain(self)
+        data.pop("base_dir", None)
+        for src in data["prompts"]["sources"]:
+            src["path"] = str(self.resolve_path(src["path"]).resolve())
+        return data
+
+    def fingerprint(self) -> str:
+        return fingerprint(self.to_dict())
+
+
+def generator_label(g: GeneratorConfig) -> str:
+    return g.name or g.preset or "custom"
+
+
+# --------------------------------------------------------------------------------------------- loading
+def load_config(path: str | Path, *, run_dir: str | None = None) -> BuildConfig:
+    """Read a YAML build config; ``run_dir`` overrides the file's (the CLI's ``--out``)."""
+    import yaml
+
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"{p}: config file not found")
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a folder, expected a YAML config file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{p}: YAML syntax error{where}: {problem}") from None
+    if data is None:
+        raise ConfigError(f"{p}: config file is empty")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping of settings at the top level, got {type(data).__name__}")
+    if run_dir is not None:
+        data = {**data, "run_dir": run_dir}
+    return config_from_dict(data, base_dir=str(p.resolve().parent), origin=str(p))
+
+
+def config_from_dict(data: dict[str, Any], *, base_dir: str = ".", origin: str = "config") -> BuildConfig:
+    data = {k: v for k, v in data.items() if k != "base_dir"}
+    try:
+        cfg = _build(BuildConfig, data, "")
+    except ConfigError as e:
+        raise ConfigError(f"{origin}: {e}") from None
+    return dataclasses.replace(cfg, base_dir=base_dir)
+
+
+def fingerprint(data: Any) -> str:
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------- internals
+def _positive(name: str, value: int | None, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or value < 1:
+        raise ConfigError(f"{name}: must be a positive integer, got {value!r}")
+
+
+def _plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    return obj
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (types.UnionType, typing.Union):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin in (tuple, list):
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return f"mapping of {_type_name(typing.get_args(tp)[1])}"
+    if tp is type(None):
+        return "null"
+    if dataclasses.is_dataclass(tp):
+        return "mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(arg, value, where)
+            except ConfigError as e:
+                errors.append(e)
+        raise errors[0] if len(errors) == 1 else ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, choices))}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+        (item_tp, *_) = typing.get_args(tp)
+        return tuple(_convert(item_tp, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        key_tp, val_tp = typing.get_args(tp)
+        return {_convert(key_tp, k, where): _convert(val_tp, v, f"{where}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {type(value).__name__} {value!r}")
+        return value
+    if tp is Any:
+        return value
+    raise TypeError(f"unsupported config type {tp!r} at {where}")  # a bug in this module, not user input
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__} {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    prefix = f"{where}." if where else ""
+    for key in data:
+        if key not in fields:
+            if isinstance(key, str) and any(w in key.lower() for w in SECRET_WORDS):
+                raise ConfigError(
+                    f"{prefix}{key}: secrets do not belong in a config file; put the value in an environment "
+                    f"variable and name it with `{key}_env`"
+                )
+            raise ConfigError(f"{prefix}{key}: unknown key; valid keys here: {', '.join(fields)}")
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = _convert(hints[name], data[name], f"{prefix}{name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{prefix}{name}: required key is missing")
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where or 'config'}: {e}") from None

@@ -1,0 +1,67 @@
+"""``visionprefer estimate CONFIG``: what a build will cost before anything is spent.
+
+It reads and cleans the prompt sources (no files written), plans the images, and turns the plan into
+GPU-hours at the throughput stated in the config's ``estimate`` section. When the run directory already
+holds finished images, the remaining work is reported too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import BuildConfig
+
+
+def estimate_build(config: BuildConfig) -> dict[str, Any]:
+    from .generate.plan import plan_images
+    from .prompts.stage import collect_prompts
+    from .rundir import MARKER, RunDir
+
+    prompts = collect_prompts(config)
+    chunks = plan_images(prompts.kept, config.generate)
+    done: set[str] = set()
+    run = RunDir(config.run_dir)
+    if (run.root / MARKER).exists():
+        from .generate.stage import generation_state
+
+        done = set(generation_state(run).done)
+    generators: dict[str, dict[str, Any]] = {}
+    for c in chunks:
+        row = generators.setdefault(c.generator, {"images": 0, "remaining": 0, "calls": 0})
+        row["images"] += len(c.tasks)
+        row["remaining"] += sum(1 for i in c.image_ids if i not in done)
+        row["calls"] += 1
+    ec = config.estimate
+    for name, row in generators.items():
+        rate = ec.per_generator.get(name, ec.images_per_gpu_hour)
+        row["images_per_gpu_hour"] = rate
+        row["gpu_hours"] = round(row["images"] / rate, 3)
+        row["gpu_hours_remaining"] = round(row["remaining"] / rate, 3)
+    counts = prompts.counts()
+    return {
+        "prompts": counts["kept"],
+        "prompts_rejected": counts["filtered"] + counts["failed"],
+        "images": sum(r["images"] for r in generators.values()),
+        "images_remaining": sum(r["remaining"] for r in generators.values()),
+        "pipeline_calls": len(chunks),
+        "gpu_hours": round(sum(r["gpu_hours"] for r in generators.values()), 3),
+        "gpu_hours_remaining": round(sum(r["gpu_hours_remaining"] for r in generators.values()), 3),
+        "generators": generators,
+        "llm": {"calls": 0, "input_tokens": 0, "output_tokens": 0, "usd": 0.0,
+                "note": "no paid stage is configured"},
+    }
+
+
+def format_estimate(est: dict[str, Any]) -> str:
+    lines = [
+        f"prompts:  {est['prompts']} kept ({est['prompts_rejected']} rejected by cleaning)",
+        f"images:   {est['images']} in {est['pipeline_calls']} pipeline calls ({est['images_remaining']} still to make)",
+        f"GPU-hours: {est['gpu_hours']} ({est['gpu_hours_remaining']} remaining)",
+    ]
+    for name, row in est["generators"].items():
+        lines.append(f"  {name}: {row['images']} images, {row['gpu_hours']} GPU-h at "
+                     f"{row['images_per_gpu_hour']:g} images/GPU-h")
+    llm = est["llm"]
+    lines.append(f"LLM/judge: {llm['calls']} calls, {llm['input_tokens']} in / {llm['output_tokens']} out tokens, "
+                 f"${llm['usd']:.2f}")
+    return "\n".join(lines)

@@ -1,0 +1,271 @@
+"""Tiny random-weight models for tests and the offline quickstart.
+
+Each tiny model is built from a config with a fixed seed, saved once with ``save_pretrained`` into a cache
+folder (``$VISIONPREFER_TINY_DIR``, default ``~/.cache/visionprefer/tiny``) and then loaded like any real
+checkpoint through ``from_pretrained``. Two machines or two run directories get byte-identical files.
+The weights are random: images are coloured noise and scores mean nothing.
+
+Names mirror the real presets: ``tiny-sd15``, ``tiny-sd21`` (v-prediction), ``tiny-sdxl``, ``tiny-clip``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+# Bump when a builder changes so that caches made by an older version are not reused.
+FACTORY_VERSION = "1"
+SEED = 0
+
+# Words that get a single token each, so that tiny tokenizers see whole words for common prompts.
+_WORDS = ("a", "the", "of", "and", "on", "in", "with", "photo", "cat", "dog", "red", "blue", "two", "three")
+
+
+def tiny_cache_dir() -> Path:
+    env = os.environ.get("VISIONPREFER_TINY_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "visionprefer" / "tiny"
+
+
+def is_tiny(name: str) -> bool:
+    return name in TINY_BUILDERS
+
+
+def tiny_model_path(name: str) -> Path:
+    """Path of the saved tiny model ``name``, building and saving it on first use."""
+    if name not in TINY_BUILDERS:
+        from ..errors import ModelLoadError
+
+        raise ModelLoadError(f"unknown tiny model {name!r}; known: {', '.join(sorted(TINY_BUILDERS))}")
+    root = tiny_cache_dir()
+    target = root / f"{name}-v{FACTORY_VERSION}"
+    if (target / ".complete").exists():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    from filelock import FileLock
+
+    with FileLock(str(root / f".{name}.lock")):
+        if (target / ".complete").exists():
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+        try:
+            TINY_BUILDERS[name](tmp)
+            (tmp / ".complete").write_text(FACTORY_VERSION)
+            if target.exists():  # an incomplete folder left by a crash
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+# --------------------------------------------------------------------------------------------- tokenizer
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable-character table (what CLIP's BPE is built on)."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    printable += list(range(ord("®"), ord("ÿ") + 1))
+    chars = printable[:]
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, map(chr, chars), strict=True))
+
+
+def write_clip_tokenizer_files(folder: Path) -> tuple[Path, Path]:
+    """Write a byte-level CLIP BPE vocabulary (~560 tokens) as vocab.json + merges.txt."""
+    base = list(_bytes_to_unicode().values())
+    vocab_tokens = base + [c + "</w>" for c in base]
+    merges: list[tuple[str, str]] = []
+    for word in _WORDS:
+        # Merge left to right: "c a t</w>" -> "ca t</w>" -> "cat</w>".
+        parts = list(word[:-1]) + [word[-1] + "</w>"]
+        while len(parts) > 1:
+            pair = (parts[0], parts[1])
+            merged = pair[0] + pair[1]
+            if pair not in merges:
+                merges.append(pair)
+                if merged not in vocab_tokens:
+                    vocab_tokens.append(merged)
+            parts = [merged] + parts[2:]
+    vocab_tokens += ["<|startoftext|>", "<|endoftext|>"]
+    vocab = {tok: i for i, tok in enumerate(vocab_tokens)}
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab_file = folder / "vocab.json"
+    merges_file = folder / "merges.txt"
+    vocab_file.write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    merges_file.write_text("#version: 0.2\n" + "\n".join(f"{a} {b}" for a, b in merges) + "\n", encoding="utf-8")
+    return vocab_file, merges_file
+
+
+def _clip_tokenizer(scratch: Path):
+    from transformers import CLIPTokenizer
+
+    vocab_file, merges_file = write_clip_tokenizer_files(scratch)
+    return CLIPTokenizer(vocab=str(vocab_file), merges=str(merges_file), model_max_length=77)
+
+
+def _text_config(tok, *, hidden: int = 32, projection: int = 32):
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        projection_dim=projection,
+        max_position_embeddings=77,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+
+
+def _vae():
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 8, 8, 8),
+        layers_per_block=1,
+        norm_num_groups=2,
+        latent_channels=4,
+        sample_size=64,
+    )
+
+
+# --------------------------------------------------------------------------------------------- builders
+def _build_sd(folder: Path, *, prediction_type: str) -> None:
+    import torch
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    tok = _clip_tokenizer(folder / "_tok")
+    torch.manual_seed(SEED)
+    unet = UNet2DConditionModel(
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        norm_num_groups=2,
+        attention_head_dim=4,
+        sample_size=8,
+    )
+    torch.manual_seed(SEED + 1)
+    vae = _vae()
+    torch.manual_seed(SEED + 2)
+    text_encoder = CLIPTextModel(_text_config(tok))
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        prediction_type=prediction_type,
+    )
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tok,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(folder)
+    shutil.rmtree(folder / "_tok")
+
+
+def _build_sdxl(folder: Path) -> None:
+    import torch
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    tok = _clip_tokenizer(folder / "_tok")
+    torch.manual_seed(SEED)
+    unet = UNet2DConditionModel(
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=6 * 8 + 32,
+        cross_attention_dim=64,
+        norm_num_groups=2,
+        sample_size=8,
+    )
+    torch.manual_seed(SEED + 1)
+    vae = _vae()
+    torch.manual_seed(SEED + 2)
+    text_encoder = CLIPTextModel(_text_config(tok))
+    torch.manual_seed(SEED + 3)
+    text_encoder_2 = CLIPTextModelWithProjection(_text_config(tok))
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, timestep_spacing="leading"
+    )
+    pipe = StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tok,
+        tokenizer_2=tok,
+        unet=unet,
+        scheduler=scheduler,
+    )
+    pipe.save_pretrained(folder)
+    shutil.rmtree(folder / "_tok")
+
+
+def _build_clip(folder: Path) -> None:
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    tok = _clip_tokenizer(folder / "_tok")
+    torch.manual_seed(SEED)
+    text = _text_config(tok).to_dict()
+    config = CLIPConfig(
+        text_config=text,
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "image_size": 32,
+            "patch_size": 8,
+            "projection_dim": 16,
+        },
+        projection_dim=16,
+    )
+    model = CLIPModel(config)
+    processor = CLIPProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+        tokenizer=tok,
+    )
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    shutil.rmtree(folder / "_tok")
+
+
+TINY_BUILDERS: dict[str, Callable[[Path], None]] = {
+    "tiny-sd15": lambda folder: _build_sd(folder, prediction_type="epsilon"),
+    "tiny-sd21": lambda folder: _build_sd(folder, prediction_type="v_prediction"),
+    "tiny-sdxl": _build_sdxl,
+    "tiny-clip": _build_clip,
+}

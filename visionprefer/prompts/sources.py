@@ -1,0 +1,225 @@
+"""Prompt sources: local TXT, JSONL, JSON arrays, CSV/TSV and Parquet files.
+
+A source yields :class:`RawPrompt` items in file order. A line that cannot be read (bad UTF-8, bad JSON,
+missing key) is a :class:`RawFailure` for that item alone; a file that cannot be read at all is a
+:class:`SourceError`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import SourceConfig
+from ..errors import SourceError
+
+# Tried in order when no column is configured: PartiPrompts uses "Prompt", DrawBench "Prompts".
+DEFAULT_COLUMNS = ("prompt", "Prompt", "prompts", "Prompts", "caption", "text")
+SUFFIX_FORMATS = {
+    ".txt": "txt",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".parquet": "parquet",
+}
+
+
+@dataclass(frozen=True)
+class RawPrompt:
+    source: str
+    source_index: int
+    text: str
+
+
+@dataclass(frozen=True)
+class RawFailure:
+    source: str
+    source_index: int
+    reason: str
+    text: str | None = None
+
+
+def detect_format(src: SourceConfig, path: Path) -> str:
+    if src.format != "auto":
+        return src.format
+    fmt = SUFFIX_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise SourceError(
+            f"{path}: cannot tell the format from the suffix {path.suffix!r}; set `format` to one of "
+            f"{', '.join(sorted(set(SUFFIX_FORMATS.values())))}"
+        )
+    return fmt
+
+
+def read_source(src: SourceConfig, path: Path) -> Iterator[RawPrompt | RawFailure]:
+    """Items of one source file, at most ``src.limit`` of them."""
+    if not path.exists():
+        raise SourceError(f"{path}: prompt source not found")
+    if path.is_dir():
+        raise SourceError(f"{path}: prompt source is a folder, expected a file")
+    fmt = detect_format(src, path)
+    reader = {"txt": _read_txt, "jsonl": _read_jsonl, "json": _read_json, "csv": _read_delimited,
+              "tsv": _read_delimited, "parquet": _read_parquet}[fmt]
+    count = 0
+    for item in reader(src, path, fmt):
+        if src.limit is not None and count >= src.limit:
+            return
+        count += 1
+        yield item
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def _decode(raw: bytes) -> str | None:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _bad_utf8(raw: bytes) -> str:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})"
+    return "not valid UTF-8"
+
+
+def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    with open(path, "rb") as f:
+        first = True
+        for i, line in enumerate(f):
+            if first:
+                line = line.removeprefix(b"\xef\xbb\xbf")  # UTF-8 byte-order mark
+                first = False
+            yield i, line.rstrip(b"\r\n")
+
+
+def _pick_column(src: SourceConfig, columns: list[str], path: Path) -> str:
+    if src.column is not None:
+        if src.column not in columns:
+            raise SourceError(f"{path}: no column {src.column!r}; columns are: {', '.join(map(str, columns))}")
+        return src.column
+    for name in DEFAULT_COLUMNS:
+        if name in columns:
+            return name
+    raise SourceError(
+        f"{path}: no prompt column found (tried {', '.join(DEFAULT_COLUMNS)}); set `column` to one of: "
+        f"{', '.join(map(str, columns))}"
+    )
+
+
+def _from_value(name: str, index: int, value: Any, key: str | None) -> RawPrompt | RawFailure:
+    if isinstance(value, dict):
+        wanted = key or next((k for k in DEFAULT_COLUMNS if k in value), "prompt")
+        if wanted not in value:
+            return RawFailure(name, index, f"record has no key {wanted!r} (keys: {', '.join(map(str, value))})")
+        value = value[wanted]
+    if not isinstance(value, str):
+        return RawFailure(name, index, f"prompt is a {type(value).__name__}, not a string")
+    return RawPrompt(name, index, value)
+
+
+# --------------------------------------------------------------------------------------------- readers
+def _read_txt(src: SourceConfig, path: Path, fmt: str) -> Iterator[RawPrompt | RawFailure]:
+    for i, raw in _lines(path):
+        text = _decode(raw)
+        yield RawPrompt(src.source_name, i, text) if text is not None else RawFailure(
+            src.source_name, i, _bad_utf8(raw)
+        )
+
+
+def _read_jsonl(src: SourceConfig, path: Path, fmt: str) -> Iterator[RawPrompt | RawFailure]:
+    for i, raw in _lines(path):
+        if not raw.strip():
+            continue
+        text = _decode(raw)
+        if text is None:
+            yield RawFailure(src.source_name, i, _bad_utf8(raw))
+            continue
+        try:
+            value = json.loads(text)
+        except ValueError as e:
+            yield RawFailure(src.source_name, i, f"invalid JSON: {e}")
+            continue
+        yield _from_value(src.source_name, i, value, src.column)
+
+
+def _read_json(src: SourceConfig, path: Path, fmt: str) -> Iterator[RawPrompt | RawFailure]:
+    raw = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
+    text = _decode(raw)
+    if text is None:
+        raise SourceError(f"{path}: {_bad_utf8(raw)}")
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise SourceError(f"{path}: invalid JSON: {e}") from None
+    if isinstance(data, dict) and src.column and isinstance(data.get(src.column), list):
+        data = data[src.column]
+    if not isinstance(data, list):
+        raise SourceError(f"{path}: expected a JSON array of strings or objects, got {type(data).__name__}")
+    for i, value in enumerate(data):
+        yield _from_value(src.source_name, i, value, src.column)
+
+
+def _read_delimited(src: SourceConfig, path: Path, fmt: str) -> Iterator[RawPrompt | RawFailure]:
+    raw = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
+    # Undecodable bytes become lone surrogates, so one bad row fails alone instead of the whole file.
+    text = raw.decode("utf-8", errors="surrogateescape")
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffe")  # the csv module refuses NUL; the row fails in cleaning
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if fmt == "tsv" else ",")
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise SourceError(f"{path}: file is empty (expected a header row)") from None
+    except csv.Error as e:
+        raise SourceError(f"{path}: unreadable {fmt.upper()} header: {e}") from None
+    col = header.index(_pick_column(src, header, path))
+    index = 0
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            yield RawFailure(src.source_name, index, f"unreadable {fmt.upper()} row: {e}")
+            index += 1
+            continue
+        if not row:
+            continue
+        if col >= len(row):
+            yield RawFailure(src.source_name, index, f"row has {len(row)} fields, no {header[col]!r}")
+        else:
+            value = row[col]
+            try:
+                value.encode("utf-8")
+                yield RawPrompt(src.source_name, index, value.replace("\ufffe", "\x00"))
+            except UnicodeEncodeError:
+                bad = value.encode("utf-8", errors="surrogateescape")
+                yield RawFailure(src.source_name, index, _bad_utf8(bad))
+        index += 1
+
+
+def _read_parquet(src: SourceConfig, path: Path, fmt: str) -> Iterator[RawPrompt | RawFailure]:
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as e:  # pyarrow raises several types for a file that is not Parquet
+        raise SourceError(f"{path}: not a readable Parquet file ({e})") from None
+    col = _pick_column(src, pf.schema_arrow.names, path)
+    index = 0
+    for batch in pf.iter_batches(columns=[col], batch_size=4096):
+        for value in batch.column(0).to_pylist():
+            if value is None:
+                yield RawFailure(src.source_name, index, "prompt is null")
+            else:
+                yield _from_value(src.source_name, index, value, None)
+            index += 1

@@ -1,0 +1,125 @@
+"""The prompts stage: read sources, clean, deduplicate, sample, and write ``prompts/prompts.jsonl``.
+
+Cleaning collapses whitespace runs to one space and normalises Unicode to NFC. A prompt is dropped, with the
+reason recorded in ``prompts/rejected.jsonl``, when it is empty, shorter than ``min_chars``, longer than
+``max_chars``, or an exact duplicate of an earlier one; it fails when it cannot be read or holds control
+characters (NUL and friends). Sampling happens after cleaning, so ``sample: N`` gives N usable prompts.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import BuildConfig
+from ..errors import SourceError
+from ..keys import prompt_key
+from ..rundir import RunDir, read_jsonl, write_jsonl
+from .sources import RawFailure, read_source
+
+_WHITESPACE = re.compile(r"\s+")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
+EXCERPT = 200  # characters of a rejected prompt kept in the log
+
+
+@dataclass
+class PromptSet:
+    kept: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        out = {"kept": len(self.kept), "filtered": 0, "failed": 0}
+        for r in self.rejected:
+            out[r["kind"]] += 1
+        return out
+
+
+def clean_text(text: str) -> str:
+    return _WHITESPACE.sub(" ", unicodedata.normalize("NFC", text)).strip()
+
+
+def _rejected(source: str, index: int, text: str | None, reason: str, kind: str) -> dict[str, Any]:
+    excerpt = None if text is None else (text if len(text) <= EXCERPT else text[:EXCERPT] + "…")
+    return {"source": source, "source_index": index, "original": excerpt,
+            "length": None if text is None else len(text), "reason": reason, "kind": kind}
+
+
+def collect_prompts(config: BuildConfig) -> PromptSet:
+    """Read and clean every source of ``config`` (no files written)."""
+    pc = config.prompts
+    out = PromptSet()
+    seen: dict[str, str] = {}
+    for src in pc.sources:
+        path = config.resolve_path(src.path)
+        n_items = 0
+        for item in read_source(src, path):
+            n_items += 1
+            if isinstance(item, RawFailure):
+                out.rejected.append(_rejected(item.source, item.source_index, item.text, item.reason, "failed"))
+                continue
+            bad = _CONTROL.search(item.text)
+            if bad:
+                char = "a NUL byte" if bad.group() == "\x00" else f"control character U+{ord(bad.group()):04X}"
+                out.rejected.append(_rejected(item.source, item.source_index, item.text, f"contains {char}", "failed"))
+                continue
+            text = clean_text(item.text)
+            reason = None
+            if not text:
+                reason = "empty"
+            elif len(text) < pc.min_chars:
+                reason = f"too short ({len(text)} chars < min_chars {pc.min_chars})"
+            elif len(text) > pc.max_chars:
+                reason = f"over-long ({len(text)} chars > max_chars {pc.max_chars})"
+            elif pc.dedup and text in seen:
+                reason = f"duplicate of {seen[text]}"
+            if reason:
+                out.rejected.append(_rejected(item.source, item.source_index, item.text, reason, "filtered"))
+                continue
+            pid = prompt_key(item.source, item.text)
+            seen.setdefault(text, pid)
+            out.kept.append({
+                "prompt_id": pid,
+                "source": item.source,
+                "source_index": item.source_index,
+                "original": item.text,
+                "prompt": text,
+                "polish_model": None,
+                "safety": "ok",
+            })
+        if n_items == 0:
+            raise SourceError(f"{path}: no prompts in this source (the file is empty)")
+    if not out.kept:
+        reasons = sorted({r["reason"].split(" (")[0] for r in out.rejected})
+        raise SourceError(f"prompts: every prompt was rejected ({'; '.join(reasons)}); see the sources")
+    # Same prompt id twice means the same text at two places of one source: keep the first.
+    unique: dict[str, dict[str, Any]] = {}
+    for rec in out.kept:
+        unique.setdefault(rec["prompt_id"], rec)
+    out.kept = list(unique.values())
+    if pc.sample is not None and pc.sample < len(out.kept):
+        chosen = sorted(random.Random(pc.sample_seed).sample(range(len(out.kept)), pc.sample))
+        out.kept = [out.kept[i] for i in chosen]
+    return out
+
+
+def run_prompts_stage(config: BuildConfig, run: RunDir) -> PromptSet:
+    """Write the cleaned prompts into the run directory. A source error leaves earlier output untouched."""
+    result = collect_prompts(config)
+    write_jsonl(run.rejected_file, result.rejected)
+    write_jsonl(run.prompts_file, result.kept)
+    return result
+
+
+def load_prompts(run: RunDir) -> list[dict[str, Any]]:
+    from ..errors import StageOrderError
+
+    if not run.prompts_file.exists():
+        raise StageOrderError(f"{run.root}: no prompts yet; run `visionprefer prompts CONFIG` first")
+    return list(read_jsonl(run.prompts_file))
+
+
+def load_rejected(run: RunDir) -> list[dict[str, Any]]:
+    return list(read_jsonl(run.rejected_file))

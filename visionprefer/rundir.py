@@ -1,0 +1,253 @@
+"""The run directory: where a build keeps everything, and how it survives crashes.
+
+Layout (``<run>`` is the config's ``run_dir`` or ``--out``)::
+
+    <run>/run.json                      marker: package version, current config fingerprint, history
+    <run>/config.yaml                   snapshot of the resolved config (no secrets: none are in configs)
+    <run>/configs/<fingerprint>.yaml    every config the run has seen
+    <run>/prompts/prompts.jsonl         kept prompts (rewritten atomically by the prompts stage)
+    <run>/prompts/rejected.jsonl        prompts dropped by cleaning or failed, with the reason
+    <run>/generate/done-rank<R>.jsonl   one record per finished image (append-only, per process)
+    <run>/generate/failed-rank<R>.jsonl one record per failed attempt, with reason and kind
+    <run>/images/<ab>/<image_id>.<ext>  image files, one per image key
+    <run>/logs/
+
+Guarantees:
+
+* **Atomic files.** Whole files are written to a temporary name in the same folder, fsynced and renamed.
+* **Append-only logs.** A record is one JSON line, appended and fsynced after the thing it describes is on
+  disk. A crash can leave a torn last line; readers skip lines that do not parse, and the next writer
+  starts on a fresh line. So a record present means the item is complete.
+* **Per-process files.** Each rank appends only to its own ``*-rank<R>.jsonl``; readers take the union.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import RunDirError
+
+MARKER = "run.json"
+
+
+# --------------------------------------------------------------------------------------------- files
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def dumps_record(record: dict[str, Any]) -> str:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
+    """Replace ``path`` atomically with one JSON line per record."""
+    atomic_write_text(path, "".join(dumps_record(r) + "\n" for r in records))
+
+
+def append_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
+    """Append records durably. A torn line left by an earlier crash is closed off first."""
+    lines = "".join(dumps_record(r) + "\n" for r in records)
+    if not lines:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as f:
+        if f.tell() > 0:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+        f.write(lines.encode("utf-8"))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """Records of one JSONL file; torn or corrupt lines (from a crash) are skipped."""
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return
+    with f:
+        for line in f:
+            if not line.endswith(b"\n"):
+                return  # torn final line
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                yield record
+
+
+# --------------------------------------------------------------------------------------------- stage logs
+@dataclass
+class StageState:
+    """What a stage's logs say: finished records by key, and the latest failure of unfinished keys."""
+
+    done: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failed: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def blocked(self, retry_failed: bool) -> set[str]:
+        """Keys not to attempt this run: permanent failures, unless ``--retry-failed``."""
+        if retry_failed:
+            return set()
+        return {k for k, f in self.failed.items() if f.get("kind") == "permanent"}
+
+
+class StageLog:
+    """Per-rank append-only logs of one stage: ``done-rank<R>.jsonl`` and ``failed-rank<R>.jsonl``."""
+
+    def __init__(self, folder: Path, key_field: str, rank: int = 0):
+        self.folder = folder
+        self.key_field = key_field
+        self.rank = rank
+
+    @property
+    def done_path(self) -> Path:
+        return self.folder / f"done-rank{self.rank}.jsonl"
+
+    @property
+    def failed_path(self) -> Path:
+        return self.folder / f"failed-rank{self.rank}.jsonl"
+
+    def record_done(self, records: list[dict[str, Any]]) -> None:
+        append_jsonl(self.done_path, records)
+
+    def record_failed(self, keys: Iterable[str], *, reason: str, kind: str, raw: str | None = None) -> None:
+        now = time.time()
+        append_jsonl(
+            self.failed_path,
+            ({self.key_field: k, "reason": reason, "kind": kind, "raw": raw, "time": now} for k in keys),
+        )
+
+    def state(self) -> StageState:
+        st = StageState()
+        for path in sorted(self.folder.glob("done-rank*.jsonl")):
+            for rec in read_jsonl(path):
+                key = rec.get(self.key_field)
+                if key is not None:
+                    st.done.setdefault(key, rec)
+        failures: list[dict[str, Any]] = []
+        for path in sorted(self.folder.glob("failed-rank*.jsonl")):
+            failures.extend(read_jsonl(path))
+        failures.sort(key=lambda r: r.get("time", 0))
+        for rec in failures:
+            key = rec.get(self.key_field)
+            if key is not None and key not in st.done:
+                prev = st.failed.get(key)
+                attempts = (prev or {}).get("attempts", 0) + 1
+                st.failed[key] = {**rec, "attempts": attempts}
+        return st
+
+
+# --------------------------------------------------------------------------------------------- run dir
+class RunDir:
+    """A run directory on disk. Creating one writes the marker; opening one checks it."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    # paths ---------------------------------------------------------------------------------------
+    @property
+    def marker(self) -> Path:
+        return self.root / MARKER
+
+    @property
+    def prompts_dir(self) -> Path:
+        return self.root / "prompts"
+
+    @property
+    def prompts_file(self) -> Path:
+        return self.prompts_dir / "prompts.jsonl"
+
+    @property
+    def rejected_file(self) -> Path:
+        return self.prompts_dir / "rejected.jsonl"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.root / "images"
+
+    def image_path(self, image_id: str, ext: str) -> Path:
+        return self.images_dir / image_id[:2] / f"{image_id}.{ext}"
+
+    def stage_log(self, stage: str, key_field: str, rank: int = 0) -> StageLog:
+        return StageLog(self.root / stage, key_field, rank)
+
+    # lifecycle -----------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, root: str | Path) -> RunDir:
+        run = cls(root)
+        if not run.root.exists():
+            raise RunDirError(f"{run.root}: run directory not found")
+        if not run.marker.exists():
+            raise RunDirError(f"{run.root}: not a visionprefer run directory (no {MARKER})")
+        return run
+
+    def prepare(self, config_snapshot: dict[str, Any], fingerprint: str) -> None:
+        """Create the folder if needed and record the resolved config (rank 0 only)."""
+        import yaml
+
+        from . import __version__
+
+        if self.root.exists() and not self.root.is_dir():
+            raise RunDirError(f"{self.root}: exists and is not a folder")
+        if self.root.exists() and any(self.root.iterdir()) and not self.marker.exists():
+            raise RunDirError(
+                f"{self.root}: folder is not empty and is not a visionprefer run directory; choose another --out"
+            )
+        self.root.mkdir(parents=True, exist_ok=True)
+        meta = self.meta()
+        history = meta.get("history", [])
+        if not history or history[-1]["fingerprint"] != fingerprint:
+            history.append({"fingerprint": fingerprint, "time": time.time(), "version": __version__})
+        text = f"# visionprefer config snapshot, fingerprint {fingerprint}\n" + yaml.safe_dump(
+            config_snapshot, sort_keys=False, allow_unicode=True
+        )
+        snapshot = self.root / "configs" / f"{fingerprint}.yaml"
+        if not snapshot.exists():
+            atomic_write_text(snapshot, text)
+        atomic_write_text(self.root / "config.yaml", text)
+        meta.update({"format": 1, "version": __version__, "fingerprint": fingerprint, "history": history})
+        atomic_write_text(self.marker, json.dumps(meta, indent=2) + "\n")
+
+    def meta(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.marker.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def load_config(self):
+        """The config snapshot of this run (what ``status`` and ``push`` use)."""
+        from .config import config_from_dict
+
+        import yaml
+
+        path = self.root / "config.yaml"
+        if not path.exists():
+            raise RunDirError(f"{self.root}: no config.yaml snapshot; run `visionprefer build CONFIG` first")
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return config_from_dict(data, base_dir=str(self.root), origin=str(path))
