@@ -54,7 +54,7 @@ def collect_prompts(config: BuildConfig) -> PromptSet:
     seen: dict[str, str] = {}
     for src in pc.sources:
         path = config.resolve_path(src.path)
-        n_items = 0
+        n_items = n_blank = 0
         for item in read_source(src, path):
             n_items += 1
             if isinstance(item, RawFailure):
@@ -69,6 +69,7 @@ def collect_prompts(config: BuildConfig) -> PromptSet:
             reason = None
             if not text:
                 reason = "empty"
+                n_blank += 1
             elif len(text) < pc.min_chars:
                 reason = f"too short ({len(text)} chars < min_chars {pc.min_chars})"
             elif len(text) > pc.max_chars:
@@ -91,9 +92,12 @@ def collect_prompts(config: BuildConfig) -> PromptSet:
             })
         if n_items == 0:
             raise SourceError(f"{path}: no prompts in this source (the file is empty)")
+        if n_blank == n_items:
+            raise SourceError(f"{path}: no prompts in this source (only blank lines)")
     if not out.kept:
         reasons = sorted({r["reason"].split(" (")[0] for r in out.rejected})
-        raise SourceError(f"prompts: every prompt was rejected ({'; '.join(reasons)}); see the sources")
+        sources = ", ".join(str(config.resolve_path(s.path)) for s in pc.sources)
+        raise SourceError(f"{sources}: every prompt was rejected ({'; '.join(reasons)})")
     # Same prompt id twice means the same text at two places of one source: keep the first.
     unique: dict[str, dict[str, Any]] = {}
     for rec in out.kept:

@@ -1,0 +1,72 @@
+"""Test isolation: every cache in a temporary folder, no hub access, one intra-op thread.
+
+Tiny models are built once per session into a shared folder (``VISIONPREFER_TINY_DIR``) and loaded through
+the same ``from_pretrained`` code a real run uses.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("tiny-models")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch, tmp_path_factory, tiny_dir):
+    hf_home = tmp_path_factory.mktemp("hf-home")
+    monkeypatch.setenv("HF_HOME", str(hf_home))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(hf_home / "datasets"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    monkeypatch.setenv("VISIONPREFER_TINY_DIR", str(tiny_dir))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+
+
+def write_config(folder: Path, body: str, name: str = "config.yaml") -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(body), encoding="utf-8")
+    return path
+
+
+PROMPTS = [
+    "a photo of a cat sitting on a red sofa",
+    "two dogs playing in the snow",
+    "a blue vintage car parked by the sea",
+    "three apples and a pear on a wooden table",
+    "a lighthouse on a cliff during a storm",
+]
+
+
+@pytest.fixture
+def small_build(tmp_path):
+    """A two-generator, two-scale build over five prompts (20 images in chunks of 3)."""
+    (tmp_path / "prompts.txt").write_text("\n".join(PROMPTS) + "\n", encoding="utf-8")
+
+    def make(scales=(3.0, 7.5), generators=("tiny-sd15", "tiny-sd21"), run_dir="run", batch_size=3, extra=""):
+        gens = "\n".join(f"    - preset: {g}" for g in generators)
+        body = (
+            f"run_dir: {tmp_path / run_dir}\n"
+            "prompts:\n  sources:\n    - path: prompts.txt\n"
+            f"generate:\n  generators:\n{gens}\n"
+            f"  guidance_scales: [{', '.join(map(str, scales))}]\n"
+            f"  batch_size: {batch_size}\n" + extra
+        )
+        return write_config(tmp_path, body, name=f"{run_dir}.yaml")
+
+    return make
