@@ -6,7 +6,6 @@ the same ``from_pretrained`` code a real run uses.
 
 from __future__ import annotations
 
-import os
 import textwrap
 from pathlib import Path
 

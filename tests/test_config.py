@@ -37,11 +37,19 @@ def test_out_overrides_run_dir(tmp_path):
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        (VALID.replace("guidance_scales:", "guidance_scale:"),
-         "generate.guidance_scale: unknown key; valid keys here: generators, guidance_scales"),
+        (
+            VALID.replace("guidance_scales:", "guidance_scale:"),
+            "generate.guidance_scale: unknown key; valid keys here: generators, guidance_scales",
+        ),
         (VALID.replace("[3, 7.5]", "high"), "generate.guidance_scales: expected a list, got str"),
-        (VALID.replace("[3, 7.5]", "[3, loud]"), "generate.guidance_scales[1]: expected a number, got 'loud'"),
-        (VALID.replace("tiny-sd15", "sd9"), "unknown preset 'sd9'; choose one of sd15, sd21, dreamlike, sdxl"),
+        (
+            VALID.replace("[3, 7.5]", "[3, loud]"),
+            "generate.guidance_scales[1]: expected a number, got 'loud'",
+        ),
+        (
+            VALID.replace("tiny-sd15", "sd9"),
+            "unknown preset 'sd9'; choose one of sd15, sd21, dreamlike, sdxl",
+        ),
         (VALID + "  cfg_mode: random\n", "generate.cfg_mode: 'random' is not one of grid, sample"),
         (VALID + "  batch_size: 0\n", "generate.batch_size: must be a positive integer, got 0"),
         (VALID + "  batch_size: true\n", "generate.batch_size: expected an integer, got True"),

@@ -15,8 +15,24 @@ from visionprefer.generate.stage import generation_state
 from visionprefer.prompts.stage import load_prompts
 from visionprefer.status import run_status
 
-META = ("image_id", "prompt_id", "prompt", "generator", "model_id", "revision", "pipeline", "scheduler", "steps",
-        "guidance_scale", "seed", "height", "width", "dtype", "image_sha256", "file")
+META = (
+    "image_id",
+    "prompt_id",
+    "prompt",
+    "generator",
+    "model_id",
+    "revision",
+    "pipeline",
+    "scheduler",
+    "steps",
+    "guidance_scale",
+    "seed",
+    "height",
+    "width",
+    "dtype",
+    "image_sha256",
+    "file",
+)
 
 
 def _images(run_dir: Path) -> dict[str, bytes]:
@@ -46,8 +62,10 @@ def test_records_carry_full_metadata(small_build, tmp_path):
         with Image.open(run.root / rec["file"]) as im:
             assert im.size == (rec["width"], rec["height"]) == (64, 64)
     gens = {r["generator"]: (r["pipeline"], r["scheduler"]) for r in state.done.values()}
-    assert gens == {"tiny-sd15": ("StableDiffusionPipeline", "DDIMScheduler"),
-                    "tiny-sd21": ("StableDiffusionPipeline", "DDIMScheduler")}
+    assert gens == {
+        "tiny-sd15": ("StableDiffusionPipeline", "DDIMScheduler"),
+        "tiny-sd21": ("StableDiffusionPipeline", "DDIMScheduler"),
+    }
     # Seeds are paired across guidance scales: same prompt and sample index, same seed.
     by_prompt = {}
     for r in state.done.values():
@@ -63,8 +81,11 @@ def test_adding_a_cfg_value_generates_only_the_new_images(small_build, tmp_path)
     after = {p: p.stat().st_mtime_ns for p in (tmp_path / "run" / "images").rglob("*.png")}
     assert len(after) == 30
     assert all(after[p] == t for p, t in before.items())  # old files untouched
-    new = [r for r in generation_state(open_run(load_config(small_build()))).done.values()
-           if r["guidance_scale"] == 12.0]
+    new = [
+        r
+        for r in generation_state(open_run(load_config(small_build()))).done.values()
+        if r["guidance_scale"] == 12.0
+    ]
     assert len(new) == 10
 
 
@@ -95,7 +116,10 @@ class _Flaky:
     def __init__(self, inner, bad_word, exc):
         self.inner, self.bad_word, self.exc = inner, bad_word, exc
         self.pipeline_name, self.scheduler_name, self.dtype_name = (
-            inner.pipeline_name, inner.scheduler_name, inner.dtype_name)
+            inner.pipeline_name,
+            inner.scheduler_name,
+            inner.dtype_name,
+        )
 
     def __call__(self, prompts, **kw):
         if any(self.bad_word in p for p in prompts):
@@ -103,8 +127,13 @@ class _Flaky:
         return self.inner(prompts, **kw)
 
 
-@pytest.mark.parametrize(("exc", "kind"), [(RuntimeError("CUDA out of memory"), "transient"),
-                                            (ValueError("prompt rejected by pipeline"), "permanent")])
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        (RuntimeError("CUDA out of memory"), "transient"),
+        (ValueError("prompt rejected by pipeline"), "permanent"),
+    ],
+)
 def test_failures_are_recorded_and_retried_by_kind(small_build, exc, kind):
     cfg = load_config(small_build(generators=("tiny-sd15",)))
     run = open_run(cfg)
@@ -131,8 +160,11 @@ def test_failures_are_recorded_and_retried_by_kind(small_build, exc, kind):
 
 
 def test_sdxl_and_jpeg_output(small_build, tmp_path):
-    cfg = load_config(small_build(generators=("tiny-sdxl",), scales=(5.0,),
-                                  extra="  image_format: jpeg\n  image_quality: 80\n"))
+    cfg = load_config(
+        small_build(
+            generators=("tiny-sdxl",), scales=(5.0,), extra="  image_format: jpeg\n  image_quality: 80\n"
+        )
+    )
     report = build(cfg, progress=False).stages["generate"]
     assert report.made == 5
     files = list((tmp_path / "run" / "images").rglob("*.jpg"))
@@ -144,7 +176,9 @@ def test_sdxl_and_jpeg_output(small_build, tmp_path):
 
 
 def test_sample_cfg_mode_draws_one_scale_per_image(small_build):
-    cfg = load_config(small_build(scales=(3.0, 5.0, 7.0, 9.0), extra="  cfg_mode: sample\n  images_per_prompt: 2\n"))
+    cfg = load_config(
+        small_build(scales=(3.0, 5.0, 7.0, 9.0), extra="  cfg_mode: sample\n  images_per_prompt: 2\n")
+    )
     run = open_run(cfg)
     run_stage(cfg, "prompts", run=run)
     chunks = plan_images(load_prompts(run), cfg.generate)

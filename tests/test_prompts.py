@@ -15,8 +15,10 @@ from .conftest import write_config
 
 
 def _config(tmp_path, source: str, extra: str = ""):
-    body = (f"run_dir: {tmp_path / 'run'}\nprompts:\n  sources:\n    - {source}\n{extra}"
-            "generate:\n  generators:\n    - preset: tiny-sd15\n")
+    body = (
+        f"run_dir: {tmp_path / 'run'}\nprompts:\n  sources:\n    - {source}\n{extra}"
+        "generate:\n  generators:\n    - preset: tiny-sd15\n"
+    )
     return load_config(write_config(tmp_path, body))
 
 
@@ -26,7 +28,9 @@ def _texts(result):
 
 def test_txt_cleaning_dedup_and_records(tmp_path):
     (tmp_path / "p.txt").write_bytes(
-        b"\xef\xbb\xbf  a  red\tcar  \r\n\n   \na red car\na blue car\n" + b"a NUL\x00 here\n" + b"caf\xe9 au lait\n"
+        b"\xef\xbb\xbf  a  red\tcar  \r\n\n   \na red car\na blue car\n"
+        + b"a NUL\x00 here\n"
+        + b"caf\xe9 au lait\n"
     )
     result = collect_prompts(_config(tmp_path, "path: p.txt"))
     assert _texts(result) == ["a red car", "a blue car"]
@@ -95,7 +99,9 @@ def test_parquet_without_named_column(tmp_path):
 
 
 def test_jsonl_bad_lines_fail_alone(tmp_path):
-    (tmp_path / "p.jsonl").write_bytes(b'{"prompt": "good one"}\n{not json\n{"other": 1}\n{"prompt": 5}\n\xff\xfe\n')
+    (tmp_path / "p.jsonl").write_bytes(
+        b'{"prompt": "good one"}\n{not json\n{"other": 1}\n{"prompt": 5}\n\xff\xfe\n'
+    )
     result = collect_prompts(_config(tmp_path, "path: p.jsonl"))
     assert _texts(result) == ["good one"]
     reasons = [r["reason"] for r in result.rejected]

@@ -38,5 +38,9 @@ def test_stage_log_union_of_ranks_and_failure_kinds(tmp_path):
     assert st.blocked(retry_failed=False) == {"w"}
     assert st.blocked(retry_failed=True) == set()
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "done-rank0.jsonl", "done-rank1.jsonl", "failed-rank0.jsonl", "failed-rank1.jsonl"]
+        "done-rank0.jsonl",
+        "done-rank1.jsonl",
+        "failed-rank0.jsonl",
+        "failed-rank1.jsonl",
+    ]
     assert json.loads((tmp_path / "done-rank1.jsonl").read_text())["id"] == "y"

@@ -44,7 +44,15 @@ __all__ = [
     "StageOrderError",
     "VisionPreferError",
     "__version__",
-    *_LAZY,
+    "load_config",
+    "BuildConfig",
+    "build",
+    "run_stage",
+    "collect_prompts",
+    "generate_images",
+    "run_status",
+    "estimate_build",
+    "tiny_model_path",
 ]
 
 if TYPE_CHECKING:

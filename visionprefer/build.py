@@ -37,8 +37,16 @@ def open_run(config: BuildConfig, proc: ProcessInfo | None = None) -> RunDir:
     return run
 
 
-def run_stage(config: BuildConfig, stage: str, *, retry_failed: bool = False, progress: bool = True,
-              proc: ProcessInfo | None = None, run: RunDir | None = None, **kwargs: Any) -> Any:
+def run_stage(
+    config: BuildConfig,
+    stage: str,
+    *,
+    retry_failed: bool = False,
+    progress: bool = True,
+    proc: ProcessInfo | None = None,
+    run: RunDir | None = None,
+    **kwargs: Any,
+) -> Any:
     """Run one stage (and nothing downstream of it)."""
     proc = proc or process_info()
     run = run or open_run(config, proc)
@@ -55,13 +63,15 @@ def run_stage(config: BuildConfig, stage: str, *, retry_failed: bool = False, pr
     raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
 
 
-def build(config: BuildConfig, *, retry_failed: bool = False, progress: bool = True,
-          proc: ProcessInfo | None = None) -> BuildReport:
+def build(
+    config: BuildConfig, *, retry_failed: bool = False, progress: bool = True, proc: ProcessInfo | None = None
+) -> BuildReport:
     """Run every stage of ``config`` into its run directory; re-running resumes."""
     proc = proc or process_info()
     run = open_run(config, proc)
     report = BuildReport(run_dir=str(run.root))
     for stage in STAGES:
-        report.stages[stage] = run_stage(config, stage, retry_failed=retry_failed, progress=progress,
-                                         proc=proc, run=run)
+        report.stages[stage] = run_stage(
+            config, stage, retry_failed=retry_failed, progress=progress, proc=proc, run=run
+        )
     return report

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from . import __version__
@@ -34,15 +35,20 @@ def _parser() -> argparse.ArgumentParser:
     def runnable(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("config", metavar="CONFIG", help="YAML build config")
         sp.add_argument("--out", metavar="RUN_DIR", help="run directory (overrides the config's run_dir)")
-        sp.add_argument("--retry-failed", action="store_true",
-                        help="also retry items that failed permanently in earlier runs")
+        sp.add_argument(
+            "--retry-failed",
+            action="store_true",
+            help="also retry items that failed permanently in earlier runs",
+        )
         common(sp)
 
     runnable(sub.add_parser("build", help="run every stage of a build config (re-running resumes)"))
     for stage in STAGE_COMMANDS:
         runnable(sub.add_parser(stage, help=f"run the {stage} stage only"))
 
-    sp = sub.add_parser("estimate", help="prompts, images, calls, tokens, dollars and GPU-hours, before spending")
+    sp = sub.add_parser(
+        "estimate", help="prompts, images, calls, tokens, dollars and GPU-hours, before spending"
+    )
     sp.add_argument("config", metavar="CONFIG")
     sp.add_argument("--out", metavar="RUN_DIR")
     sp.add_argument("--json", action="store_true", help="print JSON")
@@ -62,13 +68,22 @@ def _parser() -> argparse.ArgumentParser:
 
 def _configure_output(args: argparse.Namespace) -> bool:
     """Set logging and third-party progress output; returns whether our progress bars are on."""
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    ours = logging.getLogger("visionprefer")
+    if not ours.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        ours.addHandler(handler)
+    ours.setLevel(logging.INFO if args.verbose else logging.WARNING)
     # Library chatter (weight-loading bars, deprecation notes) is not ours to show in a clean run.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_VERBOSITY", "error")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    if not args.verbose:
+        # Deprecation and advisory warnings from the libraries are for developers, not for a build's output.
+        for category in (FutureWarning, DeprecationWarning, UserWarning):
+            warnings.filterwarnings("ignore", category=category)
     return not args.quiet
 
 
@@ -89,10 +104,16 @@ def _summarise_build(args: argparse.Namespace, report, config) -> None:
             c = r.counts()
             _say(args, f"prompts: {c['kept']} kept, {c['filtered']} filtered, {c['failed']} failed")
         elif stage == "generate" and r is not None:
-            _say(args, f"generate: {r.made} made, {r.done_before} already done, {r.failed} failed, "
-                       f"{r.blocked} skipped (permanent failures) of {r.planned} planned")
+            _say(
+                args,
+                f"generate: {r.made} made, {r.done_before} already done, {r.failed} failed, "
+                f"{r.blocked} skipped (permanent failures) of {r.planned} planned",
+            )
     if any(g.tiny for g in _specs(config)):
-        _say(args, "note: tiny random-weight models were used; the images are noise and the numbers mean nothing.")
+        _say(
+            args,
+            "note: tiny random-weight models were used; the images are noise and the numbers mean nothing.",
+        )
     _say(args, f"run directory: {report.run_dir}  (see `visionprefer status {report.run_dir}`)")
 
 
@@ -136,7 +157,9 @@ def _run(args: argparse.Namespace) -> int:
     else:
         run = open_run(config)
         report = BuildReport(run_dir=str(run.root))
-        report.stages[cmd] = run_stage(config, cmd, retry_failed=args.retry_failed, progress=progress, run=run)
+        report.stages[cmd] = run_stage(
+            config, cmd, retry_failed=args.retry_failed, progress=progress, run=run
+        )
     _summarise_build(args, report, config)
     return 1 if report.failed else 0
 
@@ -152,8 +175,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"visionprefer: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("visionprefer: interrupted; finished items are kept, run the same command to resume",
-              file=sys.stderr)
+        print(
+            "visionprefer: interrupted; finished items are kept, run the same command to resume",
+            file=sys.stderr,
+        )
         return 130
     except BrokenPipeError:
         return 1

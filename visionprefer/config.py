@@ -129,7 +129,9 @@ class GenerateConfig:
         names = [generator_label(g) for g in self.generators]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ConfigError(f"generate.generators: duplicate generator name(s) {dupes}; set `name` to tell them apart")
+            raise ConfigError(
+                f"generate.generators: duplicate generator name(s) {dupes}; set `name` to tell them apart"
+            )
 
 
 @dataclass(frozen=True)
@@ -262,7 +264,11 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
                 return _convert(arg, value, where)
             except ConfigError as e:
                 errors.append(e)
-        raise errors[0] if len(errors) == 1 else ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+        raise (
+            errors[0]
+            if len(errors) == 1
+            else ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+        )
     if origin is Literal:
         choices = typing.get_args(tp)
         if value not in choices:

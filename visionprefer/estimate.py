@@ -47,8 +47,13 @@ def estimate_build(config: BuildConfig) -> dict[str, Any]:
         "gpu_hours": round(sum(r["gpu_hours"] for r in generators.values()), 3),
         "gpu_hours_remaining": round(sum(r["gpu_hours_remaining"] for r in generators.values()), 3),
         "generators": generators,
-        "llm": {"calls": 0, "input_tokens": 0, "output_tokens": 0, "usd": 0.0,
-                "note": "no paid stage is configured"},
+        "llm": {
+            "calls": 0,
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "usd": 0.0,
+            "note": "no paid stage is configured",
+        },
     }
 
 
@@ -59,9 +64,13 @@ def format_estimate(est: dict[str, Any]) -> str:
         f"GPU-hours: {est['gpu_hours']} ({est['gpu_hours_remaining']} remaining)",
     ]
     for name, row in est["generators"].items():
-        lines.append(f"  {name}: {row['images']} images, {row['gpu_hours']} GPU-h at "
-                     f"{row['images_per_gpu_hour']:g} images/GPU-h")
+        lines.append(
+            f"  {name}: {row['images']} images, {row['gpu_hours']} GPU-h at "
+            f"{row['images_per_gpu_hour']:g} images/GPU-h"
+        )
     llm = est["llm"]
-    lines.append(f"LLM/judge: {llm['calls']} calls, {llm['input_tokens']} in / {llm['output_tokens']} out tokens, "
-                 f"${llm['usd']:.2f}")
+    lines.append(
+        f"LLM/judge: {llm['calls']} calls, {llm['input_tokens']} in / {llm['output_tokens']} out tokens, "
+        f"${llm['usd']:.2f}"
+    )
     return "\n".join(lines)

@@ -23,6 +23,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -48,10 +49,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
 
 
@@ -86,11 +85,9 @@ def append_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
 
 def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     """Records of one JSONL file; torn or corrupt lines (from a crash) are skipped."""
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
+    if not path.exists():
         return
-    with f:
+    with open(path, "rb") as f:
         for line in f:
             if not line.endswith(b"\n"):
                 return  # torn final line
@@ -220,6 +217,7 @@ class RunDir:
                 f"{self.root}: folder is not empty and is not a visionprefer run directory; choose another --out"
             )
         self.root.mkdir(parents=True, exist_ok=True)
+        self.sweep_temporaries()
         meta = self.meta()
         history = meta.get("history", [])
         if not history or history[-1]["fingerprint"] != fingerprint:
@@ -234,6 +232,12 @@ class RunDir:
         meta.update({"format": 1, "version": __version__, "fingerprint": fingerprint, "history": history})
         atomic_write_text(self.marker, json.dumps(meta, indent=2) + "\n")
 
+    def sweep_temporaries(self) -> None:
+        """Delete temporary files a killed run left behind (called before any process starts writing)."""
+        for tmp in self.root.rglob(".*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
     def meta(self) -> dict[str, Any]:
         try:
             return json.loads(self.marker.read_text())
@@ -242,9 +246,9 @@ class RunDir:
 
     def load_config(self):
         """The config snapshot of this run (what ``status`` and ``push`` use)."""
-        from .config import config_from_dict
-
         import yaml
+
+        from .config import config_from_dict
 
         path = self.root / "config.yaml"
         if not path.exists():

@@ -20,14 +20,23 @@ def run_status(run_dir: str | Path) -> dict[str, Any]:
     run = RunDir.open(run_dir)
     config = run.load_config()
     meta = run.meta()
-    out: dict[str, Any] = {"run_dir": str(run.root), "fingerprint": meta.get("fingerprint"),
-                           "version": meta.get("version"), "stages": {}}
+    out: dict[str, Any] = {
+        "run_dir": str(run.root),
+        "fingerprint": meta.get("fingerprint"),
+        "version": meta.get("version"),
+        "stages": {},
+    }
     stages = out["stages"]
 
     if not run.prompts_file.exists():
         stages["prompts"] = {"state": "not run", "done": 0, "pending": None, "failed": 0}
-        stages["generate"] = {"state": "waiting for prompts", "planned": None, "done": 0, "pending": None,
-                              "failed": 0}
+        stages["generate"] = {
+            "state": "waiting for prompts",
+            "planned": None,
+            "done": 0,
+            "pending": None,
+            "failed": 0,
+        }
         return out
 
     from .generate.stage import generation_state, plan_for_run

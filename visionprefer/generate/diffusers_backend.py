@@ -88,7 +88,9 @@ class DiffusersTextToImage:
         if spec.scheduler:
             cls = getattr(diffusers, spec.scheduler, None)
             if cls is None or not hasattr(cls, "from_config") or "Scheduler" not in spec.scheduler:
-                raise ConfigError(f"generate.generators[].scheduler: {spec.scheduler!r} is not a diffusers scheduler")
+                raise ConfigError(
+                    f"generate.generators[].scheduler: {spec.scheduler!r} is not a diffusers scheduler"
+                )
             pipe.scheduler = cls.from_config(pipe.scheduler.config)
         if vae_slicing and hasattr(pipe, "vae"):
             pipe.vae.enable_slicing()

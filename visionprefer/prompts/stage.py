@@ -43,8 +43,14 @@ def clean_text(text: str) -> str:
 
 def _rejected(source: str, index: int, text: str | None, reason: str, kind: str) -> dict[str, Any]:
     excerpt = None if text is None else (text if len(text) <= EXCERPT else text[:EXCERPT] + "…")
-    return {"source": source, "source_index": index, "original": excerpt,
-            "length": None if text is None else len(text), "reason": reason, "kind": kind}
+    return {
+        "source": source,
+        "source_index": index,
+        "original": excerpt,
+        "length": None if text is None else len(text),
+        "reason": reason,
+        "kind": kind,
+    }
 
 
 def collect_prompts(config: BuildConfig) -> PromptSet:
@@ -58,12 +64,18 @@ def collect_prompts(config: BuildConfig) -> PromptSet:
         for item in read_source(src, path):
             n_items += 1
             if isinstance(item, RawFailure):
-                out.rejected.append(_rejected(item.source, item.source_index, item.text, item.reason, "failed"))
+                out.rejected.append(
+                    _rejected(item.source, item.source_index, item.text, item.reason, "failed")
+                )
                 continue
             bad = _CONTROL.search(item.text)
             if bad:
-                char = "a NUL byte" if bad.group() == "\x00" else f"control character U+{ord(bad.group()):04X}"
-                out.rejected.append(_rejected(item.source, item.source_index, item.text, f"contains {char}", "failed"))
+                char = (
+                    "a NUL byte" if bad.group() == "\x00" else f"control character U+{ord(bad.group()):04X}"
+                )
+                out.rejected.append(
+                    _rejected(item.source, item.source_index, item.text, f"contains {char}", "failed")
+                )
                 continue
             text = clean_text(item.text)
             reason = None
@@ -81,15 +93,17 @@ def collect_prompts(config: BuildConfig) -> PromptSet:
                 continue
             pid = prompt_key(item.source, item.text)
             seen.setdefault(text, pid)
-            out.kept.append({
-                "prompt_id": pid,
-                "source": item.source,
-                "source_index": item.source_index,
-                "original": item.text,
-                "prompt": text,
-                "polish_model": None,
-                "safety": "ok",
-            })
+            out.kept.append(
+                {
+                    "prompt_id": pid,
+                    "source": item.source,
+                    "source_index": item.source_index,
+                    "original": item.text,
+                    "prompt": text,
+                    "polish_model": None,
+                    "safety": "ok",
+                }
+            )
         if n_items == 0:
             raise SourceError(f"{path}: no prompts in this source (the file is empty)")
         if n_blank == n_items:

@@ -1,0 +1,151 @@
+"""Crash safety (kill -9 mid-generation) and multi-process generation under torchrun on CPU."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from visionprefer.build import build, open_run
+from visionprefer.config import load_config
+from visionprefer.generate.plan import plan_images
+from visionprefer.generate.stage import generation_state
+from visionprefer.prompts.stage import load_prompts
+from visionprefer.rundir import read_jsonl
+
+from .conftest import write_config
+
+N_PROMPTS = 18
+
+
+def _config(tmp_path: Path, run: str) -> Path:
+    prompts = tmp_path / "prompts.txt"
+    if not prompts.exists():
+        prompts.write_text("".join(f"a photo of object number {i}\n" for i in range(N_PROMPTS)))
+    return write_config(
+        tmp_path,
+        f"""\
+        run_dir: {tmp_path / run}
+        prompts:
+          sources:
+            - path: prompts.txt
+        generate:
+          generators:
+            - {{preset: tiny-sd15, steps: 6}}
+            - {{preset: tiny-sd21, steps: 6}}
+          guidance_scales: [3.0, 7.5]
+          batch_size: 4
+        """,
+        name=f"{run}.yaml",
+    )
+
+
+def _images(run_dir: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((run_dir / "images").rglob("*.png"))}
+
+
+def _done_lines(run_dir: Path) -> int:
+    return sum(1 for p in (run_dir / "generate").glob("done-rank*.jsonl") for _ in read_jsonl(p))
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _start_and_kill(cfg: Path, run_dir: Path, after_records: int, extra_delay: float) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "visionprefer", "build", str(cfg), "-q"],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    try:
+        while _done_lines(run_dir) < after_records:
+            assert proc.poll() is None, f"build ended before it could be killed: {proc.stderr.read()!r}"
+            assert time.monotonic() < deadline, "generation did not start in time"
+            time.sleep(0.005)
+        time.sleep(extra_delay)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        proc.stderr.close()
+
+
+def test_kill_9_then_resume_is_byte_identical(tmp_path):
+    reference_cfg = load_config(_config(tmp_path, "reference"))
+    build(reference_cfg, progress=False)
+    reference = _images(tmp_path / "reference")
+    planned = N_PROMPTS * 2 * 2
+    assert len(reference) == planned
+
+    cfg_path = _config(tmp_path, "crashy")
+    run_dir = tmp_path / "crashy"
+    # Kill twice at different moments (mid-chunk and between chunks), resuming in between.
+    _start_and_kill(cfg_path, run_dir, after_records=4, extra_delay=0.0)
+    _start_and_kill(cfg_path, run_dir, after_records=_done_lines(run_dir) + 9, extra_delay=0.013)
+
+    cfg = load_config(cfg_path)
+    run = open_run(cfg)
+    state = generation_state(run)
+    assert 0 < len(state.done) < planned, "the kill must land mid-generation"
+    for rec in state.done.values():  # nothing recorded as done is partial
+        assert (run_dir / rec["file"]).read_bytes() == reference[Path(rec["file"]).name]
+    chunks = plan_images(load_prompts(run), cfg.generate)
+    incomplete = [c for c in chunks if any(i not in state.done for i in c.image_ids)]
+
+    report = build(cfg, progress=False).stages["generate"]
+    assert report.chunks_run == len(incomplete)
+    assert report.made == planned - len(state.done)
+    assert _images(run_dir) == reference
+    assert not list(run_dir.rglob("*.tmp"))  # stale temporaries from the kill were swept
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_two_ranks_cover_the_plan_once(tmp_path):
+    pytest.importorskip("accelerate")
+    reference_cfg = load_config(_config(tmp_path, "single"))
+    build(reference_cfg, progress=False)
+    reference = _images(tmp_path / "single")
+
+    cfg_path = _config(tmp_path, "ranks")
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "visionprefer",
+        "build",
+        str(cfg_path),
+        "-q",
+    ]
+    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    run_dir = tmp_path / "ranks"
+    per_rank = {
+        p.name: [r["image_id"] for r in read_jsonl(p)]
+        for p in (run_dir / "generate").glob("done-rank*.jsonl")
+    }
+    assert sorted(per_rank) == ["done-rank0.jsonl", "done-rank1.jsonl"]
+    assert all(per_rank.values())  # both ranks worked
+    all_ids = [i for ids in per_rank.values() for i in ids]
+    assert len(all_ids) == len(set(all_ids)) == len(reference)  # every planned image exactly once
+    assert _images(run_dir) == reference
