@@ -3,7 +3,7 @@
 What is measured
 ----------------
 A random-weight SD1.5-like pipeline, larger than the tiny test model (UNet block_out_channels (32, 64),
-64-dim CLIP text encoder, 256x256 images, 6 DDIM steps by default), is built once with ``save_pretrained``.
+64-dim CLIP text encoder, 256x256 images, 8 DDIM steps by default), is built once with ``save_pretrained``.
 One pipeline call (one batch) takes well over 1 s on a 2-core CPU; the script prints the measured time.
 
 Two arms make the same images with the same pipeline calls:
@@ -26,7 +26,7 @@ are decoded and compared with the bare arm's images, proving that both arms did 
 The last line is ``stage/bare throughput: X.XXX`` (images/s of the stage ÷ images/s of the bare pipeline;
 the target is ≥ 0.95).
 
-Run (from the repository root, about 1-2 minutes with the defaults)::
+Run (from the repository root, about 2-3 minutes with the defaults)::
 
     .venv/bin/python benchmarks/bench_generate.py
     .venv/bin/python benchmarks/bench_generate.py --prompts 24 --batch-size 4 --repeats 5 --threads 1
@@ -66,7 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--prompts", type=int, default=24, help="number of prompts (= images per arm run)")
     p.add_argument("--batch-size", type=int, default=4, help="images per pipeline call")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per arm (interleaved)")
-    p.add_argument("--steps", type=int, default=6, help="denoising steps per image")
+    p.add_argument("--steps", type=int, default=8, help="denoising steps per image")
     p.add_argument("--size", type=int, default=256, help="image height and width (multiple of 8)")
     p.add_argument("--guidance", type=float, default=7.5, help="guidance scale (> 1: classifier-free)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads for both arms")
@@ -76,7 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 # --------------------------------------------------------------------------------------------- model
 def build_model(folder: Path) -> Path:
-    """Save a random-weight SD1.5-like pipeline into ``folder/model`` (once; reused when complete)."""
+    """Save a random-weight SD1.5-like pipeline under ``folder`` (once; reused when complete)."""
     target = folder / f"bench-sd15-v{MODEL_VERSION}"
     if (target / ".complete").exists():
         return target
@@ -295,7 +295,9 @@ def _bench(args: argparse.Namespace, work: Path) -> int:
         order = ("bare", "stage") if r % 2 == 0 else ("stage", "bare")  # ABBA: cancels slow drift
         for arm in order:
             if arm == "bare":
-                total, load, calls, bare_images = run_bare(model_dir, chunks, steps=args.steps, size=args.size)
+                total, load, calls, bare_images = run_bare(
+                    model_dir, chunks, steps=args.steps, size=args.size
+                )
                 bare_totals.append(total)
                 bare_loads.append(load)
                 bare_calls.extend(calls)
@@ -341,6 +343,7 @@ def _bench(args: argparse.Namespace, work: Path) -> int:
         f"stage: best {best_stage:.2f} s = {n_images / best_stage:.3f} img/s; "
         f"median {med_stage:.2f} s = {n_images / med_stage:.3f} img/s"
     )
+    print(f"stage overhead: {(best_stage - best_bare) / n_images * 1000:.1f} ms per image (best vs best)")
     print(f"stage/bare throughput (medians): {med_bare / med_stage:.3f}")
     if mismatched:
         print(f"WARNING: {mismatched} images differ; the arms did not make identical calls", file=sys.stderr)
