@@ -69,3 +69,21 @@ def small_build(tmp_path):
         return write_config(tmp_path, body, name=f"{run_dir}.yaml")
 
     return make
+
+
+@pytest.fixture
+def fake_llm(tmp_path):
+    """Factory: start a scripted OpenAI-compatible server on 127.0.0.1 (stopped after the test)."""
+    from visionprefer.testing import FakeOpenAIServer
+
+    servers = []
+
+    def start(**kwargs):
+        kwargs.setdefault("max_seconds", 300)
+        server = FakeOpenAIServer(folder=tmp_path / f"server{len(servers)}", **kwargs).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

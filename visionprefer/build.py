@@ -53,7 +53,11 @@ def run_stage(
     if stage == "prompts":
         from .prompts.stage import run_prompts_stage
 
-        result = run_prompts_stage(config, run) if proc.is_main else None
+        result = (
+            run_prompts_stage(config, run, retry_failed=retry_failed, progress=progress)
+            if proc.is_main
+            else None
+        )
         proc.barrier()
         return result
     if stage == "generate":

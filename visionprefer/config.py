@@ -30,22 +30,118 @@ SECRET_WORDS = ("api_key", "apikey", "token", "password", "secret")
 # --------------------------------------------------------------------------------------------- sections
 @dataclass(frozen=True)
 class SourceConfig:
-    """One prompt source: a local file (TXT, JSONL, JSON array, CSV/TSV, Parquet)."""
+    """One prompt source: a local file (TXT, JSONL, JSON array, CSV/TSV, Parquet) or a Hugging Face dataset."""
 
-    path: str
+    path: str | None = None
+    hf_dataset: str | None = (
+        None  # a Hub dataset id (or a local dataset folder) read with datasets.load_dataset
+    )
+    split: str = "train"  # Hub datasets only
+    data_files: str | tuple[str, ...] | None = None  # Hub datasets only, e.g. DiffusionDB's metadata.parquet
+    subset: str | None = None  # Hub datasets only: the config name
+    revision: str | None = None  # Hub datasets only
     format: Literal["auto", "txt", "jsonl", "json", "csv", "tsv", "parquet"] = "auto"
     column: str | None = None  # column / JSON key holding the prompt; default "prompt" for structured files
-    name: str | None = None  # enters every prompt key; default: the file name
+    name: str | None = None  # enters every prompt key; default: the file name or dataset id
     limit: int | None = None  # read at most this many records
 
     def __post_init__(self) -> None:
-        if not self.path.strip():
+        if (self.path is None) == (self.hf_dataset is None):
+            raise ConfigError("prompts.sources[]: give exactly one of `path` (a local file) or `hf_dataset`")
+        if self.path is not None and not self.path.strip():
             raise ConfigError("prompts.sources[].path: must not be empty")
         _positive("prompts.sources[].limit", self.limit, allow_none=True)
 
     @property
     def source_name(self) -> str:
-        return self.name or Path(self.path).name
+        if self.name:
+            return self.name
+        return Path(self.path).name if self.path is not None else str(self.hf_dataset)
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """One LLM / VLM endpoint: the OpenAI API or any OpenAI-compatible server (vLLM, Ollama, llama.cpp).
+
+    The API key is read from the environment variable named by ``api_key_env``; it is never a config value.
+    Concurrency and rate limits enter no key: changing them never repeats a request.
+    """
+
+    model: str = "gpt-4o-mini"
+    base_url: str | None = None  # None: the OpenAI API
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 16
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    timeout_s: float = 60.0
+    max_attempts: int = 4  # attempts per request in one run for 429/5xx/timeouts before it is a failure
+    backoff_s: float = 1.0  # first back-off; doubles per attempt, capped at max_backoff_s
+    max_backoff_s: float = 60.0
+    max_retry_after_s: float = 120.0  # a longer Retry-After is a failure for this run, retried next run
+    max_cost_usd: float | None = None  # per stage, over the whole run directory; stops cleanly before it
+    temperature: float = 0.0
+    max_tokens: int = 512
+    structured_output: Literal["json_schema", "json_object", "none"] = "json_schema"
+    invalid_retries: int = 1  # re-asks with the validation error before an answer is a permanent failure
+
+    def __post_init__(self) -> None:
+        _positive("llm.concurrency", self.concurrency)
+        _positive("llm.max_attempts", self.max_attempts)
+        _positive("llm.max_tokens", self.max_tokens)
+        if self.timeout_s <= 0:
+            raise ConfigError(f"llm.timeout_s: must be positive, got {self.timeout_s}")
+        for key in ("requests_per_minute", "tokens_per_minute", "max_cost_usd"):
+            value = getattr(self, key)
+            if value is not None and value <= 0:
+                raise ConfigError(f"llm.{key}: must be positive, got {value}")
+        if self.invalid_retries < 0:
+            raise ConfigError(f"llm.invalid_retries: must be 0 or more, got {self.invalid_retries}")
+
+
+@dataclass(frozen=True)
+class PriceConfig:
+    """US dollars per million tokens."""
+
+    input_per_mtok: float
+    output_per_mtok: float
+    batch_discount: float = 0.5  # Batch API price factor
+
+
+@dataclass(frozen=True)
+class PolishConfig:
+    """Prompt polishing through an LLM: fix grammar, remove NSFW content and private names, keep the meaning."""
+
+    enabled: bool = False
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    template: str | None = (
+        None  # instruction file; default: the packaged annotation_guides/prompt_polishing.md
+    )
+    max_length_ratio: float = 3.0  # an answer longer than this times the input (+40 chars) is a failure
+
+
+@dataclass(frozen=True)
+class SafetyConfig:
+    """Unsafe prompts: judged by the polishing model (``polish``) or a moderation endpoint (``moderation``)."""
+
+    mode: Literal["off", "polish", "moderation"] = "off"
+    action: Literal["flag", "drop"] = "drop"  # flag: keep with the reason in `safety`; drop: reject
+    moderation_model: str = "omni-moderation-latest"
+    llm: LLMConfig | None = None  # the moderation endpoint; default: the polishing connection
+
+
+@dataclass(frozen=True)
+class NearDedupConfig:
+    """Near-duplicate removal by sentence-embedding cosine (AGFSync dropped pairs at cosine >= 0.9)."""
+
+    enabled: bool = False
+    threshold: float = 0.9
+    model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    batch_size: int = 64
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not -1.0 <= self.threshold <= 1.0:
+            raise ConfigError(f"prompts.near_dedup.threshold: {self.threshold} is not a cosine in [-1, 1]")
 
 
 @dataclass(frozen=True)
@@ -56,8 +152,15 @@ class PromptsConfig:
     min_chars: int = 1
     max_chars: int = 1000
     dedup: bool = True  # drop exact duplicates (after whitespace cleaning), keeping the first
+    polish: PolishConfig = field(default_factory=PolishConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+    near_dedup: NearDedupConfig = field(default_factory=NearDedupConfig)
 
     def __post_init__(self) -> None:
+        if self.safety.mode == "polish" and not self.polish.enabled:
+            raise ConfigError(
+                "prompts.safety.mode: 'polish' needs prompts.polish.enabled: true (or use 'moderation')"
+            )
         if not self.sources:
             raise ConfigError("prompts.sources: at least one source is required")
         _positive("prompts.sample", self.sample, allow_none=True)
@@ -148,6 +251,7 @@ class BuildConfig:
     prompts: PromptsConfig
     generate: GenerateConfig
     estimate: EstimateConfig = field(default_factory=EstimateConfig)
+    prices: dict[str, PriceConfig] = field(default_factory=dict)  # model -> price; adds to the built-in table
     # Where the config file lives; prompt-source paths are resolved against it. Not a YAML key.
     base_dir: str = field(default=".", metadata={"internal": True})
 
@@ -160,7 +264,16 @@ class BuildConfig:
         data = _plain(self)
         data.pop("base_dir", None)
         for src in data["prompts"]["sources"]:
-            src["path"] = str(self.resolve_path(src["path"]).resolve())
+            if src["path"] is not None:
+                src["path"] = str(self.resolve_path(src["path"]).resolve())
+            elif (
+                Path(src["hf_dataset"]).expanduser().exists()
+                or Path(self.base_dir, src["hf_dataset"]).exists()
+            ):
+                src["hf_dataset"] = str(self.resolve_path(src["hf_dataset"]).resolve())
+        polish = data["prompts"]["polish"]
+        if polish["template"] is not None:
+            polish["template"] = str(self.resolve_path(polish["template"]).resolve())
         return data
 
     def fingerprint(self) -> str:

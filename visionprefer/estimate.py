@@ -38,6 +38,9 @@ def estimate_build(config: BuildConfig) -> dict[str, Any]:
         row["gpu_hours"] = round(row["images"] / rate, 3)
         row["gpu_hours_remaining"] = round(row["remaining"] / rate, 3)
     counts = prompts.counts()
+    from .prompts.polish import estimate_polish
+
+    polish = estimate_polish(prompts.kept, config, run.llm_dir)
     return {
         "prompts": counts["kept"],
         "prompts_rejected": counts["filtered"] + counts["failed"],
@@ -47,13 +50,7 @@ def estimate_build(config: BuildConfig) -> dict[str, Any]:
         "gpu_hours": round(sum(r["gpu_hours"] for r in generators.values()), 3),
         "gpu_hours_remaining": round(sum(r["gpu_hours_remaining"] for r in generators.values()), 3),
         "generators": generators,
-        "llm": {
-            "calls": 0,
-            "input_tokens": 0,
-            "output_tokens": 0,
-            "usd": 0.0,
-            "note": "no paid stage is configured",
-        },
+        "llm": {"polish": polish},
     }
 
 
@@ -68,9 +65,14 @@ def format_estimate(est: dict[str, Any]) -> str:
             f"  {name}: {row['images']} images, {row['gpu_hours']} GPU-h at "
             f"{row['images_per_gpu_hour']:g} images/GPU-h"
         )
-    llm = est["llm"]
-    lines.append(
-        f"LLM/judge: {llm['calls']} calls, {llm['input_tokens']} in / {llm['output_tokens']} out tokens, "
-        f"${llm['usd']:.2f}"
-    )
+    for purpose, row in est["llm"].items():
+        if not row["calls"] and not row.get("cached") and not row.get("moderation_calls"):
+            lines.append(f"{purpose}: off")
+            continue
+        usd = f"${row['usd']:.2f}" if row.get("price_known", True) else "unknown $ (no price for the model)"
+        lines.append(
+            f"{purpose}: {row['calls']} calls ({row.get('cached', 0)} already answered), "
+            f"~{row['input_tokens']} in / ~{row['output_tokens']} out tokens, {usd}"
+            + (f"; {row['moderation_calls']} moderation calls" if row.get("moderation_calls") else "")
+        )
     return "\n".join(lines)

@@ -10,6 +10,8 @@ Layout (``<run>`` is the config's ``run_dir`` or ``--out``)::
     <run>/generate/done-rank<R>.jsonl   one record per finished image (append-only, per process)
     <run>/generate/failed-rank<R>.jsonl one record per failed attempt, with reason and kind
     <run>/images/<ab>/<image_id>.<ext>  image files, one per image key
+    <run>/llm/responses-rank<R>.jsonl   every paid LLM answer, keyed by the full request (never re-requested)
+    <run>/llm/usage-rank<R>.jsonl       one record per LLM attempt: tokens and dollars, or the error
     <run>/logs/
 
 Guarantees:
@@ -81,6 +83,44 @@ def append_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
         f.write(lines.encode("utf-8"))
         f.flush()
         os.fsync(f.fileno())
+
+
+class AppendFile:
+    """A JSONL file open for appending, one ``write`` per record on an ``O_APPEND`` descriptor.
+
+    Once ``append`` returns, the record survives a ``kill -9`` of the process (it is in the kernel); it is
+    fsynced on ``close``. Cheaper than :func:`append_jsonl` for hot paths such as the LLM layer.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd: int | None = None
+
+    def _open(self) -> int:
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            size = os.fstat(self._fd).st_size
+            if size:
+                with open(self.path, "rb") as f:
+                    f.seek(size - 1)
+                    if f.read(1) != b"\n":
+                        os.write(self._fd, b"\n")  # close a torn line left by a crash
+        return self._fd
+
+    def append(self, record: dict[str, Any]) -> int:
+        """Append one record; returns the byte offset where it starts."""
+        fd = self._open()
+        line = (dumps_record(record) + "\n").encode("utf-8")
+        offset = os.fstat(fd).st_size
+        os.write(fd, line)
+        return offset
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
 
 
 def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
@@ -183,6 +223,11 @@ class RunDir:
     @property
     def rejected_file(self) -> Path:
         return self.prompts_dir / "rejected.jsonl"
+
+    @property
+    def llm_dir(self) -> Path:
+        """Response cache and per-attempt usage of every LLM call (``responses-rank<R>.jsonl``, ``usage-*``)."""
+        return self.root / "llm"
 
     @property
     def images_dir(self) -> Path:

@@ -28,6 +28,9 @@ def run_status(run_dir: str | Path) -> dict[str, Any]:
     }
     stages = out["stages"]
 
+    from .llm.usage import UsageLog
+
+    out["llm"] = UsageLog(run.llm_dir).totals()
     if not run.prompts_file.exists():
         stages["prompts"] = {"state": "not run", "done": 0, "pending": None, "failed": 0}
         stages["generate"] = {
@@ -48,10 +51,18 @@ def run_status(run_dir: str | Path) -> dict[str, Any]:
     stages["prompts"] = {
         "state": "done",
         "done": len(prompts),
+        "polished": sum(1 for p in prompts if p.get("polish_model")),
+        "flagged_unsafe": sum(1 for p in prompts if p.get("safety", "ok") != "ok"),
+        "failed_transient": sum(1 for r in failed_prompts if r.get("failure") in ("transient", "budget")),
+        "failed_permanent": sum(1 for r in failed_prompts if r.get("failure") not in ("transient", "budget")),
         "pending": 0,
         "filtered": sum(1 for r in rejected if r["kind"] == "filtered"),
         "failed": len(failed_prompts),
         "reasons": _top_reasons([r["reason"].split(" (")[0] for r in rejected]),
+        "failure_details": [
+            {k: r.get(k) for k in ("source", "source_index", "reason", "failure", "raw")}
+            for r in failed_prompts[:20]
+        ],
     }
 
     chunks = plan_for_run(config, run)
@@ -88,6 +99,10 @@ def format_status(status: dict[str, Any]) -> str:
         pending = "-" if st.get("pending") is None else st["pending"]
         lines.append(f"{name:<10} {st['done']:>8} {pending:>8} {st['failed']:>8}  {st['state']}")
         extra = []
+        if st.get("polished"):
+            extra.append(f"polished {st['polished']}")
+        if st.get("flagged_unsafe"):
+            extra.append(f"flagged unsafe {st['flagged_unsafe']}")
         if st.get("filtered"):
             extra.append(f"filtered {st['filtered']}")
         if st.get("failed_permanent"):
@@ -98,4 +113,9 @@ def format_status(status: dict[str, Any]) -> str:
             lines.append(f"{'':<10}   {n} × {reason}")
         for gen, row in (st.get("by_generator") or {}).items():
             lines.append(f"{'':<10}   {gen}: {row['done']}/{row['planned']}")
+    for purpose, row in (status.get("llm") or {}).items():
+        lines.append(
+            f"llm {purpose}: {row['completions']} answers, {row['errors']} errors in {row['attempts']} "
+            f"attempts; {row['input_tokens']} in / {row['output_tokens']} out tokens, ${row['usd']:.4f}"
+        )
     return "\n".join(lines)

@@ -269,9 +269,93 @@ def _build_clip(folder: Path) -> None:
     shutil.rmtree(folder / "_tok")
 
 
+# Words of the tiny WordPiece vocabulary (BERT-style models: sentence embeddings, VQA).
+_WORDPIECE_WORDS = [
+    "a",
+    "an",
+    "the",
+    "of",
+    "and",
+    "on",
+    "in",
+    "with",
+    "at",
+    "by",
+    "to",
+    "is",
+    "are",
+    "photo",
+    "picture",
+    "image",
+    "painting",
+    "cat",
+    "cats",
+    "dog",
+    "dogs",
+    "car",
+    "red",
+    "blue",
+    "green",
+    "white",
+    "black",
+    "two",
+    "three",
+    "one",
+    "yes",
+    "no",
+    "sitting",
+    "standing",
+    "table",
+    "apple",
+    "person",
+    "man",
+    "woman",
+    "tree",
+    "house",
+    "sky",
+    "sea",
+]
+
+
+def write_wordpiece_vocab(folder: Path) -> Path:
+    """A WordPiece vocab.txt: specials, a few dozen words, single characters and ``##`` continuations."""
+    chars = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [str(d) for d in range(10)] + list(".,!?'-")
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"] + list(_WORDPIECE_WORDS)
+    tokens += [c for c in chars if c not in tokens] + [f"##{c}" for c in chars]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "vocab.txt"
+    path.write_text("\n".join(tokens) + "\n", encoding="utf-8")
+    return path
+
+
+def _build_text_embed(folder: Path) -> None:
+    """A tiny BERT encoder standing in for sentence-transformers models (mean pooling is done by the user)."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    tok = BertTokenizer(vocab=str(write_wordpiece_vocab(folder / "_tok")), do_lower_case=True)
+    torch.manual_seed(SEED)
+    model = BertModel(
+        BertConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=37,
+            max_position_embeddings=128,
+            pad_token_id=tok.pad_token_id,
+        ),
+        add_pooling_layer=False,
+    )
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    shutil.rmtree(folder / "_tok")
+
+
 TINY_BUILDERS: dict[str, Callable[[Path], None]] = {
     "tiny-sd15": lambda folder: _build_sd(folder, prediction_type="epsilon"),
     "tiny-sd21": lambda folder: _build_sd(folder, prediction_type="v_prediction"),
     "tiny-sdxl": _build_sdxl,
     "tiny-clip": _build_clip,
+    "tiny-text-embed": _build_text_embed,
 }

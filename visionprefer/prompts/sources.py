@@ -60,7 +60,11 @@ def detect_format(src: SourceConfig, path: Path) -> str:
 
 
 def read_source(src: SourceConfig, path: Path) -> Iterator[RawPrompt | RawFailure]:
-    """Items of one source file, at most ``src.limit`` of them."""
+    """Items of one source, at most ``src.limit`` of them. ``path`` is the resolved file, or for a Hub
+    dataset the resolved local folder when ``hf_dataset`` names one (the dataset id otherwise)."""
+    if src.hf_dataset is not None:
+        yield from itertools.islice(_read_hf(src, path), src.limit)
+        return
     if not path.exists():
         raise SourceError(f"{path}: prompt source not found")
     if path.is_dir():
@@ -231,3 +235,28 @@ def _read_parquet(src: SourceConfig, path: Path, fmt: str) -> Iterator[RawPrompt
             else:
                 yield _from_value(src.source_name, index, value, None)
             index += 1
+
+
+def _read_hf(src: SourceConfig, path: Path) -> Iterator[RawPrompt | RawFailure]:
+    """A Hugging Face dataset (Hub id or local folder) through ``datasets.load_dataset``.
+
+    Datasets with loading scripts are refused by datasets >= 4; read their data files instead, e.g.
+    DiffusionDB: ``{hf_dataset: poloclub/diffusiondb, data_files: metadata.parquet, column: prompt}``.
+    """
+    import datasets
+
+    target = str(path) if path.exists() else str(src.hf_dataset)
+    kwargs: dict[str, Any] = {"split": src.split, "revision": src.revision}
+    if src.data_files is not None:
+        kwargs["data_files"] = list(src.data_files) if isinstance(src.data_files, tuple) else src.data_files
+    try:
+        ds = datasets.load_dataset(target, src.subset, **kwargs)
+    except (FileNotFoundError, ValueError, OSError, datasets.exceptions.DatasetNotFoundError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SourceError(f"hf_dataset {src.hf_dataset!r}: cannot load ({first})") from None
+    col = _pick_column(src, list(ds.column_names), Path(str(src.hf_dataset)))
+    for index, value in enumerate(ds[col]):
+        if value is None:
+            yield RawFailure(src.source_name, index, "prompt is null")
+        else:
+            yield _from_value(src.source_name, index, value, None)

@@ -59,7 +59,7 @@ def collect_prompts(config: BuildConfig) -> PromptSet:
     out = PromptSet()
     seen: dict[str, str] = {}
     for src in pc.sources:
-        path = config.resolve_path(src.path)
+        path = config.resolve_path(src.path if src.path is not None else str(src.hf_dataset))
         n_items = n_blank = 0
         for item in read_source(src, path):
             n_items += 1
@@ -110,7 +110,7 @@ def collect_prompts(config: BuildConfig) -> PromptSet:
             raise SourceError(f"{path}: no prompts in this source (only blank lines)")
     if not out.kept:
         reasons = sorted({r["reason"].split(" (")[0] for r in out.rejected})
-        sources = ", ".join(str(config.resolve_path(s.path)) for s in pc.sources)
+        sources = ", ".join(s.source_name for s in pc.sources)
         raise SourceError(f"{sources}: every prompt was rejected ({'; '.join(reasons)})")
     # Same prompt id twice means the same text at two places of one source: keep the first.
     unique: dict[str, dict[str, Any]] = {}
@@ -123,11 +123,37 @@ def collect_prompts(config: BuildConfig) -> PromptSet:
     return out
 
 
-def run_prompts_stage(config: BuildConfig, run: RunDir) -> PromptSet:
-    """Write the cleaned prompts into the run directory. A source error leaves earlier output untouched."""
+def run_prompts_stage(
+    config: BuildConfig, run: RunDir, *, retry_failed: bool = False, progress: bool = True
+) -> PromptSet:
+    """Clean, then (if configured) polish, safety-check and near-deduplicate the prompts, and write them into
+    the run directory. A source error leaves earlier output untouched; paid answers are replayed from the
+    response cache, so a rerun repeats no request that had come back."""
+    from ..errors import BudgetExceeded
+
+    pc = config.prompts
     result = collect_prompts(config)
+    budget_error: BudgetExceeded | None = None
+    if pc.polish.enabled or pc.safety.mode != "off":
+        from .polish import polish_and_check
+
+        try:
+            kept, rejected = polish_and_check(
+                result.kept, config, run.llm_dir, retry_failed=retry_failed, progress_enabled=progress
+            )
+        except BudgetExceeded as e:
+            kept, rejected = e.partial  # type: ignore[attr-defined]
+            budget_error = e
+        result = PromptSet(kept=kept, rejected=result.rejected + rejected)
+    if pc.near_dedup.enabled:
+        from .near_dedup import drop_near_duplicates
+
+        kept, dropped = drop_near_duplicates(result.kept, pc.near_dedup)
+        result = PromptSet(kept=kept, rejected=result.rejected + dropped)
     write_jsonl(run.rejected_file, result.rejected)
     write_jsonl(run.prompts_file, result.kept)
+    if budget_error is not None:
+        raise budget_error
     return result
 
 

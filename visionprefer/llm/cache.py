@@ -1,0 +1,67 @@
+"""The response cache: every paid answer, keyed by the full request, so it is never requested again.
+
+Entries are JSON lines appended to ``<run>/llm/responses-rank<R>.jsonl`` (see
+:class:`~visionprefer.rundir.AppendFile`): once ``put`` returns, the entry survives a ``kill -9``. Readers
+take the union of every rank's file; a torn last line (from a crash mid-write) is skipped. The index keeps
+only byte offsets in memory, so a large cache costs little RAM.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from ..rundir import AppendFile
+
+
+def request_key(request: dict[str, Any]) -> str:
+    """Digest of the full request body (model, messages, sampling and format parameters)."""
+    blob = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class ResponseCache:
+    def __init__(self, folder: Path, rank: int = 0):
+        self.folder = folder
+        self.path = folder / f"responses-rank{rank}.jsonl"
+        self._index: dict[str, tuple[Path, int]] = {}
+        self._file = AppendFile(self.path)
+        self._load()
+
+    def _load(self) -> None:
+        for path in sorted(self.folder.glob("responses-rank*.jsonl")):
+            with open(path, "rb") as f:
+                offset = 0
+                for line in f:
+                    start, offset = offset, offset + len(line)
+                    if not line.endswith(b"\n"):
+                        break
+                    try:
+                        key = json.loads(line)["key"]
+                    except (ValueError, KeyError, TypeError):
+                        continue
+                    self._index[key] = (path, start)  # a later entry for the same key wins
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._index
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        loc = self._index.get(key)
+        if loc is None:
+            return None
+        path, offset = loc
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return json.loads(f.readline())
+
+    def put(self, key: str, entry: dict[str, Any]) -> None:
+        """Commit a response: once this returns, the request is never sent again for this run directory."""
+        self._index[key] = (self.path, self._file.append({**entry, "key": key}))
+
+    def close(self) -> None:
+        self._file.close()

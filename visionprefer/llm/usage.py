@@ -1,0 +1,88 @@
+"""Token and dollar accounting: one record per attempt, in ``<run>/llm/usage-rank<R>.jsonl``.
+
+An attempt that returned a completion records its input and output tokens and their price; one that did
+not records the error. ``status`` and the budget read the sums.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from ..config import PriceConfig
+from ..rundir import AppendFile, read_jsonl
+
+# US dollars per million tokens, standard (non-batch) tier, as published by OpenAI in 2025. A config's
+# `prices:` section adds or overrides entries; a model matches its longest listed prefix.
+DEFAULT_PRICES: dict[str, PriceConfig] = {
+    "gpt-4o": PriceConfig(2.50, 10.00),
+    "gpt-4o-mini": PriceConfig(0.15, 0.60),
+    "gpt-4.1": PriceConfig(2.00, 8.00),
+    "gpt-4.1-mini": PriceConfig(0.40, 1.60),
+    "gpt-4.1-nano": PriceConfig(0.10, 0.40),
+    "gpt-4-turbo": PriceConfig(10.00, 30.00),
+    "gpt-4-vision-preview": PriceConfig(10.00, 30.00),
+    "omni-moderation": PriceConfig(0.0, 0.0),
+}
+
+
+def price_for(model: str, table: dict[str, PriceConfig]) -> PriceConfig | None:
+    merged = {**DEFAULT_PRICES, **table}
+    if model in merged:
+        return merged[model]
+    matches = [name for name in merged if model.startswith(name)]
+    return merged[max(matches, key=len)] if matches else None
+
+
+def cost_usd(
+    price: PriceConfig | None, input_tokens: int, output_tokens: int, *, batch: bool = False
+) -> float:
+    if price is None:
+        return 0.0
+    factor = price.batch_discount if batch else 1.0
+    return factor * (input_tokens * price.input_per_mtok + output_tokens * price.output_per_mtok) / 1e6
+
+
+class UsageLog:
+    def __init__(self, folder: Path, rank: int = 0):
+        self.folder = folder
+        self.path = folder / f"usage-rank{rank}.jsonl"
+        self._file = AppendFile(self.path)
+
+    def record(self, **fields: Any) -> None:
+        self._file.append({"time": time.time(), **fields})
+
+    def close(self) -> None:
+        self._file.close()
+
+    def records(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for path in sorted(self.folder.glob("usage-rank*.jsonl")):
+            out.extend(read_jsonl(path))
+        return out
+
+    def totals(self) -> dict[str, dict[str, Any]]:
+        """Per purpose: attempts, completions, errors, tokens and dollars."""
+        sums: dict[str, dict[str, Any]] = defaultdict(
+            lambda: {
+                "attempts": 0,
+                "completions": 0,
+                "errors": 0,
+                "input_tokens": 0,
+                "output_tokens": 0,
+                "usd": 0.0,
+            }
+        )
+        for rec in self.records():
+            row = sums[rec.get("purpose", "?")]
+            row["attempts"] += 1
+            if rec.get("outcome") == "ok":
+                row["completions"] += 1
+            else:
+                row["errors"] += 1
+            row["input_tokens"] += rec.get("input_tokens") or 0
+            row["output_tokens"] += rec.get("output_tokens") or 0
+            row["usd"] += rec.get("usd") or 0.0
+        return dict(sums)
