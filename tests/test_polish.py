@@ -17,7 +17,6 @@ import pytest
 from visionprefer.build import open_run, run_stage
 from visionprefer.cli import main
 from visionprefer.config import load_config
-from visionprefer.errors import BudgetExceeded
 from visionprefer.estimate import estimate_build
 from visionprefer.llm.usage import UsageLog
 from visionprefer.prompts.stage import load_prompts, load_rejected
@@ -122,9 +121,9 @@ def test_prompt_text_cannot_rewrite_the_instructions(tmp_path, fake_llm):
         for line in (tmp_path / "run" / "llm" / "responses-rank0.jsonl").read_text().splitlines()
     ]
     assert len(bodies) == 2
-    from visionprefer.prompts.polish import POLISH_SCHEMA, load_template, polish_messages
     from visionprefer.llm import chat_request
     from visionprefer.llm.cache import request_key
+    from visionprefer.prompts.polish import POLISH_SCHEMA, load_template, polish_messages
 
     instructions, _ = load_template(cfg)
     for text in ("a dog", attack):
@@ -296,7 +295,7 @@ def test_safety_by_moderation_endpoint_without_polishing(tmp_path, fake_llm):
         tmp_path,
         server.base_url,
         prompts=["a cat", "blood and gore everywhere"],
-        extra="  safety:\n    mode: moderation\n    llm: {base_url: %s}\n" % server.base_url,
+        extra=f"  safety:\n    mode: moderation\n    llm: {{base_url: {server.base_url}}}\n",
     )
     cfg_path.write_text(cfg_path.read_text().replace("    enabled: true\n", "    enabled: false\n"))
     cfg = load_config(cfg_path)
