@@ -105,14 +105,18 @@ def generate_images(
         def load_generator(spec: GeneratorSpec) -> Any:
             return DiffusersTextToImage(spec, device=gc.device, vae_slicing=gc.vae_slicing)
 
-    ext = EXTENSIONS[gc.image_format]
     missing_total = sum(1 for c in mine for i in c.image_ids if i not in state.done)
-    with progress_bar(
-        total=missing_total,
-        desc=f"generate[rank {proc.rank}]" if proc.world_size > 1 else "generate",
-        unit="img",
-        enabled=progress and proc.is_main,
-    ) as bar:
+    with (
+        progress_bar(
+            total=missing_total,
+            desc=f"generate[rank {proc.rank}]" if proc.world_size > 1 else "generate",
+            unit="img",
+            enabled=progress and proc.is_main,
+        ) as bar,
+        _ChunkRunner(
+            run, stage_log, state, gc.image_format, gc.image_quality, report, bar, proc.rank
+        ) as runner,
+    ):
         for name in specs:  # one model in memory at a time, in config order
             todo = [c for c in mine if c.generator == name]
             if not todo:
@@ -121,20 +125,8 @@ def generate_images(
             generator = load_generator(spec)
             try:
                 for chunk in todo:
-                    _run_chunk(
-                        chunk,
-                        spec,
-                        generator,
-                        run,
-                        stage_log,
-                        state,
-                        gc.image_format,
-                        gc.image_quality,
-                        ext,
-                        report,
-                        bar,
-                        proc.rank,
-                    )
+                    runner.run(chunk, spec, generator)
+                runner.drain()
             finally:
                 close = getattr(generator, "close", None)
                 if close:
@@ -143,77 +135,115 @@ def generate_images(
     return report
 
 
-def _run_chunk(
-    chunk: Chunk,
-    spec: GeneratorSpec,
-    generator: Any,
-    run: RunDir,
-    stage_log: Any,
-    state: StageState,
-    fmt: str,
-    quality: int,
-    ext: str,
-    report: GenerateReport,
-    bar: Any,
-    rank: int,
-) -> None:
-    missing = [t for t in chunk.tasks if t.image_id not in state.done]
-    try:
-        images = generator(
-            [t.prompt for t in chunk.tasks],
-            guidance_scale=chunk.guidance_scale,
-            seeds=[t.seed for t in chunk.tasks],
-        )
-        if len(images) != len(chunk.tasks):
-            raise RuntimeError(f"generator returned {len(images)} images for {len(chunk.tasks)} prompts")
-    except Exception as e:  # recorded per item; KeyboardInterrupt and SystemExit still stop the run
-        reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}".rstrip(
-            ": "
-        )
-        kind = failure_kind(e)
-        log.warning(
-            "chunk %d (%s, cfg %s) failed: %s", chunk.index, chunk.generator, chunk.guidance_scale, reason
-        )
-        stage_log.record_failed([t.image_id for t in missing], reason=reason, kind=kind)
-        report.failed += len(missing)
-        report.failures[reason] = report.failures.get(reason, 0) + len(missing)
-        bar.update(len(missing))
-        return
-    records = []
-    for task, image in zip(chunk.tasks, images, strict=True):
-        if task.image_id in state.done:
-            continue  # made by an earlier run in this very call layout: same bytes, keep the file
-        data = encode_image(image, fmt, quality)
-        path = run.image_path(task.image_id, ext)
-        atomic_write_bytes(path, data)
-        records.append(
-            {
-                "image_id": task.image_id,
-                "prompt_id": task.prompt_id,
-                "prompt": task.prompt,
-                "generator": spec.generator_column,
-                "generator_name": spec.name,
-                "model_id": spec.model_id,
-                "revision": spec.revision,
-                "pipeline": generator.pipeline_name,
-                "scheduler": generator.scheduler_name,
-                "steps": spec.steps,
-                "guidance_scale": task.guidance_scale,
-                "seed": task.seed,
-                "sample_index": task.sample_index,
-                "height": image.height,
-                "width": image.width,
-                "dtype": generator.dtype_name,
-                "file": str(path.relative_to(run.root)),
-                "format": fmt,
-                "image_sha256": hashlib.sha256(data).hexdigest(),
-                "chunk": chunk.index,
-                "rank": rank,
-            }
-        )
-    stage_log.record_done(records)
-    for rec in records:
-        state.done[rec["image_id"]] = rec
-    report.made += len(records)
-    report.chunks_run += 1
-    bar.update(len(records))
+class _ChunkRunner:
+    """Runs chunks through a generator and stores their images.
+
+    Encoding, hashing and writing a chunk happen on one writer thread while the next chunk is generated
+    (PNG encoding releases the GIL; on a GPU it would otherwise stall the device between calls). At most one
+    chunk waits to be written. A record is still appended only after its image file is on disk.
+    """
+
+    def __init__(
+        self,
+        run: RunDir,
+        stage_log: Any,
+        state: StageState,
+        fmt: str,
+        quality: int,
+        report: GenerateReport,
+        bar: Any,
+        rank: int,
+    ):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.run_dir, self.stage_log, self.state = run, stage_log, state
+        self.fmt, self.quality, self.ext = fmt, quality, EXTENSIONS[fmt]
+        self.report, self.bar, self.rank = report, bar, rank
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="visionprefer-writer")
+        self._pending: Any = None
+
+    def __enter__(self) -> _ChunkRunner:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            if exc[0] is None:
+                self.drain()
+            elif self._pending is not None:
+                self._pending.exception()  # let the last chunk finish writing; its error is secondary
+        finally:
+            self._writer.shutdown(wait=True)
+
+    def drain(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()  # re-raises a writer error here
+
+    def run(self, chunk: Chunk, spec: GeneratorSpec, generator: Any) -> None:
+        missing = [t for t in chunk.tasks if t.image_id not in self.state.done]
+        try:
+            images = generator(
+                [t.prompt for t in chunk.tasks],
+                guidance_scale=chunk.guidance_scale,
+                seeds=[t.seed for t in chunk.tasks],
+            )
+            if len(images) != len(chunk.tasks):
+                raise RuntimeError(f"generator returned {len(images)} images for {len(chunk.tasks)} prompts")
+        except Exception as e:  # recorded per item; KeyboardInterrupt and SystemExit still stop the run
+            message = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            reason = f"{type(e).__name__}: {message}".rstrip(": ")
+            log.warning(
+                "chunk %d (%s, cfg %s) failed: %s", chunk.index, chunk.generator, chunk.guidance_scale, reason
+            )
+            self.stage_log.record_failed([t.image_id for t in missing], reason=reason, kind=failure_kind(e))
+            self.report.failed += len(missing)
+            self.report.failures[reason] = self.report.failures.get(reason, 0) + len(missing)
+            self.bar.update(len(missing))
+            return
+        meta = (generator.pipeline_name, generator.scheduler_name, generator.dtype_name)
+        self.drain()
+        self._pending = self._writer.submit(self._write, chunk, spec, meta, missing, images)
+
+    def _write(
+        self, chunk: Chunk, spec: GeneratorSpec, meta: tuple[str, str, str], missing: list, images: list
+    ) -> None:
+        pipeline, scheduler, dtype = meta
+        wanted = {t.image_id for t in missing}
+        records = []
+        for task, image in zip(chunk.tasks, images, strict=True):
+            if task.image_id not in wanted:
+                continue  # made by an earlier run in this very call layout: same bytes, keep the file
+            data = encode_image(image, self.fmt, self.quality)
+            path = self.run_dir.image_path(task.image_id, self.ext)
+            atomic_write_bytes(path, data)
+            records.append(
+                {
+                    "image_id": task.image_id,
+                    "prompt_id": task.prompt_id,
+                    "prompt": task.prompt,
+                    "generator": spec.generator_column,
+                    "generator_name": spec.name,
+                    "model_id": spec.model_id,
+                    "revision": spec.revision,
+                    "pipeline": pipeline,
+                    "scheduler": scheduler,
+                    "steps": spec.steps,
+                    "guidance_scale": task.guidance_scale,
+                    "seed": task.seed,
+                    "sample_index": task.sample_index,
+                    "height": image.height,
+                    "width": image.width,
+                    "dtype": dtype,
+                    "file": str(path.relative_to(self.run_dir.root)),
+                    "format": self.fmt,
+                    "image_sha256": hashlib.sha256(data).hexdigest(),
+                    "chunk": chunk.index,
+                    "rank": self.rank,
+                }
+            )
+        self.stage_log.record_done(records)
+        for rec in records:
+            self.state.done[rec["image_id"]] = rec
+        self.report.made += len(records)
+        self.report.chunks_run += 1
+        self.bar.update(len(records))
