@@ -237,6 +237,105 @@ class GenerateConfig:
             )
 
 
+ASPECTS = ("prompt_following", "fidelity", "aesthetic", "harmlessness")
+METRICS = ("vqa", "clip", "aesthetic", "cq")
+
+
+@dataclass(frozen=True)
+class BatchAPIConfig:
+    """The OpenAI Batch API: about half the price, answers within the completion window."""
+
+    max_requests_per_file: int = 50_000  # the API's limit per input file
+    max_bytes_per_file: int = 200_000_000  # the API's 200 MB limit (base64 images count)
+    poll_interval_s: float = 30.0
+    max_wait_s: float | None = None  # stop polling after this long; the next run resumes polling
+    completion_window: str = "24h"
+
+    def __post_init__(self) -> None:
+        _positive("annotate.judge.batch.max_requests_per_file", self.max_requests_per_file)
+        _positive("annotate.judge.batch.max_bytes_per_file", self.max_bytes_per_file)
+
+
+def _judge_llm() -> LLMConfig:
+    return LLMConfig(model="gpt-4o-2024-08-06", max_tokens=2000)
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    """The VLM judge: scores each image of a prompt's group on the four aspects, with explanations."""
+
+    llm: LLMConfig = field(default_factory=_judge_llm)
+    mode: Literal["online", "batch"] = "online"  # batch: the OpenAI Batch API
+    group_size: int | None = None  # images judged together; None: all images of a prompt
+    both_orders: bool = False  # judge each group also in reversed order and average (position bias)
+    score_min: int = 1
+    score_max: int = 5  # VisionPrefer's 1-5 scale
+    image_format: Literal["jpeg", "png"] = "jpeg"
+    image_max_side: int = 512
+    image_quality: int = 90
+    detail: Literal["low", "high", "auto"] = "auto"
+    guides: str | None = None  # folder with the rubric files; default: the packaged annotation_guides/
+    batch: BatchAPIConfig = field(default_factory=BatchAPIConfig)
+
+    def __post_init__(self) -> None:
+        _positive("annotate.judge.group_size", self.group_size, allow_none=True)
+        if self.score_max <= self.score_min:
+            raise ConfigError(
+                f"annotate.judge.score_max: {self.score_max} must be above score_min {self.score_min}"
+            )
+        _positive("annotate.judge.image_max_side", self.image_max_side)
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """AGFSync-style metric feedback: VQA over generated questions, CLIP score and LAION aesthetic score."""
+
+    questions: Literal["template", "llm"] = "template"  # template: offline, from the prompt's nouns/numbers
+    question_llm: LLMConfig = field(default_factory=LLMConfig)
+    vqa_backend: Literal["blip", "vlm"] = "blip"
+    vqa_model: str = "Salesforce/blip-vqa-base"
+    vqa_llm: LLMConfig | None = None  # vqa_backend vlm: the VLM endpoint
+    clip_model: str = "openai/clip-vit-large-patch14"
+    aesthetic_model: str = "laion-aesthetic-v2"  # the MLP head; tiny-aesthetic in tests
+    aesthetic_clip_model: str = "openai/clip-vit-large-patch14"  # the CLIP the head was trained on
+    # total = sum of weight x metric; metrics are vqa in [0, 1], clip = 100 x cosine, aesthetic on the AVA ~1-10
+    # scale, so these defaults put the three on comparable ranges.
+    weights: dict[str, float] = field(default_factory=lambda: {"vqa": 1.0, "clip": 0.01, "aesthetic": 0.1})
+    batch_size: int = 16
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.weights) - set(METRICS))
+        if unknown:
+            raise ConfigError(
+                f"annotate.metrics.weights: unknown metric(s) {unknown}; valid: {', '.join(METRICS)}"
+            )
+
+
+@dataclass(frozen=True)
+class AnnotateConfig:
+    backend: Literal["none", "judge", "metrics"] = "none"
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    # overall = weighted mean of the aspect scores (judge backend); equal weights by default
+    aspect_weights: dict[str, float] = field(default_factory=lambda: dict.fromkeys(ASPECTS, 1.0))
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.aspect_weights) - set(ASPECTS))
+        if unknown:
+            raise ConfigError(
+                f"annotate.aspect_weights: unknown aspect(s) {unknown}; valid: {', '.join(ASPECTS)}"
+            )
+
+
+@dataclass(frozen=True)
+class PairsConfig:
+    # all: every unordered pair of a prompt's images, per aspect and overall (ties kept as 0.5);
+    # best_worst: AGFSync's one pair per prompt, best vs worst by the total.
+    mode: Literal["all", "best_worst"] = "all"
+    tie_tolerance: float = 0.0  # |score_0 - score_1| <= this is a tie
+
+
 @dataclass(frozen=True)
 class EstimateConfig:
     """Throughput assumptions for `visionprefer estimate` (GPU-hours)."""
@@ -250,6 +349,8 @@ class BuildConfig:
     run_dir: str
     prompts: PromptsConfig
     generate: GenerateConfig
+    annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
+    pairs: PairsConfig = field(default_factory=PairsConfig)
     estimate: EstimateConfig = field(default_factory=EstimateConfig)
     prices: dict[str, PriceConfig] = field(default_factory=dict)  # model -> price; adds to the built-in table
     # Where the config file lives; prompt-source paths are resolved against it. Not a YAML key.
@@ -271,6 +372,10 @@ class BuildConfig:
                 or Path(self.base_dir, src["hf_dataset"]).exists()
             ):
                 src["hf_dataset"] = str(self.resolve_path(src["hf_dataset"]).resolve())
+        if data["annotate"]["judge"]["guides"] is not None:
+            data["annotate"]["judge"]["guides"] = str(
+                self.resolve_path(data["annotate"]["judge"]["guides"]).resolve()
+            )
         polish = data["prompts"]["polish"]
         if polish["template"] is not None:
             polish["template"] = str(self.resolve_path(polish["template"]).resolve())

@@ -168,6 +168,7 @@ async def _polish_all(
     def done(rec: dict[str, Any], outcome: tuple[LLMResult, LLMResult | None]) -> None:
         results[rec["prompt_id"]] = outcome
         progress.update(1)
+        progress.set_postfix_str(f"${polisher.spent + (moderator.spent if moderator else 0.0):.4f}")
 
     async with polisher:
         if moderator is not None:

@@ -12,6 +12,7 @@ Run: ``python -m visionprefer.testing.fake_openai --port-file PORT --responder p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import re
@@ -21,7 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-FAULTS = ("429", "500", "timeout", "garbage", "refusal", "badjson")
+FAULTS = ("429", "500", "timeout", "garbage", "refusal", "badjson", "missing_aspect", "out_of_range")
+JUDGE_ASPECTS = ("prompt_following", "fidelity", "aesthetic", "harmlessness")
 UNSAFE_WORDS = ("nude", "naked", "nsfw", "gore", "blood", "kill")
 
 
@@ -58,11 +60,67 @@ def answer_polish(body: dict[str, Any]) -> str:
     )
 
 
+def _judge_payload(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The judge request's JSON header (prompt, number of images, scale) and its image URLs, in order."""
+    header: dict[str, Any] = {}
+    images: list[str] = []
+    for message in body.get("messages", []):
+        if message.get("role") != "user" or isinstance(message.get("content"), str):
+            continue
+        for part in message["content"]:
+            if part.get("type") == "image_url":
+                images.append(part["image_url"]["url"])
+            elif part.get("type") == "text" and not header:
+                with contextlib.suppress(ValueError):
+                    header = json.loads(part["text"])
+        break
+    return header, images
+
+
+def answer_judge(body: dict[str, Any], *, bias: float = 0.0) -> str:
+    """Scores from a hash of each image and aspect (so the same image gets the same scores in any order),
+    explanations that name the aspect, and ranks consistent with the mean score. ``bias`` adds to the
+    first image shown (a position-biased judge)."""
+    header, images = _judge_payload(body)
+    lo, hi = header.get("scale", [1, 5])
+    rows = []
+    for i, url in enumerate(images):
+        row: dict[str, Any] = {"image": i + 1}
+        for aspect in JUDGE_ASPECTS:
+            h = int(hashlib.sha256(f"{aspect}:{url}".encode()).hexdigest(), 16)
+            score = lo + h % (hi - lo + 1)
+            if i == 0 and bias:
+                score = min(hi, score + bias)
+            row[aspect] = {"score": score, "explanation": f"The {aspect.replace('_', ' ')} is rated {score}."}
+        rows.append(row)
+    means = [sum(r[a]["score"] for a in JUDGE_ASPECTS) / 4 for r in rows]
+    order = sorted(range(len(rows)), key=lambda i: (-means[i], i))
+    for rank, i in enumerate(order, start=1):
+        rows[i]["rank"] = rank
+    return json.dumps({"images": rows})
+
+
+def corrupt_judge(answer: str, fault: str) -> str:
+    data = json.loads(answer)
+    if not data["images"]:
+        return answer
+    if fault == "missing_aspect":
+        del data["images"][0]["fidelity"]
+    else:
+        data["images"][-1]["aesthetic"]["score"] = 11
+    return json.dumps(data)
+
+
 def answer_echo(body: dict[str, Any]) -> str:
     return _first_user_text(body)
 
 
-RESPONDERS = {"polish": answer_polish, "echo": answer_echo}
+RESPONDERS = {
+    "polish": answer_polish,
+    "echo": answer_echo,
+    "judge": answer_judge,
+    "judge_biased": lambda body: answer_judge(body, bias=2),
+}
 
 
 def answer_moderation(body: dict[str, Any]) -> dict[str, Any]:
@@ -191,6 +249,8 @@ def make_handler(state: FakeState) -> type[BaseHTTPRequestHandler]:
                 content, refusal = None, "I'm sorry, I can't help with that."
             else:
                 content = state.responder(body)
+                if fault in ("missing_aspect", "out_of_range"):
+                    content = corrupt_judge(content, fault) if args.responder.startswith("judge") else "{}"
             usage = {
                 "prompt_tokens": max(1, len(raw) // 4),
                 "completion_tokens": max(1, len(content or "x") // 4),

@@ -1,0 +1,228 @@
+"""Polishing benchmark: the prompts stage with LLM polishing against a slow OpenAI-compatible server.
+
+What is measured
+----------------
+``visionprefer.testing.FakeOpenAIServer`` (a scripted OpenAI-compatible server in a subprocess on
+127.0.0.1, responder ``polish``) answers every chat completion after a fixed server-side latency
+(``--latency``, default 100 ms). With ``--concurrency`` requests in flight (default 16), no client can do
+better than ``concurrency / latency`` requests per second (160 req/s with the defaults): that is the ideal.
+
+* **measured arm**: ``visionprefer.build.run_stage(config, "prompts", progress=False)``, the real stage
+  with ``prompts.polish.enabled: true`` and ``prompts.polish.llm: {model: gpt-4o-mini, base_url: <server>,
+  concurrency: 16}``, on ``--requests`` (default 400) distinct prompts read from a text file, into a fresh
+  run directory (an empty response cache, so every prompt costs exactly one request). The timer spans the
+  whole ``run_stage`` call: opening the run directory, reading and cleaning the prompts, the LLM client
+  (response cache, usage log, ``AsyncOpenAI``), every request, validation, and writing ``prompts.jsonl``.
+  The time inside ``polish_and_check`` alone is printed as well (a timing wrapper around the unmodified
+  function; the package code itself is not changed).
+* **sequential baseline**: the same stage, the same kind of requests, with ``concurrency: 1`` and fewer
+  prompts (``--baseline-requests``, default 40; at 100 ms each a full 400 would take over 40 s and tell
+  nothing more). Printed as requests/s above the last line.
+
+After each run the benchmark checks that the server saw exactly one request per prompt (distinct request
+bodies, no retries), that the usage log records one successful attempt per prompt (nothing came from the
+cache), and that every kept prompt carries the polishing model and the polished text. An untimed warm-up
+run comes first (imports, first connections). The measured arm runs ``--repeats`` times (default 3), each
+into a fresh run directory; the best and the median are printed.
+
+The last line is ``achieved/ideal throughput: X.XX``: the measured arm's best requests/s divided by
+``concurrency / latency`` (the target is >= 0.9).
+
+Run (from the repository root, about 20 s with the defaults)::
+
+    .venv/bin/python benchmarks/bench_polish.py
+    .venv/bin/python benchmarks/bench_polish.py --requests 400 --concurrency 16 --latency 0.1 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MODEL = "gpt-4o-mini"
+
+# Varied, safe, non-chatty prompts (none starts like a chat reply, none mentions an unsafe word).
+WORDS = (
+    "a photo of a cat sitting on a red sofa",
+    "two dogs playing in the snow at dawn",
+    "a blue vintage car parked by the sea",
+    "three apples and a pear on a wooden table",
+    "a lighthouse on a cliff during a storm",
+    "an astronaut riding a horse on the moon",
+    "a bowl of ramen with a soft boiled egg",
+    "a watercolor painting of a quiet harbor",
+)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--requests", type=int, default=400, help="prompts (= requests) per measured run")
+    p.add_argument("--concurrency", type=int, default=16, help="prompts.polish.llm.concurrency")
+    p.add_argument("--latency", type=float, default=0.1, help="server latency per request, seconds")
+    p.add_argument("--baseline-requests", type=int, default=40, help="prompts for the concurrency-1 run")
+    p.add_argument("--repeats", type=int, default=3, help="measured runs (each into a fresh run dir)")
+    p.add_argument("--work", type=Path, default=None, help="keep prompts and runs here (default: temp dir)")
+    return p.parse_args(argv)
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def write_prompts(path: Path, n: int, tag: str) -> None:
+    lines = [f"{WORDS[i % len(WORDS)]},  {tag} variation {i}" for i in range(n)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def make_config(work: Path, prompts_file: Path, run_dir: Path, base_url: str, concurrency: int):
+    from visionprefer.config import config_from_dict
+
+    data = {
+        "run_dir": str(run_dir),
+        "prompts": {
+            "sources": [{"path": str(prompts_file)}],
+            "polish": {
+                "enabled": True,
+                "llm": {"model": MODEL, "base_url": base_url, "concurrency": concurrency},
+            },
+        },
+        # Required by the config; the generate stage is never run here.
+        "generate": {"generators": [{"preset": "tiny-sd15"}]},
+    }
+    return config_from_dict(data, base_dir=str(work), origin="bench_polish")
+
+
+class PolishTimer:
+    """Times ``visionprefer.prompts.polish.polish_and_check`` without changing it (a pass-through wrapper)."""
+
+    def __init__(self) -> None:
+        import visionprefer.prompts.polish as polish
+
+        self.module = polish
+        self.original = polish.polish_and_check
+        self.seconds = 0.0
+
+    def __enter__(self) -> PolishTimer:
+        original = self.original
+
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.seconds = time.perf_counter() - t0
+
+        self.module.polish_and_check = timed
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.module.polish_and_check = self.original
+
+
+def run_arm(server, work: Path, name: str, n: int, concurrency: int) -> tuple[float, float]:
+    """One stage run over ``n`` fresh prompts; returns (stage seconds, polish_and_check seconds)."""
+    from visionprefer.build import run_stage
+    from visionprefer.rundir import read_jsonl
+
+    prompts_file = work / f"{name}.txt"
+    write_prompts(prompts_file, n, name)
+    run_dir = work / "runs" / name
+    shutil.rmtree(run_dir, ignore_errors=True)  # fresh: an empty response cache
+    config = make_config(work, prompts_file, run_dir, server.base_url, concurrency)
+    seen_before = len(server.requests())
+    with PolishTimer() as timer:
+        t0 = time.perf_counter()
+        result = run_stage(config, "prompts", progress=False)
+        total = time.perf_counter() - t0
+
+    # Checks: every prompt polished by exactly one request that reached the server; nothing cached.
+    logged = server.requests()[seen_before:]
+    problems = []
+    if len(logged) != n or len({r["key"] for r in logged}) != n:
+        problems.append(f"server saw {len(logged)} requests ({len({r['key'] for r in logged})} distinct)")
+    if any(r["attempt"] != 1 or r["fault"] for r in logged):
+        problems.append("retried or faulted requests")
+    usage = list(read_jsonl(run_dir / "llm" / "usage-rank0.jsonl"))
+    if len(usage) != n or any(u.get("outcome") != "ok" for u in usage):
+        problems.append(f"usage log has {len(usage)} records, expected {n} successful attempts")
+    kept = result.kept
+    polished = [r for r in kept if r.get("polish_model") == MODEL and r["prompt"].endswith(".")]
+    if len(kept) != n or len(polished) != n or result.rejected:
+        problems.append(f"{len(polished)}/{n} prompts polished, {len(result.rejected)} rejected")
+    if problems:
+        raise SystemExit(f"{name}: run not as expected: {'; '.join(problems)}")
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return total, timer.seconds
+
+
+# --------------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    own_work = args.work is None
+    work = Path(tempfile.mkdtemp(prefix="vp-bench-polish-")) if own_work else args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_HOME"] = str(work / "hf-home")
+    os.environ.pop("WORLD_SIZE", None)  # single process
+    os.environ.pop("OPENAI_API_KEY", None)  # the fake server needs none; never send a real key
+    try:
+        return _bench(args, work)
+    finally:
+        if own_work:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _bench(args: argparse.Namespace, work: Path) -> int:
+    import logging
+
+    from visionprefer.testing import FakeOpenAIServer
+
+    logging.getLogger("visionprefer").setLevel(logging.WARNING)
+    ideal = args.concurrency / args.latency
+    with FakeOpenAIServer(
+        responder="polish", latency=args.latency, max_seconds=600, folder=work / "server"
+    ) as server:
+        print(
+            f"setup: fake OpenAI server at {server.base_url}, latency {args.latency * 1000:.0f} ms; "
+            f"{args.requests} prompts per measured run, concurrency {args.concurrency}, model {MODEL}"
+        )
+        print("timing: the whole run_stage(config, 'prompts') call; fresh run dir (empty cache) per run")
+        run_arm(server, work, "warmup", args.concurrency, args.concurrency)  # untimed
+
+        base_total, base_polish = run_arm(server, work, "baseline", args.baseline_requests, 1)
+        base_rate = args.baseline_requests / base_total
+        print(
+            f"  sequential: {args.baseline_requests} requests in {base_total:.2f} s "
+            f"(polish_and_check {base_polish:.2f} s)"
+        )
+
+        totals, polish_times = [], []
+        for r in range(args.repeats):
+            total, in_polish = run_arm(server, work, f"run{r}", args.requests, args.concurrency)
+            totals.append(total)
+            polish_times.append(in_polish)
+            print(
+                f"  run {r + 1}: {args.requests} requests in {total:.2f} s = {args.requests / total:.1f} req/s "
+                f"(polish_and_check {in_polish:.2f} s = {args.requests / in_polish:.1f} req/s)"
+            )
+        print(f"check: every run sent exactly one request per prompt; all {args.requests} polished, none cached")
+
+    best, med = min(totals), statistics.median(totals)
+    print(f"ideal: {args.concurrency} in flight / {args.latency:g} s = {ideal:.0f} req/s")
+    print(f"sequential baseline (concurrency 1): {base_rate:.1f} req/s (ideal {1 / args.latency:.0f} req/s)")
+    print(
+        f"concurrency {args.concurrency}: best {args.requests / best:.1f} req/s, "
+        f"median {args.requests / med:.1f} req/s; polish_and_check alone: best "
+        f"{args.requests / min(polish_times):.1f} req/s"
+    )
+    print(f"speed-up over sequential: {args.requests / best / base_rate:.1f}x")
+    print(f"achieved/ideal throughput (median): {args.requests / med / ideal:.2f}")
+    print(f"achieved/ideal throughput: {args.requests / best / ideal:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
