@@ -14,7 +14,7 @@ from .config import BuildConfig
 from .dist import ProcessInfo, process_info
 from .rundir import RunDir
 
-STAGES = ("prompts", "generate")
+STAGES = ("prompts", "generate", "annotate", "pairs")
 
 
 @dataclass
@@ -64,6 +64,16 @@ def run_stage(
         from .generate.stage import generate_images
 
         return generate_images(config, run, retry_failed=retry_failed, progress=progress, proc=proc, **kwargs)
+    if stage == "annotate":
+        from .annotate.stage import run_annotate_stage
+
+        return run_annotate_stage(config, run, retry_failed=retry_failed, progress=progress, proc=proc)
+    if stage == "pairs":
+        from .pairs.stage import run_pairs_stage
+
+        result = run_pairs_stage(config, run) if proc.is_main else None
+        proc.barrier()
+        return result
     raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
 
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from . import __version__
 from .errors import VisionPreferError
 
-STAGE_COMMANDS = ("prompts", "generate")
+STAGE_COMMANDS = ("prompts", "generate", "annotate", "pairs")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -103,6 +103,16 @@ def _summarise_build(args: argparse.Namespace, report, config) -> None:
         if stage == "prompts" and r is not None:
             c = r.counts()
             _say(args, f"prompts: {c['kept']} kept, {c['filtered']} filtered, {c['failed']} failed")
+        elif stage == "annotate" and r is not None and r.backend != "none":
+            unit = "groups" if r.backend == "judge" else "images"
+            _say(
+                args,
+                f"annotate ({r.backend}): {r.made} {unit} annotated, {r.done_before} already done, "
+                f"{r.failed} failed, {r.blocked} skipped (permanent failures)"
+                + (f", {r.waiting} prompts waiting for images" if r.waiting else ""),
+            )
+        elif stage == "pairs" and r is not None and r.pairs:
+            _say(args, f"pairs: {r.pairs} pairs ({r.ties} ties) over {', '.join(sorted(r.by_aspect))}")
         elif stage == "generate" and r is not None:
             _say(
                 args,

@@ -41,6 +41,22 @@ def estimate_build(config: BuildConfig) -> dict[str, Any]:
     from .prompts.polish import estimate_polish
 
     polish = estimate_polish(prompts.kept, config, run.llm_dir)
+    llm = {"polish": polish}
+    if config.annotate.backend == "judge":
+        from .annotate.judge import estimate_judge
+
+        planned: dict[str, int] = {}
+        for c in chunks:
+            for t in c.tasks:
+                planned[t.prompt_id] = planned.get(t.prompt_id, 0) + 1
+        groups = done_keys = None
+        if run.prompts_file.exists() and done and len(done) >= sum(planned.values()):
+            from .annotate.judge import load_guide
+            from .annotate.stage import judge_groups
+
+            groups, _ = judge_groups(config, run, load_guide(config.annotate.judge)[1])
+            done_keys = set(run.stage_log("annotate", "annotation_id").state().done)
+        llm["judge"] = estimate_judge(config, planned, done_keys, groups)
     return {
         "prompts": counts["kept"],
         "prompts_rejected": counts["filtered"] + counts["failed"],
@@ -50,7 +66,7 @@ def estimate_build(config: BuildConfig) -> dict[str, Any]:
         "gpu_hours": round(sum(r["gpu_hours"] for r in generators.values()), 3),
         "gpu_hours_remaining": round(sum(r["gpu_hours_remaining"] for r in generators.values()), 3),
         "generators": generators,
-        "llm": {"polish": polish},
+        "llm": llm,
     }
 
 

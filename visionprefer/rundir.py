@@ -155,12 +155,18 @@ class StageState:
 
 
 class StageLog:
-    """Per-rank append-only logs of one stage: ``done-rank<R>.jsonl`` and ``failed-rank<R>.jsonl``."""
+    """Per-rank append-only logs of one stage: ``done-rank<R>.jsonl`` and ``failed-rank<R>.jsonl``.
+
+    Records go through :class:`AppendFile`: a record is in the kernel once the call returns, so it survives
+    a ``kill -9``; files are fsynced on :meth:`close`.
+    """
 
     def __init__(self, folder: Path, key_field: str, rank: int = 0):
         self.folder = folder
         self.key_field = key_field
         self.rank = rank
+        self._done = AppendFile(self.done_path)
+        self._failed = AppendFile(self.failed_path)
 
     @property
     def done_path(self) -> Path:
@@ -171,14 +177,17 @@ class StageLog:
         return self.folder / f"failed-rank{self.rank}.jsonl"
 
     def record_done(self, records: list[dict[str, Any]]) -> None:
-        append_jsonl(self.done_path, records)
+        for record in records:
+            self._done.append(record)
 
     def record_failed(self, keys: Iterable[str], *, reason: str, kind: str, raw: str | None = None) -> None:
         now = time.time()
-        append_jsonl(
-            self.failed_path,
-            ({self.key_field: k, "reason": reason, "kind": kind, "raw": raw, "time": now} for k in keys),
-        )
+        for key in keys:
+            self._failed.append({self.key_field: key, "reason": reason, "kind": kind, "raw": raw, "time": now})
+
+    def close(self) -> None:
+        self._done.close()
+        self._failed.close()
 
     def state(self) -> StageState:
         st = StageState()

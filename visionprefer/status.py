@@ -89,7 +89,63 @@ def run_status(run_dir: str | Path) -> dict[str, Any]:
         "by_generator": by_generator,
         "stale_records": sum(1 for k in state.done if k not in planned_set),
     }
+    stages["annotate"] = _annotate_status(config, run)
+    stages["pairs"] = _pairs_status(config, run)
     return out
+
+
+def _annotate_status(config: Any, run: RunDir) -> dict[str, Any]:
+    from .annotate.stage import KEY, STAGE, planned_annotations
+
+    backend = config.annotate.backend
+    if backend == "none":
+        return {"state": "off", "backend": "none", "done": 0, "pending": 0, "failed": 0}
+    keys, waiting = planned_annotations(config, run)
+    state = run.stage_log(STAGE, KEY).state()
+    planned = set(keys)
+    done = sum(1 for k in planned if k in state.done)
+    failed = {k: v for k, v in state.failed.items() if k in planned}
+    permanent = sum(1 for v in failed.values() if v.get("kind") == "permanent")
+    row = {
+        "backend": backend,
+        "state": "done"
+        if planned and done == len(planned) and not waiting
+        else ("started" if done else "not run"),
+        "planned": len(planned),
+        "done": done,
+        "pending": len(planned) - done - len(failed),
+        "failed": len(failed),
+        "failed_transient": len(failed) - permanent,
+        "failed_permanent": permanent,
+        "waiting_prompts": waiting,
+        "reasons": _top_reasons([v["reason"].split(" (")[0] for v in failed.values()]),
+    }
+    if backend == "judge":
+        row["rank_inconsistent"] = sum(
+            1 for k in planned if k in state.done and not state.done[k].get("rank_consistent", True)
+        )
+    return row
+
+
+def _pairs_status(config: Any, run: RunDir) -> dict[str, Any]:
+    from .pairs.stage import load_pairs, pairs_path
+
+    if config.annotate.backend == "none":
+        return {"state": "off", "done": 0, "pending": 0, "failed": 0, "pairs": 0}
+    if not pairs_path(run).exists():
+        return {"state": "not run", "done": 0, "pending": None, "failed": 0, "pairs": 0}
+    pairs = load_pairs(run)
+    ties = sum(1 for p in pairs if p["label_0"] == 0.5)
+    return {
+        "state": "done",
+        "done": len(pairs),
+        "pending": 0,
+        "failed": 0,
+        "pairs": len(pairs),
+        "ties": ties,
+        "tie_rate": round(ties / len(pairs), 4) if pairs else None,
+        "dpo_pairs": len(pairs) - ties,
+    }
 
 
 def format_status(status: dict[str, Any]) -> str:

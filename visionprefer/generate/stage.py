@@ -131,6 +131,7 @@ def generate_images(
                 close = getattr(generator, "close", None)
                 if close:
                     close()
+    stage_log.close()
     proc.barrier()
     return report
 

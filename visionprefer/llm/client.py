@@ -210,6 +210,7 @@ class LLMClient:
         *,
         validate: Callable[[str], Any],
         refresh: bool = False,
+        send: bool = True,
     ) -> LLMResult:
         """Send (or replay from the cache) one request and validate its answer.
 
@@ -222,6 +223,10 @@ class LLMClient:
         for _ in range(rounds):
             key = request_key(request)
             entry = None if refresh else self.cache.get(key)
+            if entry is None and not send:
+                if last_text is None and last_error == "no answer":
+                    return LLMResult(ok=False, kind="transient", error="no answer yet (batch not collected)")
+                break  # a re-ask that was never sent: the invalid answer above stands
             if entry is None:
                 all_cached = False
                 sent = await self._send(request, key)
@@ -257,6 +262,10 @@ class LLMClient:
             kind="permanent",
             cached=all_cached,
         )
+
+    async def replay(self, request: dict[str, Any], *, validate: Callable[[str], Any]) -> LLMResult:
+        """Validate an answer that is already in the cache (e.g. collected from the Batch API); never sends."""
+        return await self.call(request, validate=validate, send=False)
 
     async def _send(self, request: dict[str, Any], key: str) -> dict[str, Any] | LLMResult:
         import openai

@@ -1,0 +1,321 @@
+"""The annotate stage: feedback for every generated image, from the VLM judge or from metric scorers.
+
+Judge backend: a prompt's finished images are split into groups (``group_size``, default all), each shown
+in a deterministic shuffled order (optionally also reversed, to cancel position bias). A group's
+annotation key digests the image keys in the order shown, the judge model and the guide version, so a new
+judge or an edited guide re-annotates without regenerating. Records go to ``annotate/done-rank<R>.jsonl``,
+failures (with the raw answer) to ``annotate/failed-rank<R>.jsonl``.
+
+Metrics backend (AGFSync): one record per image with VQA, CLIP and aesthetic scores and their weighted total.
+
+A prompt is annotated once all its planned images are finished (or have failed permanently), so groups
+never change composition after the fact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import ASPECTS, BuildConfig
+from ..dist import ProcessInfo, process_info
+from ..errors import BudgetExceeded
+from ..keys import digest
+from ..rundir import RunDir
+
+STAGE = "annotate"
+KEY = "annotation_id"
+
+
+@dataclass(frozen=True)
+class Group:
+    annotation_id: str
+    prompt_id: str
+    prompt: str
+    image_ids: tuple[str, ...]  # in the order shown to the judge
+    order: str  # "shuffled" or "reversed"
+    files: tuple[str, ...]
+
+
+@dataclass
+class AnnotateReport:
+    backend: str = "none"
+    planned: int = 0
+    done_before: int = 0
+    made: int = 0
+    failed: int = 0
+    blocked: int = 0
+    waiting: int = 0  # prompts whose images are not all finished yet
+    failures: dict[str, int] = field(default_factory=dict)
+
+
+def finished_images(config: BuildConfig, run: RunDir) -> tuple[dict[str, list[dict[str, Any]]], int]:
+    """Per prompt, the generation records of its finished images (sorted by image id), for prompts whose
+    planned images are all finished or permanently failed; and the number of prompts still waiting."""
+    from ..generate.stage import generation_state, plan_for_run
+
+    chunks = plan_for_run(config, run)
+    state = generation_state(run)
+    permanent = state.blocked(retry_failed=False)
+    planned: dict[str, list[str]] = {}
+    for chunk in chunks:
+        for task in chunk.tasks:
+            planned.setdefault(task.prompt_id, []).append(task.image_id)
+    out: dict[str, list[dict[str, Any]]] = {}
+    waiting = 0
+    for prompt_id, ids in planned.items():
+        if any(i not in state.done and i not in permanent for i in ids):
+            waiting += 1
+            continue
+        records = sorted((state.done[i] for i in ids if i in state.done), key=lambda r: r["image_id"])
+        if records:
+            out[prompt_id] = records
+    return out, waiting
+
+
+def judge_groups(config: BuildConfig, run: RunDir, guide_version: str) -> tuple[list[Group], int]:
+    judge = config.annotate.judge
+    images, waiting = finished_images(config, run)
+    groups: list[Group] = []
+    for prompt_id, records in images.items():
+        size = judge.group_size or len(records)
+        for start in range(0, len(records), size):
+            members = records[start : start + size]
+            ids = [r["image_id"] for r in members]
+            shown = list(range(len(members)))
+            random.Random(digest("order", *ids)).shuffle(shown)
+            orders = [("shuffled", shown)]
+            if judge.both_orders and len(members) > 1:
+                orders.append(("reversed", shown[::-1]))
+            for name, order in orders:
+                shown_ids = tuple(ids[i] for i in order)
+                key = digest(
+                    "annotation",
+                    list(shown_ids),
+                    judge.llm.model,
+                    guide_version,
+                    [judge.score_min, judge.score_max],
+                )
+                groups.append(
+                    Group(
+                        key,
+                        prompt_id,
+                        members[0]["prompt"],
+                        shown_ids,
+                        name,
+                        tuple(str(run.root / members[i]["file"]) for i in order),
+                    )
+                )
+    return groups, waiting
+
+
+def planned_annotations(config: BuildConfig, run: RunDir) -> tuple[list[str], int]:
+    """Annotation keys the current config wants (for the images finished so far), and prompts waiting."""
+    if config.annotate.backend == "judge":
+        from .judge import load_guide
+
+        groups, waiting = judge_groups(config, run, load_guide(config.annotate.judge)[1])
+        return [g.annotation_id for g in groups], waiting
+    if config.annotate.backend == "metrics":
+        from .metrics import metric_tasks
+
+        tasks, waiting = metric_tasks(config, run)
+        return [t.annotation_id for t in tasks], waiting
+    return [], 0
+
+
+def run_annotate_stage(
+    config: BuildConfig,
+    run: RunDir,
+    *,
+    retry_failed: bool = False,
+    progress: bool = True,
+    proc: ProcessInfo | None = None,
+) -> AnnotateReport:
+    backend = config.annotate.backend
+    proc = proc or process_info()
+    if backend == "none":
+        return AnnotateReport(backend="none")
+    if backend == "judge":
+        report = annotate_with_judge(config, run, retry_failed=retry_failed, progress=progress, proc=proc)
+    else:
+        from .metrics import annotate_with_metrics
+
+        report = annotate_with_metrics(config, run, retry_failed=retry_failed, progress=progress, proc=proc)
+    proc.barrier()
+    return report
+
+
+def annotate_with_judge(
+    config: BuildConfig, run: RunDir, *, retry_failed: bool, progress: bool, proc: ProcessInfo
+) -> AnnotateReport:
+    from ..llm import LLMClient, chat_request, run_bounded
+    from ..progress import progress_bar
+    from .judge import judge_messages, judge_schema, load_guide, rank_issues, validate_judgement
+
+    judge = config.annotate.judge
+    guide, version = load_guide(judge)
+    groups, waiting = judge_groups(config, run, version)
+    log = run.stage_log(STAGE, KEY, proc.rank)
+    state = log.state()
+    blocked = state.blocked(retry_failed)
+    report = AnnotateReport(backend="judge", planned=len(groups), waiting=waiting)
+    report.done_before = sum(1 for g in groups if g.annotation_id in state.done)
+    report.blocked = sum(
+        1 for g in groups if g.annotation_id in blocked and g.annotation_id not in state.done
+    )
+    mine = [g for i, g in enumerate(groups) if i % proc.world_size == proc.rank]
+    todo = [g for g in mine if g.annotation_id not in state.done and g.annotation_id not in blocked]
+    weights = config.annotate.aspect_weights
+    lo, hi = judge.score_min, judge.score_max
+
+    def build_request(group: Group) -> dict[str, Any]:
+        messages = judge_messages(guide, group.prompt, list(group.files), judge)
+        return chat_request(
+            judge.llm, messages, schema=judge_schema(len(group.files)), schema_name="judgement"
+        )
+
+    if judge.mode == "batch" and todo:
+        from .batch import submit_judge_batch
+
+        submit_judge_batch(config, run, todo, build_request, proc=proc)
+
+    async def annotate_all(bar: Any) -> bool:
+        llm = LLMClient(
+            judge.llm,
+            folder=run.llm_dir,
+            purpose="judge",
+            prices=config.prices,
+            rank=proc.rank,
+            batch_pricing=judge.mode == "batch",
+        )
+        budget_hit = False
+
+        async def one(group: Group) -> Any:
+            request = await asyncio.to_thread(build_request, group)
+            n = len(group.files)
+
+            def check(text: str) -> list[dict[str, Any]]:
+                return validate_judgement(text, n, lo, hi)
+
+            if judge.mode == "batch":
+                return await llm.replay(request, validate=check)
+            result = await llm.call(request, validate=check)
+            if not result.ok and result.kind == "permanent" and retry_failed:
+                result = await llm.call(request, validate=check, refresh=True)
+            return result
+
+        def done(group: Group, result: Any) -> None:
+            nonlocal budget_hit
+            if result.ok:
+                issues = rank_issues(result.value, weights)
+                log.record_done(
+                    [
+                        {
+                            "annotation_id": group.annotation_id,
+                            "prompt_id": group.prompt_id,
+                            "image_ids": list(group.image_ids),
+                            "order": group.order,
+                            "judge": judge.llm.model,
+                            "guide_version": version,
+                            "scale": [lo, hi],
+                            "results": dict(zip(group.image_ids, result.value, strict=True)),
+                            "rank_consistent": not issues,
+                            "rank_issues": issues,
+                        }
+                    ]
+                )
+                report.made += 1
+            else:
+                budget_hit |= result.kind == "budget"
+                kind = "transient" if result.kind in ("transient", "budget") else "permanent"
+                log.record_failed(
+                    [group.annotation_id], reason=result.error or "failed", kind=kind, raw=result.text
+                )
+                report.failed += 1
+                key = (result.error or "failed").split(" (")[0]
+                report.failures[key] = report.failures.get(key, 0) + 1
+            bar.update(1)
+            bar.set_postfix_str(f"${llm.spent:.4f}")
+
+        async with llm:
+            await run_bounded(todo, one, done, workers=2 * judge.llm.concurrency)
+        return budget_hit
+
+    try:
+        with progress_bar(
+            total=len(todo), desc="annotate", unit="group", enabled=progress and proc.is_main
+        ) as bar:
+            budget_hit = asyncio.run(annotate_all(bar)) if todo else False
+    finally:
+        log.close()
+    if budget_hit:
+        raise BudgetExceeded(
+            "annotate: max_cost_usd reached; finished annotations are kept, raise the budget and "
+            "run the same command to continue"
+        )
+    return report
+
+
+# --------------------------------------------------------------------------------------------- feedback view
+def load_feedback(config: BuildConfig, run: RunDir) -> dict[str, dict[str, Any]]:
+    """Per finished image: the feedback columns of the dataset (aspects, metrics, overall, rank, judge, ...).
+
+    Judge annotations of the current groups are averaged over the orders shown; ``overall`` is the
+    configured weighted mean of the aspects; ``rank`` is 1 for the best ``overall`` among the prompt's
+    annotated images (ties share the better rank).
+    """
+    backend = config.annotate.backend
+    if backend == "none":
+        return {}
+    state = run.stage_log(STAGE, KEY).state()
+    feedback: dict[str, dict[str, Any]] = {}
+    if backend == "judge":
+        from .judge import load_guide, overall_score
+
+        _, version = load_guide(config.annotate.judge)
+        groups, _ = judge_groups(config, run, version)
+        per_image: dict[str, list[dict[str, Any]]] = {}
+        consistent: dict[str, bool] = {}
+        prompt_of: dict[str, str] = {}
+        for g in groups:
+            rec = state.done.get(g.annotation_id)
+            if rec is None:
+                continue
+            for image_id in g.image_ids:
+                per_image.setdefault(image_id, []).append(rec["results"][image_id])
+                consistent[image_id] = consistent.get(image_id, True) and rec["rank_consistent"]
+                prompt_of[image_id] = g.prompt_id
+            meta = {"judge": rec["judge"], "guide_version": rec["guide_version"]}
+            for image_id in g.image_ids:
+                feedback.setdefault(image_id, dict(meta))
+        for image_id, results in per_image.items():
+            row = feedback[image_id]
+            for aspect in ASPECTS:
+                row[aspect] = {
+                    "score": sum(r[aspect]["score"] for r in results) / len(results),
+                    "explanation": results[0][aspect]["explanation"],
+                }
+            row["metrics"] = None
+            row["overall"] = overall_score(row, config.annotate.aspect_weights)
+            row["judge_ranks"] = [r["rank"] for r in results]
+            row["rank_consistent"] = consistent[image_id]
+            row["prompt_id"] = prompt_of[image_id]
+    else:
+        from .metrics import metric_feedback
+
+        feedback = metric_feedback(config, run, state)
+    _assign_ranks(feedback)
+    return feedback
+
+
+def _assign_ranks(feedback: dict[str, dict[str, Any]]) -> None:
+    by_prompt: dict[str, list[str]] = {}
+    for image_id, row in feedback.items():
+        by_prompt.setdefault(row["prompt_id"], []).append(image_id)
+    for ids in by_prompt.values():
+        for image_id in ids:
+            mine = feedback[image_id]["overall"]
+            feedback[image_id]["rank"] = 1 + sum(1 for other in ids if feedback[other]["overall"] > mine)

@@ -1,0 +1,1 @@
+"""Stage 4: pairwise preferences derived from the feedback."""

@@ -1,0 +1,123 @@
+"""The pairs stage: preferences derived from the scores of each prompt's images.
+
+``all`` mode (VisionPrefer): every unordered pair of a prompt's annotated images, once per aspect (the four
+judge aspects, or each metric) and once for ``overall``. ``best_worst`` mode (AGFSync): one pair per prompt,
+the best against the worst by ``overall``. ``image_id_0`` < ``image_id_1`` always; ``label_0`` is 1.0
+when image 0 is preferred, 0.0 when image 1 is, 0.5 for a tie (|difference| <= ``tie_tolerance``). Ties
+stay here and are dropped from the DPO export.
+
+Pairs are cheap to derive, so the stage rewrites ``pairs/pairs.jsonl`` atomically each run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import Any
+
+from ..config import ASPECTS, METRICS, BuildConfig
+from ..errors import StageOrderError
+from ..keys import digest
+from ..rundir import RunDir, read_jsonl, write_jsonl
+
+
+@dataclass
+class PairsReport:
+    pairs: int = 0
+    ties: int = 0
+    by_aspect: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> int:
+        return 0
+
+
+def pairs_path(run: RunDir):
+    return run.root / "pairs" / "pairs.jsonl"
+
+
+def preference_label(score_0: float, score_1: float, tie_tolerance: float) -> float:
+    if score_0 - score_1 > tie_tolerance:
+        return 1.0
+    if score_1 - score_0 > tie_tolerance:
+        return 0.0
+    return 0.5
+
+
+def _aspect_scores(row: dict[str, Any]) -> dict[str, float]:
+    scores = {a: row[a]["score"] for a in ASPECTS if row.get(a)}
+    for name in METRICS:
+        value = (row.get("metrics") or {}).get(name)
+        if value is not None:
+            scores[name] = value
+    scores["overall"] = row["overall"]
+    return scores
+
+
+def derive_pairs(
+    config: BuildConfig, feedback: dict[str, dict[str, Any]], images: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Pairs from per-image feedback (``load_feedback``) and generation records (by image id)."""
+    pc = config.pairs
+    by_prompt: dict[str, list[str]] = {}
+    for image_id in sorted(feedback):
+        by_prompt.setdefault(feedback[image_id]["prompt_id"], []).append(image_id)
+    out: list[dict[str, Any]] = []
+    for prompt_id in sorted(by_prompt):
+        ids = by_prompt[prompt_id]
+        if len(ids) < 2:
+            continue
+        if pc.mode == "best_worst":
+            best = max(ids, key=lambda i: (feedback[i]["overall"], i))
+            worst = min(ids, key=lambda i: (feedback[i]["overall"], i))
+            candidates = [(min(best, worst), max(best, worst), ["overall"])] if best != worst else []
+        else:
+            candidates = [(a, b, None) for a, b in combinations(ids, 2)]
+        for id0, id1, aspects in candidates:
+            s0, s1 = _aspect_scores(feedback[id0]), _aspect_scores(feedback[id1])
+            for aspect in aspects or [a for a in s0 if a in s1]:
+                r0, r1 = images[id0], images[id1]
+                out.append(
+                    {
+                        "pair_id": digest("pair", id0, id1, aspect),
+                        "prompt_id": prompt_id,
+                        "prompt": r0["prompt"],
+                        "aspect": aspect,
+                        "image_id_0": id0,
+                        "image_id_1": id1,
+                        "file_0": r0["file"],
+                        "file_1": r1["file"],
+                        "generator_0": r0["generator"],
+                        "generator_1": r1["generator"],
+                        "model_0": r0["model_id"],
+                        "model_1": r1["model_id"],
+                        "guidance_scale_0": r0["guidance_scale"],
+                        "guidance_scale_1": r1["guidance_scale"],
+                        "score_0": float(s0[aspect]),
+                        "score_1": float(s1[aspect]),
+                        "label_0": preference_label(s0[aspect], s1[aspect], pc.tie_tolerance),
+                    }
+                )
+    return out
+
+
+def run_pairs_stage(config: BuildConfig, run: RunDir) -> PairsReport:
+    from ..annotate.stage import load_feedback
+    from ..generate.stage import generation_state
+
+    if config.annotate.backend == "none":
+        return PairsReport()
+    feedback = load_feedback(config, run)
+    if not feedback:
+        raise StageOrderError(f"{run.root}: no annotations yet; run `visionprefer annotate CONFIG` first")
+    images = generation_state(run).done
+    pairs = derive_pairs(config, feedback, images)
+    write_jsonl(pairs_path(run), pairs)
+    report = PairsReport(pairs=len(pairs), ties=sum(1 for p in pairs if p["label_0"] == 0.5))
+    for p in pairs:
+        report.by_aspect[p["aspect"]] = report.by_aspect.get(p["aspect"], 0) + 1
+    return report
+
+
+def load_pairs(run: RunDir) -> list[dict[str, Any]]:
+    return list(read_jsonl(pairs_path(run)))
