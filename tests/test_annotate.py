@@ -86,7 +86,7 @@ def test_judge_annotates_every_image_and_pairs_follow_scores(tmp_path, fake_llm)
         assert row["rank_consistent"] is True
     # Ranks follow overall within each prompt.
     by_prompt = {}
-    for image_id, row in feedback.items():
+    for row in feedback.values():
         by_prompt.setdefault(row["prompt_id"], []).append(row)
     for rows in by_prompt.values():
         for a in rows:
