@@ -184,8 +184,13 @@ class GeneratorConfig:
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     guidance_scales: tuple[float, ...] | None = None  # overrides generate.guidance_scales
     negative_prompt: str | None = None
+    # AGFSync's candidates: sample 0 uses the clean text embedding, samples 1..N-1 add Gaussian noise of this
+    # standard deviation to it (0.1 in the paper), each with its own seed. None: off.
+    embedding_noise: float | None = None
 
     def __post_init__(self) -> None:
+        if self.embedding_noise is not None and self.embedding_noise < 0:
+            raise ConfigError(f"generate.generators[].embedding_noise: {self.embedding_noise} is negative")
         if self.preset is None and self.model is None:
             raise ConfigError("generate.generators[]: give a preset or a model (id or path)")
         if self.preset is not None:

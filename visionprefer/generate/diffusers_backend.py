@@ -24,7 +24,9 @@ class TextToImage(Protocol):
     scheduler_name: str
     dtype_name: str
 
-    def __call__(self, prompts: list[str], *, guidance_scale: float, seeds: list[int]) -> list[Any]: ...
+    def __call__(
+        self, prompts: list[str], *, guidance_scale: float, seeds: list[int], sample_indices: list[int] | None = None
+    ) -> list[Any]: ...
 
 
 def resolve_device(device: str) -> str:
@@ -107,15 +109,19 @@ class DiffusersTextToImage:
         w = self.spec.width or self.pipe.unet.config.sample_size * self.pipe.vae_scale_factor
         return int(h), int(w)
 
-    def __call__(self, prompts: list[str], *, guidance_scale: float, seeds: list[int]) -> list[Any]:
+    def __call__(
+        self, prompts: list[str], *, guidance_scale: float, seeds: list[int], sample_indices: list[int] | None = None
+    ) -> list[Any]:
         torch = self._torch
         height, width = self.default_size
         generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
         negative = [self.spec.negative_prompt] * len(prompts) if self.spec.negative_prompt else None
+        kwargs: dict[str, Any] = {"prompt": prompts, "negative_prompt": negative}
         with torch.inference_mode():
+            if self.spec.embedding_noise is not None:
+                kwargs = self._noisy_embeddings(prompts, negative, guidance_scale, seeds, sample_indices)
             out = self.pipe(
-                prompt=prompts,
-                negative_prompt=negative,
+                **kwargs,
                 num_inference_steps=self.spec.steps,
                 guidance_scale=guidance_scale,
                 height=height,
@@ -124,6 +130,36 @@ class DiffusersTextToImage:
                 output_type="pil",
             )
         return list(out.images)
+
+    def _noisy_embeddings(self, prompts: list[str], negative: list[str] | None, guidance_scale: float,
+                          seeds: list[int], sample_indices: list[int] | None) -> dict[str, Any]:
+        """AGFSync's candidates: the text embedding of samples 1..N-1 gets N(0, sigma^2) noise (sample 0 stays
+        clean); the noise comes from a CPU generator seeded from the image's seed, so it is reproducible."""
+        torch = self._torch
+        sigma = float(self.spec.embedding_noise or 0.0)
+        indices = sample_indices if sample_indices is not None else [0] * len(prompts)
+        encoded = self.pipe.encode_prompt(
+            prompt=prompts,
+            device=self.pipe.device,
+            num_images_per_prompt=1,
+            do_classifier_free_guidance=guidance_scale > 1.0,
+            negative_prompt=negative,
+        )
+        names = ["prompt_embeds", "negative_prompt_embeds"]
+        if len(encoded) == 4:  # SDXL: pooled embeddings too
+            names += ["pooled_prompt_embeds", "negative_pooled_prompt_embeds"]
+        kwargs = {name: value for name, value in zip(names, encoded, strict=True) if value is not None}
+        for key in ("prompt_embeds", "pooled_prompt_embeds"):
+            if key not in kwargs:
+                continue
+            embeds = kwargs[key].clone()
+            for i, (seed, index) in enumerate(zip(seeds, indices, strict=True)):
+                if index > 0:
+                    g = torch.Generator("cpu").manual_seed((int(seed) * 2654435761 + 97) % 2**63)
+                    noise = torch.randn(embeds[i].shape, generator=g, dtype=torch.float32)
+                    embeds[i] += sigma * noise.to(embeds.device, embeds.dtype)
+            kwargs[key] = embeds
+        return kwargs
 
     def close(self) -> None:
         del self.pipe

@@ -34,6 +34,7 @@ class GeneratorSpec:
     dtype: str  # as configured ("auto" resolves per device at load time)
     guidance_scales: tuple[float, ...]
     negative_prompt: str | None
+    embedding_noise: float | None = None
     tiny: bool = False
 
     def fingerprint(self) -> str:
@@ -48,6 +49,7 @@ class GeneratorSpec:
             self.scheduler,
             self.dtype,
             self.negative_prompt,
+            *([self.embedding_noise] if self.embedding_noise is not None else []),
             length=16,
         )
 
@@ -97,6 +99,7 @@ def resolve_generator(g: GeneratorConfig, gc: GenerateConfig) -> GeneratorSpec:
         dtype=g.dtype,
         guidance_scales=tuple(g.guidance_scales or gc.guidance_scales),
         negative_prompt=g.negative_prompt,
+        embedding_noise=g.embedding_noise,
         tiny=bool(preset and preset.tiny and not g.model),
     )
 

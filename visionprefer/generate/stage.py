@@ -187,6 +187,7 @@ class _ChunkRunner:
                 [t.prompt for t in chunk.tasks],
                 guidance_scale=chunk.guidance_scale,
                 seeds=[t.seed for t in chunk.tasks],
+                sample_indices=[t.sample_index for t in chunk.tasks],
             )
             if len(images) != len(chunk.tasks):
                 raise RuntimeError(f"generator returned {len(images)} images for {len(chunk.tasks)} prompts")
