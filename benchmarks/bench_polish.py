@@ -25,10 +25,20 @@ cache), and that every kept prompt carries the polishing model and the polished 
 run comes first (imports, first connections). The measured arm runs ``--repeats`` times (default 3), each
 into a fresh run directory; the best and the median are printed.
 
+Diagnostics (printed, not part of the ratio):
+
+* **probe**: the same stage at concurrency 1 against a second server with zero latency; the time between
+  consecutive request arrivals at that server is what one request costs beyond the server's latency
+  (client work, HTTP round trip, server work). A healthy localhost round trip is a few ms; ~40 ms means
+  a Nagle / delayed-ACK stall on a kept-alive connection.
+* per measured run: this process's CPU time per request, and the server-side arrival rate from the first
+  to the last request (the steady state, without start-up and the last request's latency). "fixed cost"
+  is the best run's stage time minus that arrival window minus one latency (start-up and wind-down).
+
 The last line is ``achieved/ideal throughput: X.XX``: the measured arm's best requests/s divided by
 ``concurrency / latency`` (the target is >= 0.9).
 
-Run (from the repository root, about 20 s with the defaults)::
+Run (from the repository root, about 25 s with the defaults)::
 
     .venv/bin/python benchmarks/bench_polish.py
     .venv/bin/python benchmarks/bench_polish.py --requests 400 --concurrency 16 --latency 0.1 --repeats 3
@@ -43,6 +53,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 MODEL = "gpt-4o-mini"
@@ -67,6 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--latency", type=float, default=0.1, help="server latency per request, seconds")
     p.add_argument("--baseline-requests", type=int, default=40, help="prompts for the concurrency-1 run")
     p.add_argument("--repeats", type=int, default=3, help="measured runs (each into a fresh run dir)")
+    p.add_argument("--probe-requests", type=int, default=20, help="requests for the zero-latency probe")
     p.add_argument("--work", type=Path, default=None, help="keep prompts and runs here (default: temp dir)")
     return p.parse_args(argv)
 
@@ -122,8 +134,19 @@ class PolishTimer:
         self.module.polish_and_check = self.original
 
 
-def run_arm(server, work: Path, name: str, n: int, concurrency: int) -> tuple[float, float]:
-    """One stage run over ``n`` fresh prompts; returns (stage seconds, polish_and_check seconds)."""
+@dataclass
+class ArmResult:
+    seconds: float  # the whole run_stage call
+    polish_seconds: float  # inside polish_and_check
+    cpu_seconds: float  # this process's CPU time during the run
+    arrivals_seconds: float  # first to last request arrival at the server
+
+    def rate(self, n: int) -> float:
+        return n / self.seconds
+
+
+def run_arm(server, work: Path, name: str, n: int, concurrency: int) -> ArmResult:
+    """One stage run over ``n`` fresh prompts, checked (see the module docstring)."""
     from visionprefer.build import run_stage
     from visionprefer.rundir import read_jsonl
 
@@ -134,9 +157,9 @@ def run_arm(server, work: Path, name: str, n: int, concurrency: int) -> tuple[fl
     config = make_config(work, prompts_file, run_dir, server.base_url, concurrency)
     seen_before = len(server.requests())
     with PolishTimer() as timer:
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         result = run_stage(config, "prompts", progress=False)
-        total = time.perf_counter() - t0
+        total, cpu = time.perf_counter() - t0, time.process_time() - c0
 
     # Checks: every prompt polished by exactly one request that reached the server; nothing cached.
     logged = server.requests()[seen_before:]
@@ -149,13 +172,18 @@ def run_arm(server, work: Path, name: str, n: int, concurrency: int) -> tuple[fl
     if len(usage) != n or any(u.get("outcome") != "ok" for u in usage):
         problems.append(f"usage log has {len(usage)} records, expected {n} successful attempts")
     kept = result.kept
-    polished = [r for r in kept if r.get("polish_model") == MODEL and r["prompt"].endswith(".")]
+    polished = [  # the fake polisher capitalises and adds a full stop; the inputs have neither
+        r
+        for r in kept
+        if r.get("polish_model") == MODEL and r["prompt"][:1].isupper() and r["prompt"].endswith(".")
+    ]
     if len(kept) != n or len(polished) != n or result.rejected:
         problems.append(f"{len(polished)}/{n} prompts polished, {len(result.rejected)} rejected")
     if problems:
         raise SystemExit(f"{name}: run not as expected: {'; '.join(problems)}")
     shutil.rmtree(run_dir, ignore_errors=True)
-    return total, timer.seconds
+    arrivals = sorted(r["t"] for r in logged)
+    return ArmResult(total, timer.seconds, cpu, arrivals[-1] - arrivals[0])
 
 
 # --------------------------------------------------------------------------------------------- main
@@ -181,46 +209,59 @@ def _bench(args: argparse.Namespace, work: Path) -> int:
     from visionprefer.testing import FakeOpenAIServer
 
     logging.getLogger("visionprefer").setLevel(logging.WARNING)
-    ideal = args.concurrency / args.latency
-    with FakeOpenAIServer(
-        responder="polish", latency=args.latency, max_seconds=600, folder=work / "server"
-    ) as server:
+    n, conc, lat = args.requests, args.concurrency, args.latency
+    ideal = conc / lat
+
+    # Probe: the same stage, sequential, against a zero-latency server: the fixed cost of one request.
+    with FakeOpenAIServer(responder="polish", latency=0.0, max_seconds=120, folder=work / "probe") as probe:
+        run_arm(probe, work, "probe-warmup", 4, 1)
+        p = run_arm(probe, work, "probe", args.probe_requests, 1)
+    gap = p.arrivals_seconds / (args.probe_requests - 1)
+    print(
+        f"probe: zero-latency server, concurrency 1: {gap * 1000:.1f} ms between request arrivals "
+        f"(one request's round trip through the stage; every request at latency {lat * 1000:.0f} ms pays "
+        "it on top)"
+    )
+
+    with FakeOpenAIServer(responder="polish", latency=lat, max_seconds=300, folder=work / "server") as server:
         print(
-            f"setup: fake OpenAI server at {server.base_url}, latency {args.latency * 1000:.0f} ms; "
-            f"{args.requests} prompts per measured run, concurrency {args.concurrency}, model {MODEL}"
+            f"setup: fake OpenAI server at {server.base_url}, latency {lat * 1000:.0f} ms; {n} prompts per "
+            f"measured run, concurrency {conc}, model {MODEL}"
         )
         print("timing: the whole run_stage(config, 'prompts') call; fresh run dir (empty cache) per run")
-        run_arm(server, work, "warmup", args.concurrency, args.concurrency)  # untimed
+        run_arm(server, work, "warmup", conc, conc)  # untimed: imports, first connections
 
-        base_total, base_polish = run_arm(server, work, "baseline", args.baseline_requests, 1)
-        base_rate = args.baseline_requests / base_total
+        base = run_arm(server, work, "baseline", args.baseline_requests, 1)
         print(
-            f"  sequential: {args.baseline_requests} requests in {base_total:.2f} s "
-            f"(polish_and_check {base_polish:.2f} s)"
+            f"  sequential: {args.baseline_requests} requests in {base.seconds:.2f} s = "
+            f"{base.rate(args.baseline_requests):.2f} req/s"
         )
-
-        totals, polish_times = [], []
+        runs: list[ArmResult] = []
         for r in range(args.repeats):
-            total, in_polish = run_arm(server, work, f"run{r}", args.requests, args.concurrency)
-            totals.append(total)
-            polish_times.append(in_polish)
+            a = run_arm(server, work, f"run{r}", n, conc)
+            runs.append(a)
             print(
-                f"  run {r + 1}: {args.requests} requests in {total:.2f} s = {args.requests / total:.1f} req/s "
-                f"(polish_and_check {in_polish:.2f} s = {args.requests / in_polish:.1f} req/s)"
+                f"  run {r + 1}: {n} requests in {a.seconds:.2f} s = {a.rate(n):.1f} req/s; "
+                f"polish_and_check {a.polish_seconds:.2f} s; client CPU {a.cpu_seconds / n * 1000:.2f} ms/request; "
+                f"server arrivals {(n - 1) / a.arrivals_seconds:.1f} req/s (first to last)"
             )
-        print(f"check: every run sent exactly one request per prompt; all {args.requests} polished, none cached")
+        print(f"check: every run sent exactly one request per prompt; all {n} polished, none from the cache")
 
-    best, med = min(totals), statistics.median(totals)
-    print(f"ideal: {args.concurrency} in flight / {args.latency:g} s = {ideal:.0f} req/s")
-    print(f"sequential baseline (concurrency 1): {base_rate:.1f} req/s (ideal {1 / args.latency:.0f} req/s)")
+    best = min(runs, key=lambda a: a.seconds)
+    med = statistics.median(a.seconds for a in runs)
+    overhead = best.seconds - best.arrivals_seconds - lat
+    print(f"ideal: {conc} in flight / {lat:g} s = {ideal:.0f} req/s (sequential: {1 / lat:.0f} req/s)")
     print(
-        f"concurrency {args.concurrency}: best {args.requests / best:.1f} req/s, "
-        f"median {args.requests / med:.1f} req/s; polish_and_check alone: best "
-        f"{args.requests / min(polish_times):.1f} req/s"
+        f"fixed cost of the best run: {overhead * 1000:.0f} ms outside the request stream "
+        f"(stage time - first-to-last arrival - one latency)"
     )
-    print(f"speed-up over sequential: {args.requests / best / base_rate:.1f}x")
-    print(f"achieved/ideal throughput (median): {args.requests / med / ideal:.2f}")
-    print(f"achieved/ideal throughput: {args.requests / best / ideal:.2f}")
+    print(f"concurrency {conc}: best {best.rate(n):.1f} req/s, median {n / med:.1f} req/s")
+    print(f"achieved/ideal throughput (median run): {n / med / ideal:.2f}")
+    print(
+        f"sequential baseline (concurrency 1): {base.rate(args.baseline_requests):.2f} req/s; "
+        f"speed-up at concurrency {conc}: {best.rate(n) / base.rate(args.baseline_requests):.1f}x"
+    )
+    print(f"achieved/ideal throughput: {best.rate(n) / ideal:.2f}")
     return 0
 
 

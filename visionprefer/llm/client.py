@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import json
 import os
 import random
@@ -105,6 +106,16 @@ def _one_line(text: Any, limit: int = 300) -> str:
     return s if len(s) <= limit else s[:limit] + "…"
 
 
+@functools.cache
+def _ssl_context() -> Any:
+    """One SSL context per process: loading the CA bundle costs tens of milliseconds per client."""
+    import ssl
+
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 def chat_request(
     config: LLMConfig,
     messages: list[dict[str, Any]],
@@ -177,6 +188,7 @@ class LLMClient:
         return "not-needed"  # local servers usually accept any key
 
     async def __aenter__(self) -> LLMClient:
+        import openai
         from openai import AsyncOpenAI
 
         self._client = AsyncOpenAI(
@@ -184,6 +196,7 @@ class LLMClient:
             base_url=self.config.base_url,
             max_retries=0,
             timeout=self.config.timeout_s,
+            http_client=openai.DefaultAsyncHttpxClient(verify=_ssl_context(), timeout=self.config.timeout_s),
         )
         self._sem = asyncio.Semaphore(self.config.concurrency)
         return self
@@ -348,10 +361,21 @@ class LLMClient:
             ok=False, error=f"{last_error} (after {cfg.max_attempts} attempts)", kind="transient"
         )
 
-    async def _dispatch(self, request: dict[str, Any]) -> Any:
+    async def _dispatch(self, request: dict[str, Any]) -> dict[str, Any]:
+        """POST the body as is and return the parsed JSON. The SDK's typed ``create`` methods re-validate
+        every argument and build response models, which costs more CPU per call than everything else here;
+        status errors still raise the SDK's ``APIStatusError`` types."""
+        import httpx2
+
         if request.get("endpoint") == "moderations":
-            return await self._client.moderations.create(model=request["model"], input=request["input"])
-        return await self._client.chat.completions.create(**request)
+            path, body = "/moderations", {"model": request["model"], "input": request["input"]}
+        else:
+            path, body = "/chat/completions", request
+        response = await self._client.post(path, body=body, cast_to=httpx2.Response)
+        data = json.loads(response.content)
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object from {path}, got {type(data).__name__}")
+        return data
 
     def _record_error(self, key: str, attempt: int, error: str) -> None:
         self.usage.record(
@@ -366,25 +390,28 @@ class LLMClient:
             usd=0.0,
         )
 
-    def _commit(self, request: dict[str, Any], key: str, attempt: int, response: Any, latency: float) -> dict:
+    def _commit(
+        self, request: dict[str, Any], key: str, attempt: int, response: dict[str, Any], latency: float
+    ) -> dict:
         if request.get("endpoint") == "moderations":
-            result = response.results[0]
-            flagged = [name for name, hit in result.categories.model_dump().items() if hit]
+            result = (response.get("results") or [{}])[0]
+            flagged = sorted(name for name, hit in (result.get("categories") or {}).items() if hit)
             entry = {
-                "text": json.dumps({"flagged": bool(result.flagged), "categories": flagged}),
+                "text": json.dumps({"flagged": bool(result.get("flagged")), "categories": flagged}),
                 "input_tokens": 0,
                 "output_tokens": 0,
             }
         else:
-            usage = getattr(response, "usage", None)
-            choice = response.choices[0] if getattr(response, "choices", None) else None
-            message = choice.message if choice is not None else None
+            usage = response.get("usage") or {}
+            choices = response.get("choices") or [{}]
+            choice = choices[0] if isinstance(choices[0], dict) else {}
+            message = choice.get("message") or {}
             entry = {
-                "text": getattr(message, "content", None),
-                "refusal": getattr(message, "refusal", None),
-                "finish_reason": getattr(choice, "finish_reason", None),
-                "input_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
-                "output_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
+                "text": message.get("content"),
+                "refusal": message.get("refusal"),
+                "finish_reason": choice.get("finish_reason"),
+                "input_tokens": int(usage.get("prompt_tokens") or 0),
+                "output_tokens": int(usage.get("completion_tokens") or 0),
             }
         usd = cost_usd(self.price, entry["input_tokens"], entry["output_tokens"], batch=self.batch_pricing)
         entry.update(model=self.config.model, purpose=self.purpose, usd=usd, time=time.time())
