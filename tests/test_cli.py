@@ -65,7 +65,7 @@ def test_out_overrides_and_config_is_snapshotted_without_env(capsys, small_build
         ("run_dir: x\nprompts: [\n", "YAML syntax error at line"),
         (
             "run_dir: x\nbogus: 1\n",
-            "bogus: unknown key; valid keys here: run_dir, prompts, generate, annotate, pairs, estimate, prices",
+            "bogus: unknown key; valid keys here: run_dir, prompts, generate, annotate, pairs, publish, estimate, prices",
         ),
         (
             "run_dir: x\nprompts: {sources: [{path: p.txt}]}\ngenerate: {generators: [{preset: sd3}]}\n",

@@ -14,7 +14,7 @@ from .config import BuildConfig
 from .dist import ProcessInfo, process_info
 from .rundir import RunDir
 
-STAGES = ("prompts", "generate", "annotate", "pairs")
+STAGES = ("prompts", "generate", "annotate", "pairs", "publish")
 
 
 @dataclass
@@ -72,6 +72,12 @@ def run_stage(
         from .pairs.stage import run_pairs_stage
 
         result = run_pairs_stage(config, run) if proc.is_main else None
+        proc.barrier()
+        return result
+    if stage == "publish":
+        from .publish.stage import publish_dataset
+
+        result = publish_dataset(config, run, progress=progress) if proc.is_main else None
         proc.barrier()
         return result
     raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")

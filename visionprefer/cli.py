@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from . import __version__
 from .errors import VisionPreferError
 
-STAGE_COMMANDS = ("prompts", "generate", "annotate", "pairs")
+STAGE_COMMANDS = ("prompts", "generate", "annotate", "pairs", "publish")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,6 +57,13 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("status", help="per-stage counts of done, pending and failed items")
     sp.add_argument("run_dir", metavar="RUN_DIR")
     sp.add_argument("--json", action="store_true", help="print JSON")
+    common(sp)
+
+    sp = sub.add_parser("push", help="upload the published dataset folder to the Hugging Face Hub (resumable)")
+    sp.add_argument("run_dir", metavar="RUN_DIR")
+    sp.add_argument("--repo-id", required=True, metavar="ORG/NAME")
+    sp.add_argument("--private", action="store_true")
+    sp.add_argument("--token-env", default="HF_TOKEN", help="environment variable holding the Hub token")
     common(sp)
 
     sp = sub.add_parser("quickstart", help="the offline demo build on tiny random-weight models")
@@ -113,6 +120,9 @@ def _summarise_build(args: argparse.Namespace, report, config) -> None:
             )
         elif stage == "pairs" and r is not None and r.pairs:
             _say(args, f"pairs: {r.pairs} pairs ({r.ties} ties) over {', '.join(sorted(r.by_aspect))}")
+        elif stage == "publish" and r is not None:
+            counts = ", ".join(f"{v} {k}" for k, v in r.counts.items())
+            _say(args, f"publish: {r.folder} ({counts}); load it with datasets.load_dataset({r.folder!r})")
         elif stage == "generate" and r is not None:
             _say(
                 args,
@@ -141,6 +151,13 @@ def _run(args: argparse.Namespace) -> int:
 
         st = run_status(args.run_dir)
         print(json.dumps(st, indent=2) if args.json else format_status(st))
+        return 0
+
+    if cmd == "push":
+        from .publish.push import push_dataset
+
+        url = push_dataset(args.run_dir, args.repo_id, private=args.private, token_env=args.token_env)
+        _say(args, f"pushed: {url}")
         return 0
 
     from .config import load_config

@@ -342,6 +342,24 @@ class PairsConfig:
 
 
 @dataclass(frozen=True)
+class PublishConfig:
+    """The Hugging Face dataset folder written into ``<run>/<folder>`` by the publish stage."""
+
+    folder: str = "dataset"
+    pretty_name: str | None = None
+    description: str | None = None  # a paragraph for the card; a default one describes the build
+    license: str = "other"  # the images inherit their generators' licences (listed in the card)
+    rows_per_shard: int = 500
+    dpo_aspect: str = "overall"  # which preferences the DPO export carries
+    dpo_image_format: Literal["original", "jpeg"] = "original"  # jpeg: re-encode at quality 95 like Pick-a-Pic
+
+    def __post_init__(self) -> None:
+        _positive("publish.rows_per_shard", self.rows_per_shard)
+        if "/" in self.folder or self.folder in ("", ".", ".."):
+            raise ConfigError(f"publish.folder: {self.folder!r} must be a plain folder name inside the run directory")
+
+
+@dataclass(frozen=True)
 class EstimateConfig:
     """Throughput assumptions for `visionprefer estimate` (GPU-hours)."""
 
@@ -356,6 +374,7 @@ class BuildConfig:
     generate: GenerateConfig
     annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
     pairs: PairsConfig = field(default_factory=PairsConfig)
+    publish: PublishConfig = field(default_factory=PublishConfig)
     estimate: EstimateConfig = field(default_factory=EstimateConfig)
     prices: dict[str, PriceConfig] = field(default_factory=dict)  # model -> price; adds to the built-in table
     # Where the config file lives; prompt-source paths are resolved against it. Not a YAML key.

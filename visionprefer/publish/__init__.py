@@ -1,0 +1,1 @@
+"""Stage 5: the Hugging Face dataset folder, its card and the Diffusion-DPO export; `push` to the Hub."""

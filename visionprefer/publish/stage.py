@@ -1,0 +1,532 @@
+"""The publish stage: the run directory as a Hugging Face dataset folder that ``load_dataset`` reads as is.
+
+Layout of ``<run>/<publish.folder>/``::
+
+    README.md                       the dataset card (YAML: configs, features, licence, task, size)
+    data/images/train-*.parquet     default config
+    data/prompts/train-*.parquet
+    data/pairs/train-*.parquet
+    dpo/train-*.parquet             Pick-a-Pic columns, in their own folder for the Diffusion-DPO example
+
+Rows are in a deterministic order (prompts in prompt-file order; images and pairs grouped by prompt, then
+by key), and each shard is written atomically, so publishing the same run twice gives the same files. The
+card is written last: a folder without ``README.md`` is a publish that did not finish.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import mean
+from typing import Any
+
+from ..config import ASPECTS, BuildConfig
+from ..errors import StageOrderError
+from ..rundir import RunDir, atomic_write_text
+from .schema import ASPECT_COLUMNS, CONFIG_NAMES, DESCRIPTIONS, METRIC_FIELDS, features
+from .writer import write_shards
+
+DPO_FOLDER = "dpo"
+
+
+@dataclass
+class PublishReport:
+    folder: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+    failed: int = 0
+
+
+def dataset_dir(config: BuildConfig, run: RunDir) -> Path:
+    return run.root / config.publish.folder
+
+
+def config_paths(name: str) -> str:
+    return f"{DPO_FOLDER}/train-*.parquet" if name == "dpo" else f"data/{name}/train-*.parquet"
+
+
+# --------------------------------------------------------------------------------------------- rows
+def collect(config: BuildConfig, run: RunDir) -> dict[str, Any]:
+    """Everything the dataset is made of, as lightweight records (image bytes are read while writing)."""
+    from ..annotate.stage import load_feedback
+    from ..generate.stage import generation_state, plan_for_run
+    from ..pairs.stage import load_pairs, pairs_path
+    from ..prompts.stage import load_prompts
+
+    prompts = load_prompts(run)
+    position = {p["prompt_id"]: i for i, p in enumerate(prompts)}
+    planned = {t.image_id for c in plan_for_run(config, run) for t in c.tasks}
+    done = generation_state(run).done
+    images = sorted(
+        (r for k, r in done.items() if k in planned and r["prompt_id"] in position),
+        key=lambda r: (position[r["prompt_id"]], r["image_id"]),
+    )
+    if not images:
+        raise StageOrderError(f"{run.root}: no images yet; run `visionprefer generate CONFIG` first")
+    feedback = load_feedback(config, run)
+    pairs: list[dict[str, Any]] = []
+    if config.annotate.backend != "none":
+        if not pairs_path(run).exists():
+            raise StageOrderError(f"{run.root}: no pairs yet; run `visionprefer pairs CONFIG` first")
+        aspect_order = {a: i for i, a in enumerate([*ASPECTS, "overall", *METRIC_FIELDS])}
+        pairs = sorted(
+            load_pairs(run),
+            key=lambda p: (
+                position.get(p["prompt_id"], 1 << 60),
+                aspect_order.get(p["aspect"], 99),
+                p["image_id_0"],
+                p["image_id_1"],
+            ),
+        )
+    return {"prompts": prompts, "images": images, "feedback": feedback, "pairs": pairs}
+
+
+def _image_cell(run: RunDir, rec_file: str) -> dict[str, Any]:
+    path = run.root / rec_file
+    return {"bytes": path.read_bytes(), "path": path.name}
+
+
+def image_rows(run: RunDir, images: list[dict[str, Any]], feedback: dict[str, dict[str, Any]]):
+    for rec in images:
+        fb = feedback.get(rec["image_id"], {})
+        metrics = fb.get("metrics")
+        yield {
+            **{
+                k: rec.get(k)
+                for k in (
+                    "image_id",
+                    "prompt_id",
+                    "prompt",
+                    "image_sha256",
+                    "generator",
+                    "generator_name",
+                    "model_id",
+                    "revision",
+                    "pipeline",
+                    "scheduler",
+                    "steps",
+                    "guidance_scale",
+                    "seed",
+                    "sample_index",
+                    "height",
+                    "width",
+                    "dtype",
+                )
+            },
+            "image": _image_cell(run, rec["file"]),
+            "judge": fb.get("judge"),
+            "guide_version": fb.get("guide_version"),
+            **{a: fb.get(a) for a in ASPECT_COLUMNS},
+            "metrics": {k: metrics.get(k) for k in METRIC_FIELDS} if metrics else None,
+            "overall": fb.get("overall"),
+            "rank": fb.get("rank"),
+        }
+
+
+def pair_rows(run: RunDir, pairs: list[dict[str, Any]]):
+    for p in pairs:
+        row = {k: p[k] for k in DESCRIPTIONS["pairs"] if k not in ("image_0", "image_1")}
+        row["image_0"] = _image_cell(run, p["file_0"])
+        row["image_1"] = _image_cell(run, p["file_1"])
+        yield row
+
+
+def dpo_rows(config: BuildConfig, run: RunDir, pairs: list[dict[str, Any]]):
+    for p in pairs:
+        b0, b1 = (run.root / p["file_0"]).read_bytes(), (run.root / p["file_1"]).read_bytes()
+        if config.publish.dpo_image_format == "jpeg":
+            b0, b1 = _jpeg(b0), _jpeg(b1)
+        yield {
+            "caption": p["prompt"],
+            "jpg_0": b0,
+            "jpg_1": b1,
+            "label_0": p["label_0"],
+            "label_1": 1.0 - p["label_0"],
+            "pair_id": p["pair_id"],
+            "prompt_id": p["prompt_id"],
+            "aspect": p["aspect"],
+            "image_id_0": p["image_id_0"],
+            "image_id_1": p["image_id_1"],
+            "model_0": p["model_0"],
+            "model_1": p["model_1"],
+        }
+
+
+def _jpeg(data: bytes) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    with Image.open(io.BytesIO(data)) as im:
+        im.convert("RGB").save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
+
+
+def dpo_pairs(config: BuildConfig, pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [p for p in pairs if p["aspect"] == config.publish.dpo_aspect and p["label_0"] != 0.5]
+
+
+# --------------------------------------------------------------------------------------------- stage
+def publish_dataset(config: BuildConfig, run: RunDir, *, progress: bool = True) -> PublishReport:
+    from ..progress import progress_bar
+
+    data = collect(config, run)
+    out = dataset_dir(config, run)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "README.md").unlink(missing_ok=True)  # written last: its presence marks a finished publish
+    dpo = dpo_pairs(config, data["pairs"])
+    counts = {
+        "prompts": len(data["prompts"]),
+        "images": len(data["images"]),
+        "pairs": len(data["pairs"]),
+        "dpo": len(dpo),
+    }
+    per_shard = config.publish.rows_per_shard
+    total = sum(counts.values())
+    with progress_bar(total=total, desc="publish", unit="row", enabled=progress) as bar:
+
+        def tick() -> None:
+            bar.update(1)
+
+        write_shards(
+            out / "data" / "prompts",
+            features("prompts"),
+            ({k: p.get(k) for k in DESCRIPTIONS["prompts"]} for p in data["prompts"]),
+            total=counts["prompts"],
+            rows_per_shard=max(per_shard, 10_000),
+            on_row=tick,
+        )
+        write_shards(
+            out / "data" / "images",
+            features("images"),
+            image_rows(run, data["images"], data["feedback"]),
+            total=counts["images"],
+            rows_per_shard=per_shard,
+            on_row=tick,
+        )
+        write_shards(
+            out / "data" / "pairs",
+            features("pairs"),
+            pair_rows(run, data["pairs"]),
+            total=counts["pairs"],
+            rows_per_shard=per_shard,
+            on_row=tick,
+        )
+        write_shards(
+            out / DPO_FOLDER,
+            features("dpo"),
+            dpo_rows(config, run, dpo),
+            total=counts["dpo"],
+            rows_per_shard=per_shard,
+            on_row=tick,
+        )
+    card = render_card(config, run, data, counts)
+    atomic_write_text(out / "README.md", card)
+    return PublishReport(folder=str(out), counts=counts)
+
+
+# --------------------------------------------------------------------------------------------- card
+def size_category(n: int) -> str:
+    for limit, name in (
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+        (10_000_000, "1M<n<10M"),
+    ):
+        if n < limit:
+            return name
+    return "10M<n<100M"
+
+
+def card_yaml(config: BuildConfig, counts: dict[str, int]) -> str:
+    import yaml
+
+    meta: dict[str, Any] = {
+        "license": config.publish.license,
+        "pretty_name": config.publish.pretty_name or Path(config.run_dir).name,
+        "task_categories": ["text-to-image"],
+        "language": ["en"],
+        "size_categories": [size_category(counts["images"])],
+        "tags": ["preference", "ai-feedback", "dpo", "visionprefer", "synthetic"],
+        "configs": [],
+        "dataset_info": [],
+    }
+    for name in CONFIG_NAMES:
+        entry: dict[str, Any] = {
+            "config_name": name,
+            "data_files": [{"split": "train", "path": config_paths(name)}],
+        }
+        if name == "images":
+            entry["default"] = True
+        meta["configs"].append(entry)
+        meta["dataset_info"].append({"config_name": name, "features": features(name)._to_yaml_list()})
+    return yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=1000).strip()
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join("" if c is None else str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _fmt(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3f}"
+
+
+def score_stats(
+    images: list[dict[str, Any]], feedback: dict[str, dict[str, Any]], key: str
+) -> list[list[Any]]:
+    """Mean and count of ``overall`` (and of each aspect or metric) per value of ``key`` (generator, CFG)."""
+    groups: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+    for rec in images:
+        if rec["image_id"] in feedback:
+            groups[rec[key]].append(feedback[rec["image_id"]])
+    rows = []
+    for value in sorted(groups, key=str):
+        fbs = groups[value]
+        row = [value, len(fbs), _fmt(mean(f["overall"] for f in fbs))]
+        for aspect in ASPECTS:
+            scores = [f[aspect]["score"] for f in fbs if f.get(aspect)]
+            row.append(_fmt(mean(scores)) if scores else "–")
+        rows.append(row)
+    return rows
+
+
+def render_card(
+    config: BuildConfig, run: RunDir, data: dict[str, Any], counts: dict[str, int], repo_id: str | None = None
+) -> str:
+    from .. import __version__
+    from ..generate.plan import resolve_generators
+    from ..generate.presets import PRESETS
+    from ..status import run_status
+
+    status = run_status(run.root)
+    images, feedback, pairs = data["images"], data["feedback"], data["pairs"]
+    specs = resolve_generators(config.generate)
+    tiny = any(s.tiny for s in specs)
+    by_gen = Counter(r["generator_name"] for r in images)
+    ann = config.annotate
+
+    generators_table = _table(
+        ["name", "model", "revision", "steps", "size", "guidance scales", "images", "licence"],
+        [
+            [
+                s.name,
+                f"`{s.model_id}`",
+                f"`{s.revision}`" if s.revision else "–",
+                s.steps,
+                f"{s.width}×{s.height}" if s.width else "model default",
+                ", ".join(f"{g:g}" for g in s.guidance_scales),
+                by_gen.get(s.name, 0),
+                PRESETS[s.preset].licence if s.preset in PRESETS else "see the model card",
+            ]
+            for s in specs
+        ],
+    )
+    sources = []
+    for src in config.prompts.sources:
+        where = (
+            f"Hugging Face dataset `{src.hf_dataset}`"
+            if src.hf_dataset
+            else f"file `{Path(src.path or '').name}`"
+        )
+        sources.append(
+            f"- **{src.source_name}**: {where}" + (f", column `{src.column}`" if src.column else "")
+        )
+    pc = config.prompts
+    steps = [f"whitespace cleaned, {pc.min_chars}–{pc.max_chars} characters kept"]
+    if pc.dedup:
+        steps.append("exact duplicates dropped")
+    if pc.sample:
+        steps.append(f"{pc.sample} sampled (seed {pc.sample_seed})")
+    if pc.polish.enabled:
+        steps.append(f"polished by `{pc.polish.llm.model}` (grammar, NSFW content and private names removed)")
+    if pc.safety.mode != "off":
+        steps.append(
+            f"safety checked by {'the polishing model' if pc.safety.mode == 'polish' else 'a moderation endpoint'}"
+            f" and {'dropped' if pc.safety.action == 'drop' else 'flagged in the `safety` column'} when unsafe"
+        )
+    if pc.near_dedup.enabled:
+        steps.append(
+            f"near-duplicates dropped (embedding cosine ≥ {pc.near_dedup.threshold} with `{pc.near_dedup.model}`)"
+        )
+    sources_section = "\n".join(sources) + "\n\nProcessing: " + "; ".join(steps) + "."
+
+    if ann.backend == "judge":
+        from ..annotate.judge import load_guide
+
+        _, version = load_guide(ann.judge)
+        j = ann.judge
+        feedback_section = (
+            f"Every image was judged by **`{j.llm.model}`** with annotation guide version `{version}` "
+            f"(the rubric files ship in `annotation_guides/` of visionprefer). The judge saw "
+            f"{'all images of a prompt' if not j.group_size else f'groups of {j.group_size} images of a prompt'} "
+            f"together{' in two orders (shuffled and reversed), scores averaged' if j.both_orders else ' in a deterministic shuffled order'}, "
+            f"and gave each image a score from {j.score_min} to {j.score_max} with a short explanation on four aspects:\n\n"
+            "- **prompt_following** — does the image show every subject, count, attribute, relation and style asked for?\n"
+            "- **fidelity** — is the depiction coherent: anatomy, hands, faces, shapes, physics?\n"
+            "- **aesthetic** — composition, colour, lighting and craft, independent of the prompt;\n"
+            "- **harmlessness** — free of sexual content, gore, hate symbols and depictions of private persons.\n\n"
+            f"`overall` is the weighted mean of the four aspects (weights {json.dumps(ann.aspect_weights)}); "
+            "`rank` orders a prompt's images by it."
+        )
+    elif ann.backend == "metrics":
+        m = ann.metrics
+        feedback_section = (
+            "Metric feedback in the manner of AGFSync (An et al., AAAI 2025): a **VQA score** (the fraction of "
+            f"{'LLM-written' if m.questions == 'llm' else 'template'} yes/no questions about the prompt's elements that "
+            f"`{m.vqa_model if m.vqa_backend == 'blip' else (m.vqa_llm.model if m.vqa_llm else 'the VLM')}` answers as "
+            f"expected), the **CLIP score** (100 × cosine, `{m.clip_model}`) and the **LAION aesthetic score** "
+            f"(predictor v2 `{m.aesthetic_model}` on `{m.aesthetic_clip_model}` embeddings). "
+            f"`metrics.total` = weighted sum with weights {json.dumps(m.weights)}; `overall` equals it. The four aspect "
+            "columns are null in this build."
+        )
+    else:
+        feedback_section = "No feedback was computed in this build: the feedback columns are null."
+
+    ties = sum(1 for p in pairs if p["label_0"] == 0.5)
+    if pairs:
+        mode = (
+            "every unordered pair of a prompt's images, once per aspect and once for `overall`"
+            if config.pairs.mode == "all"
+            else "one pair per prompt: the best image against the worst by `overall`"
+        )
+        pairs_section = (
+            f"Pairs: {mode}. `label_0` is 1.0 when image 0 scores higher, 0.0 when image 1 does, and 0.5 "
+            f"for a tie (difference ≤ {config.pairs.tie_tolerance:g}). {len(pairs)} pairs, {ties} ties "
+            f"({ties / len(pairs):.1%}). The `dpo` config keeps the `{config.publish.dpo_aspect}` pairs "
+            f"without ties: {counts['dpo']} pairs."
+        )
+    else:
+        pairs_section = "No pairs: this build computed no feedback."
+
+    columns = []
+    for name in CONFIG_NAMES:
+        columns.append(
+            f"### `{name}`\n\n"
+            + _table(
+                ["column", "type", "description"],
+                [
+                    [f"`{col}`", _feature_type(feat), DESCRIPTIONS[name][col]]
+                    for col, feat in features(name).items()
+                ],
+            )
+        )
+    st = status["stages"]
+    stats = [
+        "Counts (they equal `visionprefer status` for the run):\n",
+        _table(
+            ["stage", "done", "failed", "notes"],
+            [
+                [
+                    "prompts",
+                    st["prompts"]["done"],
+                    st["prompts"]["failed"],
+                    f"{st['prompts'].get('filtered', 0)} filtered",
+                ],
+                [
+                    "generate",
+                    st["generate"]["done"],
+                    st["generate"]["failed"],
+                    f"{st['generate'].get('planned')} planned",
+                ],
+                ["annotate", st["annotate"]["done"], st["annotate"]["failed"], ann.backend],
+                ["pairs", st["pairs"].get("pairs", 0), 0, f"{ties} ties"],
+            ],
+        ),
+    ]
+    if feedback:
+        head = ["", "images", "mean overall", *ASPECTS]
+        stats += [
+            "\nScores per generator:\n",
+            _table(["generator", *head[1:]], score_stats(images, feedback, "generator_name")),
+            "\nScores per guidance scale:\n",
+            _table(["guidance scale", *head[1:]], score_stats(images, feedback, "guidance_scale")),
+        ]
+        if ann.backend == "judge":
+            dist = []
+            for aspect in ASPECTS:
+                c = Counter(round(f[aspect]["score"]) for f in feedback.values() if f.get(aspect))
+                dist.append(
+                    [aspect, *[c.get(v, 0) for v in range(ann.judge.score_min, ann.judge.score_max + 1)]]
+                )
+            stats += [
+                "\nScore distribution (images per rounded score):\n",
+                _table(["aspect", *map(str, range(ann.judge.score_min, ann.judge.score_max + 1))], dist),
+            ]
+    llm = status.get("llm") or {}
+    if llm:
+        stats.append("\nLLM spend:\n")
+        stats.append(
+            _table(
+                ["purpose", "answers", "errors", "input tokens", "output tokens", "USD"],
+                [
+                    [
+                        k,
+                        v["completions"],
+                        v["errors"],
+                        v["input_tokens"],
+                        v["output_tokens"],
+                        f"{v['usd']:.4f}",
+                    ]
+                    for k, v in llm.items()
+                ],
+            )
+        )
+
+    values = {
+        "yaml": card_yaml(config, counts),
+        "pretty_name": config.publish.pretty_name or Path(config.run_dir).name,
+        "description": config.publish.description
+        or (
+            f"{counts['images']} images for {counts['prompts']} prompts from {len(specs)} text-to-image models, "
+            f"with {ann.backend if ann.backend != 'none' else 'no'} feedback and {counts['pairs']} preference pairs."
+        ),
+        "version": __version__,
+        "fingerprint": run.meta().get("fingerprint", "?"),
+        "warning": (
+            "> **Test build:** the generators and scorers of this build are tiny models with random weights. "
+            "The images are noise and every score is meaningless."
+            if tiny
+            else ""
+        ),
+        "repo_id": repo_id or "ORG/NAME",
+        "sizes_table": _table(
+            ["config", "rows", "files"], [[n, counts[n], f"`{config_paths(n)}`"] for n in CONFIG_NAMES]
+        ),
+        "sources_section": sources_section,
+        "generators_table": generators_table,
+        "feedback_section": feedback_section,
+        "pairs_section": pairs_section,
+        "columns_section": "\n\n".join(columns),
+        "stats_section": "\n".join(stats),
+        "both_orders_note": "; each group was also judged in reversed order and the scores averaged"
+        if ann.backend == "judge" and ann.judge.both_orders
+        else "",
+        "safety_note": ("dropped" if pc.safety.action == "drop" else "kept and flagged")
+        if pc.safety.mode != "off"
+        else "not filtered in this build",
+    }
+    return fill_template(_template(), values)
+
+
+def _feature_type(feat: Any) -> str:
+    if isinstance(feat, dict):
+        return "struct{" + ", ".join(f"{k}: {_feature_type(v)}" for k, v in feat.items()) + "}"
+    return getattr(feat, "dtype", None) or type(feat).__name__
+
+
+def _template() -> str:
+    from ..resources import data_path
+
+    return data_path("DATASET_CARD.md").read_text(encoding="utf-8")
+
+
+def fill_template(template: str, values: dict[str, str]) -> str:
+    missing = sorted(set(re.findall(r"\{\{(\w+)\}\}", template)) - set(values))
+    if missing:
+        raise KeyError(f"DATASET_CARD.md template needs values for {missing}")
+    return re.sub(r"\{\{(\w+)\}\}", lambda m: str(values[m.group(1)]), template)
