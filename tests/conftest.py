@@ -27,6 +27,7 @@ def _isolated_env(monkeypatch, tmp_path_factory, tiny_dir):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     monkeypatch.setenv("VISIONPREFER_TINY_DIR", str(tiny_dir))
+    monkeypatch.setenv("VISIONPREFER_CACHE", str(hf_home / "visionprefer"))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     try:

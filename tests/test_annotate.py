@@ -270,3 +270,37 @@ def test_kill_9_during_annotation(tmp_path, fake_llm):
     assert len(again) <= 4  # concurrency
     st = run_status(tmp_path / "run")["stages"]["annotate"]
     assert (st["done"], st["failed"]) == (40, 0)
+
+
+def test_batch_mode_submits_collects_and_resumes(tmp_path, fake_llm):
+    server = fake_llm(responder="judge", extra_args=["--batch-polls", "3"])
+    cfg_path = _config(
+        tmp_path,
+        server.base_url,
+        judge_extra="    mode: batch\n    group_size: 1\n"
+        "    batch: {poll_interval_s: 0.05, max_wait_s: 0.0, max_requests_per_file: 5}\n",
+    )
+    cfg = load_config(cfg_path)
+    first = build(cfg, progress=False).stages["annotate"]
+    assert (first.made, first.failed) == (0, 12)  # submitted, not finished: pending, transient
+    st = run_status(tmp_path / "run")["stages"]["annotate"]
+    assert st["failed_transient"] == 12 and st["failed_permanent"] == 0
+    creates = [r for r in server.requests() if r.get("path") == "/v1/batches" and r.get("method") == "POST"]
+    assert len(creates) == 3  # 12 requests, 5 per file
+    cfg_path.write_text(cfg_path.read_text().replace("max_wait_s: 0.0", "max_wait_s: 30"))
+    second = build(load_config(cfg_path), progress=False).stages["annotate"]
+    assert second.made == 12
+    creates_after = [
+        r for r in server.requests() if r.get("path") == "/v1/batches" and r.get("method") == "POST"
+    ]
+    assert len(creates_after) == 3  # polling resumed; nothing submitted again
+    assert not [r for r in server.requests() if r.get("path") == "/v1/chat/completions"]  # no online calls
+    usage = UsageLog(tmp_path / "run" / "llm").records()
+    ok = [u for u in usage if u["outcome"] == "ok"]
+    assert len(ok) == 12
+    price_in, price_out = 2.50, 10.00  # gpt-4o per 1M tokens, half price in batch
+    for u in ok:
+        assert u["usd"] == pytest.approx(
+            0.5 * (u["input_tokens"] * price_in + u["output_tokens"] * price_out) / 1e6
+        )
+    assert len(load_feedback(load_config(cfg_path), open_run(load_config(cfg_path)))) == 12

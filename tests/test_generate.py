@@ -218,11 +218,15 @@ def test_embedding_noise_candidates(small_build, tmp_path):
     def config(run_dir, noise):
         path = small_build(generators=("tiny-sd15",), scales=(5.0,), run_dir=run_dir, extra=extra)
         if noise:
-            path.write_text(path.read_text().replace("- preset: tiny-sd15", "- {preset: tiny-sd15, embedding_noise: 0.5}"))
+            path.write_text(
+                path.read_text().replace("- preset: tiny-sd15", "- {preset: tiny-sd15, embedding_noise: 0.5}")
+            )
         cfg = load_config(path)
         build(cfg, progress=False)
         recs = generation_state(open_run(cfg)).done.values()
-        return {(r["prompt_id"], r["sample_index"]): (Path(cfg.run_dir) / r["file"]).read_bytes() for r in recs}
+        return {
+            (r["prompt_id"], r["sample_index"]): (Path(cfg.run_dir) / r["file"]).read_bytes() for r in recs
+        }
 
     clean, noisy, again = config("clean", False), config("noisy", True), config("again", True)
     assert noisy == again  # reproducible, byte for byte

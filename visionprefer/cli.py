@@ -59,7 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="print JSON")
     common(sp)
 
-    sp = sub.add_parser("push", help="upload the published dataset folder to the Hugging Face Hub (resumable)")
+    sp = sub.add_parser(
+        "push", help="upload the published dataset folder to the Hugging Face Hub (resumable)"
+    )
     sp.add_argument("run_dir", metavar="RUN_DIR")
     sp.add_argument("--repo-id", required=True, metavar="ORG/NAME")
     sp.add_argument("--private", action="store_true")

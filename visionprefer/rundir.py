@@ -183,7 +183,9 @@ class StageLog:
     def record_failed(self, keys: Iterable[str], *, reason: str, kind: str, raw: str | None = None) -> None:
         now = time.time()
         for key in keys:
-            self._failed.append({self.key_field: key, "reason": reason, "kind": kind, "raw": raw, "time": now})
+            self._failed.append(
+                {self.key_field: key, "reason": reason, "kind": kind, "raw": raw, "time": now}
+            )
 
     def close(self) -> None:
         self._done.close()

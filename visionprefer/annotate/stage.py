@@ -177,10 +177,11 @@ def annotate_with_judge(
             judge.llm, messages, schema=judge_schema(len(group.files)), schema_name="judgement"
         )
 
+    batch_failures: dict[str, Any] = {}
     if judge.mode == "batch" and todo:
         from .batch import submit_judge_batch
 
-        submit_judge_batch(config, run, todo, build_request, proc=proc)
+        batch_failures = submit_judge_batch(config, run, todo, build_request, proc=proc)
 
     async def annotate_all(bar: Any) -> bool:
         llm = LLMClient(
@@ -201,6 +202,12 @@ def annotate_with_judge(
                 return validate_judgement(text, n, lo, hi)
 
             if judge.mode == "batch":
+                from ..llm import LLMResult
+                from ..llm.cache import request_key
+
+                failure = batch_failures.get(request_key(request))
+                if failure is not None:  # not answered by the batch: its reason, not a generic one
+                    return LLMResult(ok=False, kind=failure.kind, error=f"batch: {failure.error}")
                 return await llm.replay(request, validate=check)
             result = await llm.call(request, validate=check)
             if not result.ok and result.kind == "permanent" and retry_failed:

@@ -25,7 +25,12 @@ class TextToImage(Protocol):
     dtype_name: str
 
     def __call__(
-        self, prompts: list[str], *, guidance_scale: float, seeds: list[int], sample_indices: list[int] | None = None
+        self,
+        prompts: list[str],
+        *,
+        guidance_scale: float,
+        seeds: list[int],
+        sample_indices: list[int] | None = None,
     ) -> list[Any]: ...
 
 
@@ -110,7 +115,12 @@ class DiffusersTextToImage:
         return int(h), int(w)
 
     def __call__(
-        self, prompts: list[str], *, guidance_scale: float, seeds: list[int], sample_indices: list[int] | None = None
+        self,
+        prompts: list[str],
+        *,
+        guidance_scale: float,
+        seeds: list[int],
+        sample_indices: list[int] | None = None,
     ) -> list[Any]:
         torch = self._torch
         height, width = self.default_size
@@ -131,8 +141,14 @@ class DiffusersTextToImage:
             )
         return list(out.images)
 
-    def _noisy_embeddings(self, prompts: list[str], negative: list[str] | None, guidance_scale: float,
-                          seeds: list[int], sample_indices: list[int] | None) -> dict[str, Any]:
+    def _noisy_embeddings(
+        self,
+        prompts: list[str],
+        negative: list[str] | None,
+        guidance_scale: float,
+        seeds: list[int],
+        sample_indices: list[int] | None,
+    ) -> dict[str, Any]:
         """AGFSync's candidates: the text embedding of samples 1..N-1 gets N(0, sigma^2) noise (sample 0 stays
         clean); the noise comes from a CPU generator seeded from the image's seed, so it is reproducible."""
         torch = self._torch

@@ -45,7 +45,7 @@ from ..config import BatchAPIConfig, LLMConfig, PriceConfig
 from ..errors import ConfigError, RunDirError, VisionPreferError
 from ..rundir import atomic_write_text
 from .cache import ResponseCache, request_key
-from .client import LLMAccessError, LLMUnreachable, estimate_tokens
+from .client import LLMAccessError, LLMUnreachable, _ssl_context, estimate_tokens
 from .usage import UsageLog, cost_usd
 
 CHAT_ENDPOINT = "/v1/chat/completions"
@@ -144,7 +144,7 @@ def batch_line(key: str, request: dict[str, Any], endpoint: str = CHAT_ENDPOINT)
 
 def batch_client(config: LLMConfig) -> Any:
     """A sync ``openai.OpenAI`` client for ``config``; the key comes from ``config.api_key_env``."""
-    from openai import OpenAI
+    import openai
 
     key = os.environ.get(config.api_key_env)
     if not key:
@@ -153,7 +153,12 @@ def batch_client(config: LLMConfig) -> Any:
                 f"llm: the OpenAI Batch API needs a key in the environment variable {config.api_key_env}"
             )
         key = "not-needed"
-    return OpenAI(api_key=key, base_url=config.base_url, timeout=config.timeout_s)
+    return openai.OpenAI(
+        api_key=key,
+        base_url=config.base_url,
+        timeout=config.timeout_s,
+        http_client=openai.DefaultHttpxClient(verify=_ssl_context(), timeout=config.timeout_s),
+    )
 
 
 def _one_line(text: Any, limit: int = 300) -> str:
@@ -167,9 +172,9 @@ def _status_kind(status: int) -> str:
 
 def _line_failure(record: dict[str, Any], batch_id: str) -> BatchFailure:
     """The failure of a non-200 line of an output or error file."""
-    response = record.get("response") or None
-    error = record.get("error") or None
-    if response is not None and response.get("status_code") is not None:
+    response = record.get("response")
+    error = record.get("error")
+    if isinstance(response, dict) and isinstance(response.get("status_code"), int):
         status = int(response["status_code"])
         body = response.get("body")
         message: Any = body
@@ -255,9 +260,10 @@ class BatchRunner:
             state = json.loads(self.state_path.read_text(encoding="utf-8"))
         except ValueError as e:
             raise RunDirError(f"Batch API state {self.state_path} is not valid JSON: {e}") from None
-        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+        version = state.get("version") if isinstance(state, dict) else None
+        if version != STATE_VERSION or not isinstance(state.get("batches"), list):
             raise RunDirError(
-                f"Batch API state {self.state_path}: unknown format (version {state.get('version')})"
+                f"Batch API state {self.state_path}: unknown format (version {version}, expected {STATE_VERSION})"
             )
         return state
 
@@ -319,7 +325,8 @@ class BatchRunner:
             if note:
                 error += f" ({note})"
             for key in entry["custom_ids"]:
-                if key in results and results[key] is not None and results[key].pending:  # type: ignore[union-attr]
+                current = results.get(key)
+                if current is not None and current.pending:
                     results[key] = BatchFailure("transient", error, pending=True, batch_id=entry["batch_id"])
         self._count(results)
         return results
@@ -646,8 +653,8 @@ class BatchRunner:
                         key = record.get("custom_id") if isinstance(record, dict) else None
                         if key not in keys or outcome.get(key, "unset") is None:
                             continue
-                        response = record.get("response") or {}
-                        if response.get("status_code") == 200:
+                        response = record.get("response")
+                        if isinstance(response, dict) and response.get("status_code") == 200:
                             outcome[key] = None
                             if key not in self.cache:  # already committed by an interrupted collection
                                 self._commit(key, response.get("body") or {}, batch_id, latency)
@@ -711,10 +718,10 @@ class BatchRunner:
 
     def _commit(self, key: str, body: dict[str, Any], batch_id: str, latency: float | None) -> None:
         """Commit a 200 answer exactly as :meth:`LLMClient._commit` does (dollars at the batch price)."""
-        choices = body.get("choices") or []
-        choice = choices[0] if choices else {}
-        message = choice.get("message") or {}
-        usage = body.get("usage") or {}
+        choices = body.get("choices") if isinstance(body, dict) else None
+        choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+        message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+        usage = body.get("usage") if isinstance(body, dict) and isinstance(body.get("usage"), dict) else {}
         entry: dict[str, Any] = {
             "text": message.get("content"),
             "refusal": message.get("refusal"),

@@ -352,10 +352,76 @@ def _build_text_embed(folder: Path) -> None:
     shutil.rmtree(folder / "_tok")
 
 
+def _build_aesthetic(folder: Path) -> None:
+    """A LAION-aesthetic-v2-shaped MLP head for ``tiny-clip`` embeddings (16-dim), saved like the real ``.pth``.
+
+    The last bias is set to 5.0 so that the random head's outputs sit near the middle of the AVA 1-10 scale.
+    """
+    import torch
+
+    from ..scorers.aesthetic import TINY_HEAD_FILE, AestheticMLP, write_head_info
+
+    torch.manual_seed(SEED)
+    head = AestheticMLP(input_dim=16)
+    with torch.no_grad():
+        head.layers[-1].bias.fill_(5.0)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(head.state_dict(), folder / TINY_HEAD_FILE)
+    write_head_info(folder, weights=TINY_HEAD_FILE, clip_model="tiny-clip", input_dim=16)
+
+
+def _build_blip(folder: Path) -> None:
+    """A tiny BLIP VQA model (ViT 32x32 + BERT-style text encoder/decoder) with a WordPiece tokenizer."""
+    import torch
+    from transformers import (
+        BertTokenizer,
+        BlipConfig,
+        BlipForQuestionAnswering,
+        BlipImageProcessor,
+        BlipProcessor,
+    )
+
+    tok = BertTokenizer(
+        vocab=str(write_wordpiece_vocab(folder / "_tok")), do_lower_case=True, model_max_length=64
+    )
+    tok.add_special_tokens({"bos_token": "[DEC]"})
+    torch.manual_seed(SEED)
+    config = BlipConfig(
+        text_config={
+            "vocab_size": len(tok),
+            "hidden_size": 32,
+            "encoder_hidden_size": 32,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "intermediate_size": 37,
+            "max_position_embeddings": 64,
+            "bos_token_id": tok.bos_token_id,
+            "sep_token_id": tok.sep_token_id,
+            "eos_token_id": tok.sep_token_id,
+            "pad_token_id": tok.pad_token_id,
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "image_size": 32,
+            "patch_size": 8,
+        },
+    )
+    model = BlipForQuestionAnswering(config)
+    processor = BlipProcessor(BlipImageProcessor(size={"height": 32, "width": 32}), tok)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    shutil.rmtree(folder / "_tok")
+
+
 TINY_BUILDERS: dict[str, Callable[[Path], None]] = {
     "tiny-sd15": lambda folder: _build_sd(folder, prediction_type="epsilon"),
     "tiny-sd21": lambda folder: _build_sd(folder, prediction_type="v_prediction"),
     "tiny-sdxl": _build_sdxl,
     "tiny-clip": _build_clip,
     "tiny-text-embed": _build_text_embed,
+    "tiny-aesthetic": _build_aesthetic,
+    "tiny-blip": _build_blip,
 }

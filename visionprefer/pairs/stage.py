@@ -109,7 +109,9 @@ def run_pairs_stage(config: BuildConfig, run: RunDir) -> PairsReport:
         return PairsReport()
     feedback = load_feedback(config, run)
     if not feedback:
-        raise StageOrderError(f"{run.root}: no annotations yet; run `visionprefer annotate CONFIG` first")
+        attempted = run.stage_log("annotate", "annotation_id").state()
+        if not attempted.done and not attempted.failed:
+            raise StageOrderError(f"{run.root}: no annotations yet; run `visionprefer annotate CONFIG` first")
     images = generation_state(run).done
     pairs = derive_pairs(config, feedback, images)
     write_jsonl(pairs_path(run), pairs)

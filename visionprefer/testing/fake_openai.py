@@ -6,6 +6,15 @@ the decision for a request depends on the seed, the request body and how many ti
 so a retried request can succeed. Every request is logged as a JSON line (``--log``) so tests can count
 what reached the server. The server stops by itself after ``--max-seconds`` or ``--max-requests``.
 
+It also serves the Batch API: ``POST /v1/files`` (multipart upload), ``GET /v1/files/{id}`` and
+``/v1/files/{id}/content``, ``POST /v1/batches``, ``GET /v1/batches`` and ``GET /v1/batches/{id}``. A batch
+becomes final on its ``--batch-polls``-th retrieve (``--batch-final completed|expired|failed``); its lines
+then go through the same responder and fault model as online requests (429/400 and timeouts become lines
+of the error file, 500 a non-200 line of the output file, garbage/refusal/... a 200 with that content), and
+the output lines are shuffled deterministically, so a client must match them by ``custom_id``. Management
+calls are never faulted; they are logged with ``method``, ``path`` and the file or batch id, and each
+processed batch line is logged with path ``batch:/v1/chat/completions`` and its ``custom_id``.
+
 Run: ``python -m visionprefer.testing.fake_openai --port-file PORT --responder polish``.
 """
 
@@ -15,14 +24,18 @@ import argparse
 import contextlib
 import hashlib
 import json
+import random
 import re
 import threading
 import time
+from email import policy
+from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
-FAULTS = ("429", "500", "timeout", "garbage", "refusal", "badjson", "missing_aspect", "out_of_range")
+FAULTS = ("429", "500", "400", "timeout", "garbage", "refusal", "badjson", "missing_aspect", "out_of_range")
 JUDGE_ASPECTS = ("prompt_following", "fidelity", "aesthetic", "harmlessness")
 UNSAFE_WORDS = ("nude", "naked", "nsfw", "gore", "blood", "kill")
 
@@ -150,9 +163,17 @@ class FakeState:
         self.responder = RESPONDERS[args.responder]
         self.faults = parse_faults(args.faults)
         self.seen: dict[str, int] = {}
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # re-entered when a retrieve processes a batch
         self.count = 0
         self.log = open(args.log, "a", encoding="utf-8") if args.log else None  # noqa: SIM115
+        self.files: dict[str, dict[str, Any]] = {}  # Batch API: uploaded and generated files, in memory
+        self.batches: dict[str, dict[str, Any]] = {}
+        self.ids = 0
+
+    def new_id(self, prefix: str) -> str:
+        with self.lock:
+            self.ids += 1
+            return f"{prefix}{self.ids:06d}"
 
     def decide(self, key: str) -> tuple[int, str | None]:
         with self.lock:
@@ -183,24 +204,364 @@ def parse_faults(spec: str) -> list[tuple[str, float]]:
     return out
 
 
+def chat_completion(
+    state: FakeState, body: dict[str, Any], raw_len: int, key: str, fault: str | None
+) -> dict:
+    """The chat-completion object for ``body`` (content faults applied: garbage, refusal, corrupt JSON)."""
+    content: str | None
+    refusal = None
+    if fault == "garbage":
+        content = "Sure! Here is a lovely picture idea for you: something nice."
+    elif fault == "refusal":
+        content, refusal = None, "I'm sorry, I can't help with that."
+    elif fault == "badjson":  # only reached for batch lines: a 200 whose content is cut-off JSON
+        content = '{"images": [{"image": 1, "prompt_following": {"sco'
+    else:
+        content = state.responder(body)
+        if fault in ("missing_aspect", "out_of_range"):
+            content = corrupt_judge(content, fault) if state.args.responder.startswith("judge") else "{}"
+    usage = {
+        "prompt_tokens": max(1, raw_len // 4),
+        "completion_tokens": max(1, len(content or "x") // 4),
+    }
+    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    return {
+        "id": f"chatcmpl-{key[:12]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", "fake"),
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": content, "refusal": refusal},
+            }
+        ],
+        "usage": usage,
+    }
+
+
+# --------------------------------------------------------------------------------------------- Batch API
+TERMINAL = ("completed", "failed", "expired", "cancelled")
+
+
+def _error_body(message: str, kind: str) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind}}
+
+
+def new_file(state: FakeState, data: bytes, filename: str, purpose: str) -> dict[str, Any]:
+    file_id = state.new_id("file-")
+    obj = {
+        "id": file_id,
+        "object": "file",
+        "bytes": len(data),
+        "created_at": int(time.time()),
+        "filename": filename,
+        "purpose": purpose,
+        "status": "processed",
+    }
+    with state.lock:
+        state.files[file_id] = {"meta": obj, "data": data}
+    return obj
+
+
+def batch_view(batch: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in batch.items() if not k.startswith("_")}
+
+
+def validate_batch_input(data: bytes, endpoint: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Lines of a batch input file, and the validation errors (as the API reports them, 1-based lines)."""
+    lines: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for n, raw in enumerate(data.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            errors.append(
+                {"code": "invalid_json_line", "message": "line is not JSON", "line": n, "param": None}
+            )
+            continue
+        problem = None
+        if not isinstance(line, dict) or not isinstance(line.get("custom_id"), str):
+            problem = "custom_id missing"
+        elif line["custom_id"] in seen:
+            problem = f"duplicate custom_id {line['custom_id']!r}"
+        elif line.get("method") != "POST" or line.get("url") != endpoint:
+            problem = f"method/url must be POST {endpoint}"
+        elif not isinstance(line.get("body"), dict):
+            problem = "body missing"
+        if problem:
+            errors.append({"code": "invalid_request", "message": problem, "line": n, "param": None})
+            continue
+        seen.add(line["custom_id"])
+        lines.append(line)
+    return lines, errors
+
+
+def run_batch_line(state: FakeState, batch_id: str, line: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Answer one batch line: ("out" | "err", the line of the output or error file)."""
+    args = state.args
+    body = line["body"]
+    raw = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    key = hashlib.sha256(raw).hexdigest()
+    attempt, fault = state.decide(key)
+    state.write_log(
+        {
+            "t": time.time(),
+            "path": "batch:" + line["url"],
+            "batch_id": batch_id,
+            "custom_id": line["custom_id"],
+            "key": key,
+            "attempt": attempt,
+            "fault": fault,
+        }
+    )
+    record: dict[str, Any] = {"id": state.new_id("batch_req_"), "custom_id": line["custom_id"], "error": None}
+    request_id = f"req_{key[:16]}"
+
+    def response(status: int, payload: dict[str, Any]) -> dict[str, Any]:
+        return {"status_code": status, "request_id": request_id, "body": payload}
+
+    if fault == "429":
+        record["response"] = response(429, _error_body("rate limited", "rate_limit"))
+        return "err", record
+    if fault == "500":
+        record["response"] = response(500, _error_body("internal error", "server_error"))
+        return "out", record  # a non-200 line in the output file
+    if fault == "400":
+        record["response"] = response(400, _error_body("invalid request: bad image", "invalid_request_error"))
+        return "err", record
+    if fault == "timeout":
+        record["response"] = None
+        record["error"] = {"code": "request_timeout", "message": "the request timed out"}
+        return "err", record
+    if args.model and body.get("model") != args.model:
+        record["response"] = response(404, _error_body(f"model {body.get('model')} not found", "not_found"))
+        return "err", record
+    record["response"] = response(200, chat_completion(state, body, len(raw), key, fault))
+    return "out", record
+
+
+def finish_batch(state: FakeState, batch: dict[str, Any]) -> None:
+    """Process a batch's lines (called once, on the retrieve that makes it final)."""
+    now = int(time.time())
+    data = state.files[batch["input_file_id"]]["data"]
+    lines, errors = validate_batch_input(data, batch["endpoint"])
+    final = state.args.batch_final
+    if errors or final == "failed":
+        errors = errors or [
+            {"code": "invalid_request", "message": "scripted failure", "line": None, "param": None}
+        ]
+        batch.update(
+            status="failed",
+            failed_at=now,
+            errors={"object": "list", "data": errors},
+            request_counts={"total": len(lines), "completed": 0, "failed": 0},
+        )
+        return
+    out: list[dict[str, Any]] = []
+    err: list[dict[str, Any]] = []
+    cutoff = len(lines) // 2 if final == "expired" else len(lines)
+    for i, line in enumerate(lines):
+        if i >= cutoff:
+            err.append(
+                {
+                    "id": state.new_id("batch_req_"),
+                    "custom_id": line["custom_id"],
+                    "response": None,
+                    "error": {
+                        "code": "batch_expired",
+                        "message": "This request could not be executed before the completion window expired.",
+                    },
+                }
+            )
+            continue
+        where, record = run_batch_line(state, batch["id"], line)
+        (out if where == "out" else err).append(record)
+    rng = random.Random(f"{state.args.fault_seed}:{batch['id']}")
+    rng.shuffle(out)  # output order is not guaranteed: clients must match by custom_id
+    rng.shuffle(err)
+    if out:
+        blob = "".join(json.dumps(r) + "\n" for r in out).encode()
+        batch["output_file_id"] = new_file(state, blob, f"{batch['id']}_output.jsonl", "batch_output")["id"]
+    if err:
+        blob = "".join(json.dumps(r) + "\n" for r in err).encode()
+        batch["error_file_id"] = new_file(state, blob, f"{batch['id']}_error.jsonl", "batch_output")["id"]
+    ok = sum(1 for r in out if r["response"]["status_code"] == 200)
+    batch.update(
+        status="completed" if final == "completed" else "expired",
+        finalizing_at=now,
+        request_counts={"total": len(lines), "completed": ok, "failed": len(lines) - ok},
+    )
+    batch["completed_at" if final == "completed" else "expired_at"] = now
+
+
+def parse_multipart(content_type: str, raw: bytes) -> dict[str, tuple[str | None, bytes]]:
+    """Form fields of a multipart body: name -> (filename, bytes)."""
+    message = BytesParser(policy=policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + raw
+    )
+    fields: dict[str, tuple[str | None, bytes]] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if name:
+            fields[str(name)] = (part.get_filename(), part.get_payload(decode=True) or b"")
+    return fields
+
+
 def make_handler(state: FakeState) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out as two writes; with Nagle's algorithm on, the body waits for the client's
+        # delayed ACK (~40 ms per request on a kept-alive connection).
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             pass
 
-        def _send(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
+        def _send(
+            self,
+            status: int,
+            payload: bytes,
+            headers: dict[str, str] | None = None,
+            content_type: str = "application/json",
+        ) -> None:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(payload)))
             for k, v in (headers or {}).items():
                 self.send_header(k, v)
             self.end_headers()
             self.wfile.write(payload)
 
+        def _json(self, status: int, obj: Any) -> None:
+            self._send(status, json.dumps(obj).encode())
+
+        def _read_body(self) -> bytes:
+            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                chunks = []
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                    if size == 0:
+                        self.rfile.readline()
+                        return b"".join(chunks)
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()
+            return self.rfile.read(int(self.headers.get("Content-Length", 0)))
+
+        def _log_api(self, method: str, **fields: Any) -> None:
+            state.write_log(
+                {
+                    "t": time.time(),
+                    "method": method,
+                    "path": urlsplit(self.path).path,
+                    "auth": self.headers.get("Authorization", "")[:12],
+                    **fields,
+                }
+            )
+
+        # Batch API ---------------------------------------------------------------------------------
+        def _post_file(self, raw: bytes) -> None:
+            fields = parse_multipart(self.headers.get("Content-Type", ""), raw)
+            if "file" not in fields:
+                return self._json(400, _error_body("no file in the upload", "invalid_request_error"))
+            filename, data = fields["file"]
+            purpose = fields.get("purpose", (None, b""))[1].decode()
+            obj = new_file(state, data, filename or "upload.jsonl", purpose)
+            self._log_api("POST", file_id=obj["id"], bytes=len(data), purpose=purpose)
+            return self._json(200, obj)
+
+        def _post_batch(self, raw: bytes) -> None:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                return self._json(400, _error_body("body is not JSON", "invalid_request_error"))
+            file_id = body.get("input_file_id")
+            if file_id not in state.files:
+                return self._json(404, _error_body(f"no such file {file_id}", "invalid_request_error"))
+            batch = {
+                "id": state.new_id("batch_"),
+                "object": "batch",
+                "endpoint": body.get("endpoint", "/v1/chat/completions"),
+                "input_file_id": file_id,
+                "completion_window": body.get("completion_window", "24h"),
+                "status": "validating",
+                "created_at": int(time.time()),
+                "metadata": body.get("metadata"),
+                "request_counts": {"total": 0, "completed": 0, "failed": 0},
+                "_polls": 0,
+            }
+            with state.lock:
+                state.batches[batch["id"]] = batch
+            self._log_api("POST", batch_id=batch["id"], input_file_id=file_id)
+            return self._json(200, batch_view(batch))
+
+        def do_GET(self) -> None:  # noqa: N802
+            url = urlsplit(self.path)
+            path = url.path.rstrip("/")
+            m = re.fullmatch(r".*/batches/([^/]+)", path)
+            if m:
+                with state.lock:
+                    batch = state.batches.get(m.group(1))
+                    if batch is not None and batch["status"] not in TERMINAL:
+                        batch["_polls"] += 1
+                        if batch["_polls"] >= state.args.batch_polls:
+                            finish_batch(state, batch)
+                        else:
+                            batch["status"] = "in_progress"
+                            batch.setdefault("in_progress_at", int(time.time()))
+                    view = batch_view(batch) if batch is not None else None
+                self._log_api("GET", batch_id=m.group(1), status=view and view["status"])
+                if view is None:
+                    return self._json(
+                        404, _error_body(f"no such batch {m.group(1)}", "invalid_request_error")
+                    )
+                return self._json(200, view)
+            if path.endswith("/batches"):
+                query = parse_qs(url.query)
+                limit = int(query.get("limit", ["20"])[0])
+                after = query.get("after", [None])[0]
+                with state.lock:
+                    items = sorted(
+                        state.batches.values(), key=lambda b: b["id"], reverse=True
+                    )  # newest first
+                if after is not None:
+                    ids = [b["id"] for b in items]
+                    items = items[ids.index(after) + 1 :] if after in ids else []
+                page = [batch_view(b) for b in items[:limit]]
+                self._log_api("GET", count=len(page))
+                return self._json(
+                    200,
+                    {
+                        "object": "list",
+                        "data": page,
+                        "first_id": page[0]["id"] if page else None,
+                        "last_id": page[-1]["id"] if page else None,
+                        "has_more": len(items) > limit,
+                    },
+                )
+            m = re.fullmatch(r".*/files/([^/]+)(/content)?", path)
+            if m:
+                stored = state.files.get(m.group(1))
+                self._log_api("GET", file_id=m.group(1))
+                if stored is None:
+                    return self._json(404, _error_body(f"no such file {m.group(1)}", "invalid_request_error"))
+                if m.group(2):
+                    return self._send(200, stored["data"], content_type="application/octet-stream")
+                return self._json(200, stored["meta"])
+            return self._json(404, _error_body("no such endpoint", "invalid_request_error"))
+
+        # online ------------------------------------------------------------------------------------
         def do_POST(self) -> None:  # noqa: N802
-            raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            raw = self._read_body()
+            path = urlsplit(self.path).path.rstrip("/")
+            if path.endswith("/files"):
+                return self._post_file(raw)
+            if path.endswith("/batches"):
+                return self._post_batch(raw)
             key = hashlib.sha256(raw).hexdigest()
             attempt, fault = state.decide(key)
             args = state.args
@@ -224,6 +585,11 @@ def make_handler(state: FakeState) -> type[BaseHTTPRequestHandler]:
                 )
             if fault == "500":
                 return self._send(500, b'{"error": {"message": "internal error", "type": "server_error"}}')
+            if fault == "400":
+                return self._send(
+                    400,
+                    b'{"error": {"message": "invalid request: bad image", "type": "invalid_request_error"}}',
+                )
             if fault == "timeout":
                 time.sleep(args.timeout_sleep)
                 return self._send(504, b'{"error": {"message": "too slow"}}')
@@ -241,36 +607,7 @@ def make_handler(state: FakeState) -> type[BaseHTTPRequestHandler]:
                 return self._send(
                     404, json.dumps({"error": {"message": f"model {body.get('model')} not found"}}).encode()
                 )
-            content: str | None
-            refusal = None
-            if fault == "garbage":
-                content = "Sure! Here is a lovely picture idea for you: something nice."
-            elif fault == "refusal":
-                content, refusal = None, "I'm sorry, I can't help with that."
-            else:
-                content = state.responder(body)
-                if fault in ("missing_aspect", "out_of_range"):
-                    content = corrupt_judge(content, fault) if args.responder.startswith("judge") else "{}"
-            usage = {
-                "prompt_tokens": max(1, len(raw) // 4),
-                "completion_tokens": max(1, len(content or "x") // 4),
-            }
-            usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-            payload = {
-                "id": f"chatcmpl-{key[:12]}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": body.get("model", "fake"),
-                "choices": [
-                    {
-                        "index": 0,
-                        "finish_reason": "stop",
-                        "message": {"role": "assistant", "content": content, "refusal": refusal},
-                    }
-                ],
-                "usage": usage,
-            }
-            return self._send(200, json.dumps(payload).encode())
+            return self._json(200, chat_completion(state, body, len(raw), key, fault))
 
     return Handler
 
@@ -289,6 +626,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--log", default="", help="JSONL log of every request")
     p.add_argument("--max-seconds", type=float, default=600.0)
     p.add_argument("--max-requests", type=int, default=100_000)
+    p.add_argument(
+        "--batch-polls", type=int, default=2, help="a batch becomes final on its N-th retrieve (Batch API)"
+    )
+    p.add_argument(
+        "--batch-final",
+        choices=("completed", "expired", "failed"),
+        default="completed",
+        help="how batches end: completed; expired (the second half of the lines get batch_expired); "
+        "failed (validation failure, no line processed)",
+    )
     args = p.parse_args(argv)
 
     class Server(ThreadingHTTPServer):

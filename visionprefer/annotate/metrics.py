@@ -1,0 +1,392 @@
+"""Metric feedback (AGFSync): VQA score over a prompt's questions, CLIP score and LAION aesthetic score.
+
+Per image: the questions (template, offline; or written by an LLM through the LLM layer) are answered by a
+VQA model (BLIP, or a VLM through the LLM layer), and the VQA score is the fraction answered as expected.
+CLIP score is 100 x cosine(image, prompt); the aesthetic score is the LAION v2 head on the CLIP image
+embedding (computed once when both use the same CLIP). Records store the raw metrics; the weighted total
+(``annotate.metrics.weights``) is applied when the feedback is read, so re-weighting recomputes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import BuildConfig, MetricsConfig
+from ..dist import ProcessInfo
+from ..errors import BudgetExceeded
+from ..keys import digest
+from ..rundir import RunDir, StageState
+
+STAGE, KEY = "annotate", "annotation_id"
+ELEMENT_TYPES = (
+    "object",
+    "human",
+    "animal",
+    "food",
+    "activity",
+    "attribute",
+    "counting",
+    "color",
+    "material",
+    "spatial",
+    "location",
+    "shape",
+    "other",
+)
+
+
+@dataclass(frozen=True)
+class MetricTask:
+    annotation_id: str
+    image_id: str
+    prompt_id: str
+    prompt: str
+    file: str
+
+
+def metrics_fingerprint(mc: MetricsConfig) -> str:
+    """Settings that change the raw metrics (the weights do not: they apply when reading)."""
+    questions = ["llm", mc.question_llm.model] if mc.questions == "llm" else ["template"]
+    vqa = (
+        ["vlm", (mc.vqa_llm.model if mc.vqa_llm else None)]
+        if mc.vqa_backend == "vlm"
+        else ["blip", mc.vqa_model]
+    )
+    return digest(
+        "metrics", questions, vqa, mc.clip_model, mc.aesthetic_model, mc.aesthetic_clip_model, length=16
+    )
+
+
+def metric_tasks(config: BuildConfig, run: RunDir) -> tuple[list[MetricTask], int]:
+    from .stage import finished_images
+
+    images, waiting = finished_images(config, run)
+    fp = metrics_fingerprint(config.annotate.metrics)
+    tasks = [
+        MetricTask(
+            digest("metric-annotation", r["image_id"], fp),
+            r["image_id"],
+            r["prompt_id"],
+            r["prompt"],
+            str(run.root / r["file"]),
+        )
+        for records in images.values()
+        for r in records
+    ]
+    return tasks, waiting
+
+
+# --------------------------------------------------------------------------------------------- questions
+QUESTION_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "questions": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "question": {"type": "string"},
+                    "choices": {"type": "array", "items": {"type": "string"}},
+                    "answer": {"type": "string"},
+                    "element_type": {"type": "string"},
+                    "element": {"type": "string"},
+                },
+                "required": ["question", "choices", "answer", "element_type", "element"],
+                "additionalProperties": False,
+            },
+        }
+    },
+    "required": ["questions"],
+    "additionalProperties": False,
+}
+
+
+def validate_questions(text: str) -> list[dict[str, Any]]:
+    from ..llm import InvalidAnswer, extract_json
+
+    data = extract_json(text)
+    rows = data.get("questions") if isinstance(data, dict) else None
+    if not isinstance(rows, list) or not rows:
+        raise InvalidAnswer('expected {"questions": [...]} with at least one question')
+    out = []
+    for i, row in enumerate(rows, start=1):
+        if not isinstance(row, dict) or not all(
+            isinstance(row.get(k), str) and row[k].strip()
+            for k in ("question", "answer", "element_type", "element")
+        ):
+            raise InvalidAnswer(
+                f"question {i}: question, answer, element_type and element must be non-empty strings"
+            )
+        choices = row.get("choices")
+        if not isinstance(choices, list) or len(choices) < 2 or row["answer"] not in choices:
+            raise InvalidAnswer(f"question {i}: choices must list at least two options including the answer")
+        if row["element_type"] not in ELEMENT_TYPES:
+            raise InvalidAnswer(
+                f"question {i}: element_type {row['element_type']!r} is not one of {', '.join(ELEMENT_TYPES)}"
+            )
+        out.append({k: row[k] for k in ("question", "choices", "answer", "element_type", "element")})
+    return out
+
+
+def question_messages(prompt: str) -> list[dict[str, Any]]:
+    from ..resources import data_path
+
+    instructions = data_path("annotation_guides/question_generation.md").read_text(encoding="utf-8")
+    return [
+        {"role": "system", "content": instructions},
+        {"role": "user", "content": json.dumps({"prompt": prompt}, ensure_ascii=False)},
+    ]
+
+
+# --------------------------------------------------------------------------------------------- stage
+def annotate_with_metrics(
+    config: BuildConfig, run: RunDir, *, retry_failed: bool, progress: bool, proc: ProcessInfo
+) -> Any:
+    from ..progress import progress_bar
+    from .stage import AnnotateReport
+
+    mc = config.annotate.metrics
+    tasks, waiting = metric_tasks(config, run)
+    log = run.stage_log(STAGE, KEY, proc.rank)
+    state = log.state()
+    blocked = state.blocked(retry_failed)
+    report = AnnotateReport(backend="metrics", planned=len(tasks), waiting=waiting)
+    report.done_before = sum(1 for t in tasks if t.annotation_id in state.done)
+    report.blocked = sum(1 for t in tasks if t.annotation_id in blocked and t.annotation_id not in state.done)
+    mine = [t for i, t in enumerate(tasks) if i % proc.world_size == proc.rank]
+    todo = [t for t in mine if t.annotation_id not in state.done and t.annotation_id not in blocked]
+    if not todo:
+        return report
+
+    questions = _questions_for(config, run, sorted({t.prompt for t in todo}), proc)
+    scorers = _Scorers(config, run, proc)
+    try:
+        with progress_bar(
+            total=len(todo), desc="annotate", unit="img", enabled=progress and proc.is_main
+        ) as bar:
+            for start in range(0, len(todo), mc.batch_size):
+                batch = todo[start : start + mc.batch_size]
+                usable = [t for t in batch if t.prompt in questions]
+                for t in batch:
+                    if t.prompt not in questions:
+                        log.record_failed(
+                            [t.annotation_id],
+                            reason="questions: no valid questions for the prompt",
+                            kind="transient",
+                        )
+                        report.failed += 1
+                try:
+                    records = scorers.score(usable, questions) if usable else []
+                except (RuntimeError, OSError, ValueError) as e:
+                    reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+                    log.record_failed([t.annotation_id for t in usable], reason=reason, kind="transient")
+                    report.failed += len(usable)
+                    report.failures[reason] = report.failures.get(reason, 0) + len(usable)
+                    bar.update(len(batch))
+                    continue
+                log.record_done(records)
+                report.made += len(records)
+                bar.update(len(batch))
+    finally:
+        log.close()
+        scorers.close()
+    return report
+
+
+def _questions_for(
+    config: BuildConfig, run: RunDir, prompts: list[str], proc: ProcessInfo
+) -> dict[str, list]:
+    mc = config.annotate.metrics
+    if mc.questions == "template":
+        from ..scorers import template_questions
+
+        return {p: template_questions(p) for p in prompts}
+    from ..llm import LLMClient, chat_request, run_bounded
+
+    out: dict[str, list] = {}
+    budget = False
+
+    async def main() -> None:
+        nonlocal budget
+        llm = LLMClient(
+            mc.question_llm, folder=run.llm_dir, purpose="questions", prices=config.prices, rank=proc.rank
+        )
+
+        async def one(prompt: str) -> Any:
+            request = chat_request(
+                mc.question_llm, question_messages(prompt), schema=QUESTION_SCHEMA, schema_name="questions"
+            )
+            return await llm.call(request, validate=validate_questions)
+
+        def done(prompt: str, result: Any) -> None:
+            nonlocal budget
+            if result.ok:
+                out[prompt] = result.value
+            budget |= result.kind == "budget"
+
+        async with llm:
+            await run_bounded(prompts, one, done, workers=2 * mc.question_llm.concurrency)
+
+    asyncio.run(main())
+    if budget:
+        raise BudgetExceeded("annotate: max_cost_usd reached while writing questions; raise it and rerun")
+    return out
+
+
+class _Scorers:
+    """The metric models, each loaded once for the stage."""
+
+    def __init__(self, config: BuildConfig, run: RunDir, proc: ProcessInfo):
+        from ..scorers import AestheticScorer, BlipVQA, CLIPScorer
+
+        mc = config.annotate.metrics
+        self.config, self.run, self.proc, self.mc = config, run, proc, mc
+        self.clip = CLIPScorer(mc.clip_model, device=mc.device, batch_size=mc.batch_size)
+        self.aesthetic = AestheticScorer(
+            mc.aesthetic_model,
+            clip_model=mc.aesthetic_clip_model,
+            device=mc.device,
+            batch_size=mc.batch_size,
+            clip=self.clip,
+        )
+        self.vqa = (
+            BlipVQA(mc.vqa_model, device=mc.device, batch_size=mc.batch_size)
+            if mc.vqa_backend == "blip"
+            else None
+        )
+
+    def score(self, tasks: list[MetricTask], questions: dict[str, list]) -> list[dict[str, Any]]:
+        from PIL import Image
+
+        from ..scorers import vqa_score
+
+        images = []
+        for t in tasks:
+            with Image.open(t.file) as im:
+                images.append(im.convert("RGB"))
+        emb = self.clip.image_embeddings(images)
+        clip = self.clip.score_embeddings(emb, self.clip.text_embeddings([t.prompt for t in tasks]))
+        if self.aesthetic.clip is self.clip:
+            aesthetic = self.aesthetic.score_embeddings(emb)
+        else:
+            aesthetic = self.aesthetic.image_scores(images)
+        flat_images, flat_questions, spans = [], [], []
+        for image, t in zip(images, tasks, strict=True):
+            qs = questions[t.prompt]
+            spans.append((len(flat_questions), len(flat_questions) + len(qs)))
+            flat_images += [image] * len(qs)
+            flat_questions += [q["question"] for q in qs]
+        answers = self._answer(flat_images, flat_questions, tasks, spans)
+        out = []
+        for i, t in enumerate(tasks):
+            a, b = spans[i]
+            qs = questions[t.prompt]
+            out.append(
+                {
+                    "annotation_id": t.annotation_id,
+                    "image_id": t.image_id,
+                    "prompt_id": t.prompt_id,
+                    "backend": "metrics",
+                    "metrics": {
+                        "vqa": float(vqa_score(answers[a:b], qs)),
+                        "clip": float(clip[i]),
+                        "aesthetic": float(aesthetic[i]),
+                    },
+                    "questions": [q["question"] for q in qs],
+                    "expected": [q["answer"] for q in qs],
+                    "answers": answers[a:b],
+                }
+            )
+        return out
+
+    def _answer(self, images: list, questions: list[str], tasks: list[MetricTask], spans: list) -> list[str]:
+        if self.vqa is not None:
+            return self.vqa.answer(images, questions)
+        return asyncio.run(self._answer_vlm(images, questions))
+
+    async def _answer_vlm(self, images: list, questions: list[str]) -> list[str]:
+        import base64
+        import io
+
+        from ..llm import LLMClient, chat_request, run_bounded
+
+        mc = self.mc
+        vlm = mc.vqa_llm
+        if vlm is None:
+            from ..errors import ConfigError
+
+            raise ConfigError(
+                "annotate.metrics.vqa_llm: vqa_backend 'vlm' needs the VLM endpoint (model, base_url)"
+            )
+        answers: list[str | None] = [None] * len(questions)
+        llm = LLMClient(
+            vlm, folder=self.run.llm_dir, purpose="vqa", prices=self.config.prices, rank=self.proc.rank
+        )
+        urls: dict[int, str] = {}
+        for image in images:
+            if id(image) not in urls:
+                buf = io.BytesIO()
+                image.save(buf, format="PNG")
+                urls[id(image)] = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+        async def one(i: int) -> Any:
+            messages = [
+                {
+                    "role": "system",
+                    "content": "Answer the question about the image with one word or a number.",
+                },
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": questions[i]},
+                        {"type": "image_url", "image_url": {"url": urls[id(images[i])]}},
+                    ],
+                },
+            ]
+            return await llm.call(chat_request(vlm, messages), validate=lambda text: text.strip().lower())
+
+        def done(i: int, result: Any) -> None:
+            if not result.ok:
+                raise RuntimeError(f"VQA answer failed: {result.error}")
+            answers[i] = result.value
+
+        async with llm:
+            await run_bounded(range(len(questions)), one, done, workers=2 * vlm.concurrency)
+        return [a or "" for a in answers]
+
+    def close(self) -> None:
+        pass
+
+
+# --------------------------------------------------------------------------------------------- feedback view
+def metric_total(metrics: dict[str, float | None], weights: dict[str, float]) -> float:
+    return float(sum(w * metrics[name] for name, w in weights.items() if metrics.get(name) is not None))
+
+
+def metric_feedback(config: BuildConfig, run: RunDir, state: StageState) -> dict[str, dict[str, Any]]:
+    tasks, _ = metric_tasks(config, run)
+    weights = config.annotate.metrics.weights
+    out: dict[str, dict[str, Any]] = {}
+    for t in tasks:
+        rec = state.done.get(t.annotation_id)
+        if rec is None:
+            continue
+        metrics = {
+            "vqa": rec["metrics"].get("vqa"),
+            "clip": rec["metrics"].get("clip"),
+            "aesthetic": rec["metrics"].get("aesthetic"),
+            "cq": rec["metrics"].get("cq"),
+        }
+        total = metric_total(metrics, weights)
+        out[t.image_id] = {
+            "prompt_id": t.prompt_id,
+            "judge": "metrics",
+            "guide_version": None,
+            "metrics": {**metrics, "total": total},
+            "overall": total,
+            **dict.fromkeys(("prompt_following", "fidelity", "aesthetic", "harmlessness")),
+        }
+    return out
