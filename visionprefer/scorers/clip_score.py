@@ -40,7 +40,14 @@ class CLIPScorer:
     higher_is_better = True
     name = "clip"
 
-    def __init__(self, model_id: str = DEFAULT_CLIP, *, device: str = "auto", batch_size: int = 16):
+    def __init__(
+        self,
+        model_id: str = DEFAULT_CLIP,
+        *,
+        device: str = "auto",
+        batch_size: int = 16,
+        processor_id: str | None = None,
+    ):
         import torch
         from transformers import AutoProcessor, CLIPModel
 
@@ -48,7 +55,9 @@ class CLIPScorer:
         self.batch_size = check_batch_size(batch_size)
         path = resolve_model_path(model_id)
         try:
-            self.processor = AutoProcessor.from_pretrained(path)
+            self.processor = AutoProcessor.from_pretrained(
+                resolve_model_path(processor_id) if processor_id else path
+            )
             self.model = CLIPModel.from_pretrained(path)
         except (OSError, ValueError, TypeError, KeyError) as e:
             raise load_error("CLIP model", model_id, e) from None
