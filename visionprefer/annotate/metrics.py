@@ -19,23 +19,9 @@ from ..dist import ProcessInfo
 from ..errors import BudgetExceeded
 from ..keys import digest
 from ..rundir import RunDir, StageState
+from ..scorers.questions import ELEMENT_TYPES
 
 STAGE, KEY = "annotate", "annotation_id"
-ELEMENT_TYPES = (
-    "object",
-    "human",
-    "animal",
-    "food",
-    "activity",
-    "attribute",
-    "counting",
-    "color",
-    "material",
-    "spatial",
-    "location",
-    "shape",
-    "other",
-)
 
 
 @dataclass(frozen=True)
