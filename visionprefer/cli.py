@@ -125,6 +125,7 @@ def _summarise_build(args: argparse.Namespace, report, config) -> None:
         elif stage == "publish" and r is not None:
             counts = ", ".join(f"{v} {k}" for k, v in r.counts.items())
             _say(args, f"publish: {r.folder} ({counts}); load it with datasets.load_dataset({r.folder!r})")
+            _say(args, f"report: {r.report}")
         elif stage == "generate" and r is not None:
             _say(
                 args,

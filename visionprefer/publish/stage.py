@@ -37,6 +37,7 @@ DPO_FOLDER = "dpo"
 class PublishReport:
     folder: str = ""
     counts: dict[str, int] = field(default_factory=dict)
+    report: str = ""
     failed: int = 0
 
 
@@ -224,7 +225,10 @@ def publish_dataset(config: BuildConfig, run: RunDir, *, progress: bool = True) 
         )
     card = render_card(config, run, data, counts)
     atomic_write_text(out / "README.md", card)
-    return PublishReport(folder=str(out), counts=counts)
+    from .report import write_report
+
+    report_path = write_report(config, run, data=data)
+    return PublishReport(folder=str(out), counts=counts, report=str(report_path))
 
 
 # --------------------------------------------------------------------------------------------- card

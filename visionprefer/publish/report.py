@@ -1,0 +1,788 @@
+"""The build report: a static HTML page with PNG charts in ``<run>/report/``.
+
+Layout::
+
+    <run>/report/index.html                 self-contained page (inline CSS, no scripts, no network)
+    <run>/report/scores_by_generator.png    box plots of `overall` and each aspect/metric per generator
+    <run>/report/scores_by_cfg.png          the same per classifier-free guidance scale
+    <run>/report/score_histogram.png        judge builds: images per rounded score, per aspect
+    <run>/report/winrate_by_generator.png   win rate of each generator (from the `overall` pairs)
+    <run>/report/winrate_by_cfg.png         win rate against CFG scale
+    <run>/report/failures.png               done / failed / pending per stage
+    <run>/report/samples/<image_id>.png     thumbnails of the sample grid
+
+These are the analyses VisionPrefer reports (score distributions per model and per CFG scale, win rate
+against CFG), plus what a builder needs to judge a run: failures with their reasons, LLM spend, and a grid
+of sample images captioned with their scores.
+
+**Win rate.** From the ``overall`` pairs only. For a group value *v* (a generator, or a guidance scale),
+every pair whose two images differ in that attribute and one of which has value *v* is a comparison for
+*v*: a win when *v*'s image is preferred (``label_0`` says so), a loss when the other is, a tie for
+``label_0`` = 0.5. win rate = (W + 0.5·T) / N with N = W + T + L. Pairs whose images share the attribute
+(two images of the same generator, or at the same scale) do not count for that attribute.
+
+Every file is written atomically and the output is a function of the run only (no timestamps: PNGs are
+saved without the ``Software`` tag and matplotlib writes none), so writing the report twice gives identical
+bytes. Charts are drawn on ``matplotlib.figure.Figure`` objects rendered by the Agg canvas: pyplot is never
+imported, so the caller's matplotlib backend and figure registry are left alone.
+
+Text from the run (prompts, explanations, failure reasons, generator names) is untrusted: it is escaped
+with ``html.escape``, and a Content-Security-Policy forbids scripts altogether.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from ..config import ASPECTS, BuildConfig
+from ..rundir import RunDir, atomic_write_bytes, atomic_write_text
+
+REPORT_DIR = "report"
+SAMPLES_DIR = "samples"
+SAMPLE_PROMPTS = 8  # prompts shown in the sample grid
+SAMPLE_IMAGES_PER_PROMPT = 12
+THUMB_SIDE = 256
+POINTS_LIMIT = 400  # jittered points over a box plot only for groups up to this size
+
+ASPECT_ABBREV = {"prompt_following": "PF", "fidelity": "FI", "aesthetic": "AE", "harmlessness": "HA"}
+METRIC_NAMES = ("vqa", "clip", "aesthetic", "cq")
+
+# A colour-blind-safe palette (Okabe–Ito).
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+
+
+def report_dir(run: RunDir) -> Path:
+    return run.root / REPORT_DIR
+
+
+# --------------------------------------------------------------------------------------------- numbers
+def score_columns(feedback: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
+    """(label, field) of every score the feedback has: ``overall``, then judge aspects or metrics."""
+    cols = [("overall", "overall")]
+    rows = list(feedback.values())
+    for aspect in ASPECTS:
+        if any(r.get(aspect) for r in rows):
+            cols.append((aspect, aspect))
+    for name in METRIC_NAMES:
+        if any((r.get("metrics") or {}).get(name) is not None for r in rows):
+            cols.append((f"metrics.{name}", f"metrics.{name}"))
+    return cols
+
+
+def score_value(fb: dict[str, Any], field: str) -> float | None:
+    if field == "overall":
+        value = fb.get("overall")
+    elif field.startswith("metrics."):
+        value = (fb.get("metrics") or {}).get(field.split(".", 1)[1])
+    else:
+        value = (fb.get(field) or {}).get("score")
+    return None if value is None else float(value)
+
+
+def win_rates(pairs: list[dict[str, Any]], attribute: Any) -> dict[Any, dict[str, Any]]:
+    """Wins, ties, losses and win rate per value of ``attribute(pair, side)`` over the given pairs.
+
+    A pair counts for both of its values when they differ and for neither when they are equal.
+    win rate = (W + 0.5·T) / N.
+    """
+    table: dict[Any, dict[str, Any]] = defaultdict(lambda: {"wins": 0, "ties": 0, "losses": 0})
+    for p in pairs:
+        v0, v1 = attribute(p, 0), attribute(p, 1)
+        if v0 == v1:
+            continue
+        label = float(p["label_0"])
+        if label == 0.5:
+            table[v0]["ties"] += 1
+            table[v1]["ties"] += 1
+        elif label == 1.0:
+            table[v0]["wins"] += 1
+            table[v1]["losses"] += 1
+        else:
+            table[v1]["wins"] += 1
+            table[v0]["losses"] += 1
+    out = {}
+    for value, row in table.items():
+        n = row["wins"] + row["ties"] + row["losses"]
+        out[value] = {**row, "n": n, "win_rate": (row["wins"] + 0.5 * row["ties"]) / n}
+    return out
+
+
+def head_to_head(pairs: list[dict[str, Any]], attribute: Any) -> dict[tuple[Any, Any], dict[str, Any]]:
+    """Win rate of value A over value B, for every ordered pair of different values that met."""
+    out: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for p in pairs:
+        v0, v1 = attribute(p, 0), attribute(p, 1)
+        if v0 == v1:
+            continue
+        label = float(p["label_0"])
+        for a, b, score in ((v0, v1, label), (v1, v0, 1.0 - label)):
+            row = out.setdefault((a, b), {"points": 0.0, "n": 0})
+            row["points"] += score
+            row["n"] += 1
+    for row in out.values():
+        row["win_rate"] = row["points"] / row["n"]
+    return out
+
+
+# --------------------------------------------------------------------------------------------- charts
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def _box_chart(
+    groups: list[str],
+    values: dict[str, dict[str, list[float]]],
+    columns: list[tuple[str, str]],
+    xlabel: str,
+    ylim: tuple[float, float] | None,
+) -> bytes:
+    """One panel per score column; one box (with jittered points for small groups) per group value."""
+    import numpy as np
+
+    ncols = min(3, len(columns))
+    nrows = math.ceil(len(columns) / ncols)
+    width = max(4.2 * ncols, 1.2 * len(groups) * ncols)
+    fig = _figure(min(width, 16), 3.2 * nrows)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    rng = np.random.default_rng(0)
+    for i, (label, field) in enumerate(columns):
+        ax = axes[i // ncols][i % ncols]
+        data = [values[field].get(g, []) for g in groups]
+        positions = [j for j, d in enumerate(data) if d]
+        points = all(len(data[j]) <= POINTS_LIMIT for j in positions)
+        if positions:
+            bp = ax.boxplot(
+                [data[j] for j in positions],
+                positions=positions,
+                widths=0.55,
+                patch_artist=True,
+                showmeans=True,
+                meanprops={"marker": "D", "markerfacecolor": "white", "markeredgecolor": "black"},
+                medianprops={"color": "black"},
+                flierprops={"markersize": 3},
+                showfliers=not points,
+            )
+            for k, patch in zip(positions, bp["boxes"], strict=True):
+                patch.set_facecolor(PALETTE[k % len(PALETTE)])
+                patch.set_alpha(0.45)
+            for j in positions if points else []:
+                x = j + rng.uniform(-0.18, 0.18, len(data[j]))
+                ax.scatter(x, data[j], s=9, color=PALETTE[j % len(PALETTE)], alpha=0.8, zorder=3)
+        ax.set_xticks(range(len(groups)), [_short(g) for g in groups], rotation=20 if len(groups) > 3 else 0)
+        ax.set_xlim(-0.6, len(groups) - 0.4)
+        ax.set_title(label)
+        ax.set_xlabel(xlabel)
+        ax.grid(axis="y", alpha=0.3)
+        if ylim and not field.startswith("metrics."):
+            ax.set_ylim(*ylim)
+    for k in range(len(columns), nrows * ncols):
+        axes[k // ncols][k % ncols].set_visible(False)
+    return _png(fig)
+
+
+def _histogram_chart(feedback: dict[str, dict[str, Any]], lo: int, hi: int) -> bytes:
+    import numpy as np
+    from matplotlib.ticker import MaxNLocator
+
+    scores = list(range(lo, hi + 1))
+    fig = _figure(7.5, 3.4)
+    ax = fig.subplots()
+    width = 0.8 / len(ASPECTS)
+    for i, aspect in enumerate(ASPECTS):
+        counts = [0] * len(scores)
+        for fb in feedback.values():
+            if fb.get(aspect):
+                s = round(fb[aspect]["score"])
+                if lo <= s <= hi:
+                    counts[s - lo] += 1
+        x = np.arange(len(scores)) + (i - (len(ASPECTS) - 1) / 2) * width
+        ax.bar(x, counts, width, label=aspect, color=PALETTE[i])
+    ax.set_xticks(range(len(scores)), [str(s) for s in scores])
+    ax.set_xlabel("score (rounded)")
+    ax.set_ylabel("images")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def _winrate_bar_chart(names: list[str], rates: dict[str, dict[str, Any]]) -> bytes:
+    fig = _figure(7.5, 0.9 + 0.45 * len(names))
+    ax = fig.subplots()
+    y = list(range(len(names)))[::-1]
+    values = [rates[n]["win_rate"] for n in names]
+    ax.barh(y, values, color=[PALETTE[i % len(PALETTE)] for i in range(len(names))], height=0.6)
+    for yi, n, v in zip(y, names, values, strict=True):
+        ax.text(min(v + 0.01, 0.9), yi, f"{v:.3f}  (N={rates[n]['n']})", va="center", fontsize=8)
+    ax.axvline(0.5, color="black", linestyle="--", linewidth=1)
+    ax.set_yticks(y, [_short(n) for n in names])
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("win rate = (W + 0.5·T) / N")
+    ax.grid(axis="x", alpha=0.3)
+    return _png(fig)
+
+
+def _winrate_cfg_chart(scales: list[float], rates: dict[float, dict[str, Any]]) -> bytes:
+    fig = _figure(7.5, 3.4)
+    ax = fig.subplots()
+    values = [rates[s]["win_rate"] for s in scales]
+    ax.plot(scales, values, marker="o", color=PALETTE[0])
+    for s, v in zip(scales, values, strict=True):
+        ax.annotate(
+            f"{v:.3f} (N={rates[s]['n']})",
+            (s, v),
+            textcoords="offset points",
+            xytext=(0, 7),
+            ha="center",
+            fontsize=8,
+        )
+    ax.axhline(0.5, color="black", linestyle="--", linewidth=1)
+    ax.set_xticks(scales, [f"{s:g}" for s in scales])
+    ax.margins(x=0.12)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("classifier-free guidance scale")
+    ax.set_ylabel("win rate = (W + 0.5·T) / N")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def _failures_chart(rows: list[tuple[str, int, int, int, int]]) -> bytes:
+    """rows: (stage, done, failed, pending, filtered) as stacked horizontal bars."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig = _figure(7.5, 0.9 + 0.5 * len(rows))
+    ax = fig.subplots()
+    y = list(range(len(rows)))[::-1]
+    left = [0] * len(rows)
+    parts = (("done", 1, "#009E73"), ("failed", 2, "#D55E00"), ("pending", 3, "#999999"))
+    parts += (("filtered", 4, "#E69F00"),)
+    for name, idx, colour in parts:
+        widths = [r[idx] for r in rows]
+        if any(widths):
+            ax.barh(y, widths, left=left, color=colour, label=name, height=0.6)
+            left = [a + b for a, b in zip(left, widths, strict=True)]
+    for yi, r in zip(y, rows, strict=True):
+        ax.text(
+            0, yi + 0.36, f"{r[1]} done, {r[2]} failed, {r[3]} pending", fontsize=8, va="bottom", ha="left"
+        )
+    ax.set_yticks(y, [r[0] for r in rows])
+    ax.set_ylim(-0.6, len(rows) - 0.1)
+    ax.set_xlabel("items")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+    return _png(fig)
+
+
+def _short(value: Any, n: int = 22) -> str:
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+# --------------------------------------------------------------------------------------------- html bits
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _table(header: list[str], rows: list[list[Any]], table_id: str | None = None) -> str:
+    """An HTML table; cells are escaped unless they are ``_Raw``."""
+    ident = f' id="{_e(table_id)}"' if table_id else ""
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{c.html if isinstance(c, _Raw) else _e(c)}</td>" for c in row) + "</tr>"
+        for row in rows
+    )
+    return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+class _Raw:
+    def __init__(self, html_text: str):
+        self.html = html_text
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def _scale(x: Any) -> str:
+    return f"{x:g}" if isinstance(x, int | float) else str(x)
+
+
+def _img(src: str, alt: str, cls: str = "chart") -> str:
+    return f'<img class="{cls}" src="{_e(src)}" alt="{_e(alt)}">'
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:0;color:#1d1d1f;
+background:#fafafa;line-height:1.45}
+main{max-width:1200px;margin:0 auto;padding:24px}
+h1{font-size:1.6em;margin:0 0 .3em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+h3{margin-bottom:.3em}
+.meta{color:#555}.warn{background:#fff4ce;border:1px solid #e6c200;padding:.6em .9em;border-radius:6px}
+.note{color:#555;font-style:italic}
+table{border-collapse:collapse;margin:.5em 0 1em;background:#fff;font-size:.92em}
+th,td{border:1px solid #ddd;padding:4px 9px;text-align:left;vertical-align:top}
+th{background:#f0f0f0}td.num,th.num{text-align:right}
+img.chart{max-width:100%;border:1px solid #e5e5e5;background:#fff;margin:.3em 0}
+code,.formula{font-family:ui-monospace,"DejaVu Sans Mono",monospace;background:#f0f0f0;padding:1px 4px;
+border-radius:3px}
+.formula{display:inline-block;padding:4px 8px;margin:.2em 0}
+.prompt{margin:1.2em 0 .4em;font-weight:600;overflow-wrap:anywhere}
+.grid{display:flex;flex-wrap:wrap;gap:10px}
+figure{margin:0;width:160px;background:#fff;border:1px solid #ddd;border-radius:6px;padding:6px}
+figure img{width:148px;height:148px;object-fit:contain;image-rendering:pixelated;background:#eee;display:block}
+figcaption{font-size:.78em;margin-top:4px;overflow-wrap:anywhere}
+.rank1{border-color:#009E73;box-shadow:0 0 0 2px #009E73}
+"""
+
+
+# --------------------------------------------------------------------------------------------- report
+def write_report(
+    config: BuildConfig,
+    run: RunDir,
+    *,
+    data: dict[str, Any] | None = None,
+    status: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``<run>/report/index.html`` and its PNG charts and thumbnails; returns the page's path.
+
+    ``data`` is what :func:`visionprefer.publish.stage.collect` returns (collected here when omitted);
+    ``status`` is :func:`visionprefer.status.run_status` of the run (likewise).
+    """
+    from matplotlib import rc_context
+
+    from .. import __version__
+    from ..generate.plan import resolve_generators
+    from ..status import run_status
+
+    if data is None:
+        from .stage import collect
+
+        data = collect(config, run)
+    if status is None:
+        status = run_status(run.root)
+    out = report_dir(run)
+    out.mkdir(parents=True, exist_ok=True)
+    written: set[Path] = set()
+
+    def put(name: str, payload: bytes) -> str:
+        path = out / name
+        atomic_write_bytes(path, payload)
+        written.add(path)
+        return name
+
+    prompts, images, feedback, pairs = data["prompts"], data["images"], data["feedback"], data["pairs"]
+    feedback = {r["image_id"]: feedback[r["image_id"]] for r in images if r["image_id"] in feedback}
+    specs = resolve_generators(config.generate)
+    tiny = any(s.tiny for s in specs)
+    by_id = {r["image_id"]: r for r in images}
+    config_order = [s.name for s in specs]
+    names = sorted(
+        {r["generator_name"] for r in images},
+        key=lambda n: (n not in config_order, config_order.index(n) if n in config_order else 0, n),
+    )
+    scales = sorted(
+        {r["guidance_scale"] for r in images},
+        key=lambda s: (not isinstance(s, int | float), s if isinstance(s, int | float) else 0, str(s)),
+    )
+    ann = config.annotate
+    sections: list[str] = []
+
+    with rc_context({"text.parse_math": False, "font.size": 9, "axes.titlesize": 10}):
+        # ----------------------------------------------------------------- scores
+        parts = ['<h2 id="scores">Score distributions</h2>']
+        if not feedback:
+            parts.append(
+                '<p class="note">No feedback in this build (annotate backend '
+                f"<code>{_e(ann.backend)}</code>): there are no scores to show.</p>"
+            )
+        else:
+            columns = score_columns(feedback)
+            ylim = None
+            if ann.backend == "judge":
+                ylim = (ann.judge.score_min - 0.4, ann.judge.score_max + 0.4)
+            for key, groups, title, xlabel, fname in (
+                ("generator_name", names, "per model (generator)", "generator", "scores_by_generator.png"),
+                ("guidance_scale", scales, "per CFG scale", "guidance scale", "scores_by_cfg.png"),
+            ):
+                values: dict[str, dict[Any, list[float]]] = {f: defaultdict(list) for _, f in columns}
+                for rec in images:
+                    fb = feedback.get(rec["image_id"])
+                    if fb is None:
+                        continue
+                    for _, f in columns:
+                        v = score_value(fb, f)
+                        if v is not None:
+                            values[f][rec[key]].append(v)
+                src = put(fname, _box_chart(groups, values, columns, xlabel, ylim))
+                parts.append(f"<h3>Scores {_e(title)}</h3>")
+                parts.append(_img(src, f"box plots of scores {title}"))
+                rows = []
+                for g in groups:
+                    row: list[Any] = [_scale(g), len(values["overall"].get(g, []))]
+                    for _, f in columns:
+                        vs = values[f].get(g, [])
+                        row.append(_fmt(sum(vs) / len(vs)) if vs else "–")
+                    rows.append(row)
+                parts.append(
+                    _table(
+                        [xlabel, "images", *[f"mean {label}" for label, _ in columns]],
+                        rows,
+                        table_id=f"scores-{key}",
+                    )
+                )
+            parts.append(
+                '<p class="note">Boxes: quartiles and median (line); diamond: mean; dots: individual images.</p>'
+            )
+            if ann.backend == "judge" and any(fb.get(a) for fb in feedback.values() for a in ASPECTS):
+                src = put(
+                    "score_histogram.png",
+                    _histogram_chart(feedback, ann.judge.score_min, ann.judge.score_max),
+                )
+                parts.append("<h3>Judge score histogram</h3>")
+                parts.append(_img(src, "images per rounded score and aspect"))
+        sections.append("\n".join(parts))
+
+        # ----------------------------------------------------------------- win rates
+        parts = ['<h2 id="winrates">Win rates</h2>']
+        overall = [p for p in pairs if p["aspect"] == "overall"]
+        if not overall:
+            parts.append('<p class="note">No preference pairs in this build: there are no win rates.</p>')
+        else:
+
+            def gen_of(p: dict[str, Any], side: int) -> str:
+                rec = by_id.get(p[f"image_id_{side}"])
+                return rec["generator_name"] if rec else p[f"generator_{side}"]
+
+            def cfg_of(p: dict[str, Any], side: int) -> Any:
+                return p[f"guidance_scale_{side}"]
+
+            mode = (
+                "every unordered pair of a prompt's images"
+                if config.pairs.mode == "all"
+                else "best against worst image of each prompt (so the counts are small and selective)"
+            )
+            parts.append(
+                f"<p>From the {len(overall)} <code>overall</code> pairs ({_e(mode)}; a tie is a score difference "
+                f"≤ {config.pairs.tie_tolerance:g}). For a model or a CFG scale <i>v</i>, every pair whose two "
+                "images differ in that attribute and one of which has <i>v</i> is a comparison: a win (W) when "
+                "<i>v</i>'s image is preferred, a loss (L) when the other one is, a tie (T) otherwise.</p>"
+                '<p><span class="formula">win rate = (W + 0.5·T) / N, &nbsp; N = W + T + L</span></p>'
+            )
+            for title, attr, groups, fname, tid in (
+                ("per model", gen_of, names, "winrate_by_generator.png", "winrate-generator"),
+                ("against CFG scale", cfg_of, scales, "winrate_by_cfg.png", "winrate-cfg"),
+            ):
+                rates = win_rates(overall, attr)
+                present = [g for g in groups if g in rates]
+                parts.append(f"<h3>Win rate {_e(title)}</h3>")
+                if not present:
+                    what = "model" if attr is gen_of else "CFG scale"
+                    parts.append(
+                        f'<p class="note">No pair compares images of different {what}s '
+                        f"(this build has {len(groups)} {what}{'s' if len(groups) != 1 else ''}).</p>"
+                    )
+                    continue
+                if attr is gen_of:
+                    chart = _winrate_bar_chart(present, rates)
+                else:
+                    numeric = all(isinstance(s, int | float) for s in present)
+                    chart = (
+                        _winrate_cfg_chart(present, rates) if numeric else _winrate_bar_chart(present, rates)
+                    )
+                parts.append(_img(put(fname, chart), f"win rate {title}"))
+                parts.append(
+                    _table(
+                        ["model" if attr is gen_of else "guidance scale", "W", "T", "L", "N", "win rate"],
+                        [
+                            [
+                                _scale(g),
+                                rates[g]["wins"],
+                                rates[g]["ties"],
+                                rates[g]["losses"],
+                                rates[g]["n"],
+                                _fmt(rates[g]["win_rate"]),
+                            ]
+                            for g in present
+                        ],
+                        table_id=tid,
+                    )
+                )
+                if attr is gen_of and len(present) > 2:
+                    h2h = head_to_head(overall, attr)
+                    parts.append("<p>Head to head (row's win rate against column, same formula):</p>")
+                    parts.append(
+                        _table(
+                            ["", *present],
+                            [
+                                [
+                                    a,
+                                    *[
+                                        "–"
+                                        if (a, b) not in h2h
+                                        else f"{h2h[(a, b)]['win_rate']:.3f} (N={h2h[(a, b)]['n']})"
+                                        for b in present
+                                    ],
+                                ]
+                                for a in present
+                            ],
+                            table_id="head-to-head",
+                        )
+                    )
+        sections.append("\n".join(parts))
+
+        # ----------------------------------------------------------------- failures
+        parts = ['<h2 id="failures">Failures</h2>']
+        st = status.get("stages", {})
+        chart_rows = []
+        table_rows = []
+        reason_rows = []
+        for stage in ("prompts", "generate", "annotate", "pairs"):
+            s = st.get(stage)
+            if not s:
+                continue
+            pending = s.get("pending")
+            table_rows.append(
+                [
+                    stage,
+                    s.get("state", ""),
+                    s.get("done", 0),
+                    s.get("failed", 0),
+                    s.get("failed_transient", 0),
+                    s.get("failed_permanent", 0),
+                    "–" if pending is None else pending,
+                    s.get("filtered", "–") if stage == "prompts" else "–",
+                ]
+            )
+            if stage != "pairs" and s.get("state") != "off":
+                label = {"generate": "generate (images)", "annotate": "annotate (annotations)"}
+                chart_rows.append(
+                    (
+                        label.get(stage, stage),
+                        s.get("done", 0),
+                        s.get("failed", 0),
+                        pending or 0,
+                        s.get("filtered", 0) or 0,
+                    )
+                )
+            for reason, n in (s.get("reasons") or {}).items():
+                reason_rows.append([stage, n, reason])
+        if chart_rows:
+            parts.append(_img(put("failures.png", _failures_chart(chart_rows)), "items per stage"))
+        parts.append(
+            _table(
+                ["stage", "state", "done", "failed", "transient", "permanent", "pending", "filtered"],
+                table_rows,
+                table_id="stages",
+            )
+        )
+        if reason_rows:
+            parts.append("<h3>Top reasons</h3>")
+            parts.append(
+                '<p class="note">Failed (and, for prompts, filtered) items by reason, at most five per stage. '
+                "Transient failures are retried by the next run; permanent ones with "
+                "<code>--retry-failed</code>.</p>"
+            )
+            parts.append(_table(["stage", "items", "reason"], reason_rows, table_id="reasons"))
+        else:
+            parts.append('<p class="note">No item failed.</p>')
+        sections.append("\n".join(parts))
+
+        # ----------------------------------------------------------------- spend
+        parts = ['<h2 id="spend">LLM spend</h2>']
+        llm = status.get("llm") or {}
+        if not llm:
+            parts.append('<p class="note">No LLM calls were made in this build.</p>')
+        else:
+            rows = []
+            total = dict.fromkeys(("attempts", "completions", "errors", "input_tokens", "output_tokens"), 0)
+            usd = 0.0
+            for purpose in sorted(llm):
+                v = llm[purpose]
+                rows.append(
+                    [
+                        purpose,
+                        v.get("attempts", 0),
+                        v.get("completions", 0),
+                        v.get("errors", 0),
+                        v.get("input_tokens", 0),
+                        v.get("output_tokens", 0),
+                        f"{v.get('usd', 0.0):.4f}",
+                    ]
+                )
+                for k in total:
+                    total[k] += v.get(k, 0) or 0
+                usd += v.get("usd", 0.0) or 0.0
+            rows.append([_Raw("<b>total</b>"), *total.values(), f"{usd:.4f}"])
+            parts.append(
+                _table(
+                    ["purpose", "attempts", "answers", "errors", "input tokens", "output tokens", "USD"],
+                    rows,
+                    table_id="spend",
+                )
+            )
+            parts.append(
+                '<p class="note">Every attempt is counted, including retried errors; dollars from the '
+                "config's price table (Batch API calls at the batch discount).</p>"
+            )
+        sections.append("\n".join(parts))
+
+        # ----------------------------------------------------------------- samples
+        sections.append(_samples_section(run, prompts, images, feedback, ann, put))
+
+    head = _header(config, run, status, data, names, scales, tiny, __version__)
+    page = (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        "img-src 'self' file: data:; style-src 'unsafe-inline'\">\n"
+        '<link rel="icon" href="data:,">\n'
+        f"<title>visionprefer build report: {_e(Path(config.run_dir).name)}</title>\n"
+        f"<style>{CSS}</style>\n</head>\n<body>\n<main>\n{head}\n"
+        + "\n".join(sections)
+        + "\n</main>\n</body>\n</html>\n"
+    )
+    index = out / "index.html"
+    atomic_write_text(index, page)
+    written.add(index)
+    _remove_stale(out, written)
+    return index
+
+
+def _header(
+    config: BuildConfig,
+    run: RunDir,
+    status: dict[str, Any],
+    data: dict[str, Any],
+    names: list[str],
+    scales: list[Any],
+    tiny: bool,
+    version: str,
+) -> str:
+    ann = config.annotate
+    if ann.backend == "judge":
+        feedback = f"VLM judge <code>{_e(ann.judge.llm.model)}</code>, scores {ann.judge.score_min}–{ann.judge.score_max}"
+    elif ann.backend == "metrics":
+        feedback = "metric feedback (AGFSync: VQA, CLIP and aesthetic scores, weighted)"
+    else:
+        feedback = "none"
+    counts = [
+        ["prompts", len(data["prompts"])],
+        ["images", len(data["images"])],
+        ["annotated images", len(data["feedback"])],
+        ["pairs (all aspects)", len(data["pairs"])],
+        ["overall pairs", sum(1 for p in data["pairs"] if p["aspect"] == "overall")],
+    ]
+    lines = [
+        f"<h1>Build report: {_e(config.publish.pretty_name or Path(config.run_dir).name)}</h1>",
+        f'<p class="meta">Run <code>{_e(run.root)}</code> · config fingerprint '
+        f"<code>{_e(status.get('fingerprint') or run.meta().get('fingerprint', '?'))}</code> · visionprefer "
+        f"{_e(version)}</p>",
+        f"<p>Models: {', '.join(f'<code>{_e(n)}</code>' for n in names)} · CFG scales: "
+        f"{', '.join(_e(_scale(s)) for s in scales)} · feedback: {feedback}.</p>",
+    ]
+    if tiny:
+        lines.append(
+            '<p class="warn"><b>Test build:</b> the generators of this build are tiny models with random '
+            "weights. The images are noise and the scores mean nothing.</p>"
+        )
+    lines.append(_table(["", "count"], counts, table_id="counts"))
+    lines.append(
+        '<p><a href="#scores">Scores</a> · <a href="#winrates">Win rates</a> · <a href="#failures">Failures</a>'
+        ' · <a href="#spend">LLM spend</a> · <a href="#samples">Samples</a></p>'
+    )
+    return "\n".join(lines)
+
+
+def _samples_section(
+    run: RunDir,
+    prompts: list[dict[str, Any]],
+    images: list[dict[str, Any]],
+    feedback: dict[str, dict[str, Any]],
+    ann: Any,
+    put: Any,
+) -> str:
+    from PIL import Image
+
+    by_prompt: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for rec in images:
+        by_prompt[rec["prompt_id"]].append(rec)
+    chosen = [p for p in prompts if by_prompt.get(p["prompt_id"])][:SAMPLE_PROMPTS]
+    parts = ['<h2 id="samples">Samples</h2>']
+    if not chosen:
+        parts.append('<p class="note">No images.</p>')
+        return "\n".join(parts)
+    parts.append(
+        f'<p class="note">The first {len(chosen)} prompts (in prompt order) with up to '
+        f"{SAMPLE_IMAGES_PER_PROMPT} of their images, by model and CFG scale."
+        + (" A green frame marks rank 1." if feedback else "")
+        + (" Hover over an image for the judge's explanations." if ann.backend == "judge" else "")
+        + "</p>"
+    )
+
+    def sort_key(r: dict[str, Any]) -> tuple:
+        gs = r.get("guidance_scale")
+        return (
+            str(r.get("generator_name")),
+            gs if isinstance(gs, int | float) else 0,
+            r.get("sample_index") or 0,
+            r["image_id"],
+        )
+
+    for p in chosen:
+        parts.append(f'<div class="prompt">{_e(p["prompt"])}</div><div class="grid">')
+        for rec in sorted(by_prompt[p["prompt_id"]], key=sort_key)[:SAMPLE_IMAGES_PER_PROMPT]:
+            src = run.root / rec["file"]
+            name = f"{SAMPLES_DIR}/{rec['image_id']}.png"
+            try:
+                with Image.open(src) as im:
+                    im = im.convert("RGBA" if im.mode in ("RGBA", "LA", "P") else "RGB")
+                    im.thumbnail((THUMB_SIDE, THUMB_SIDE))
+                    buf = io.BytesIO()
+                    im.save(buf, format="PNG")
+                put(name, buf.getvalue())
+                img = f'<img src="{_e(name)}" alt="{_e(rec["generator_name"])}, CFG {_e(_scale(rec["guidance_scale"]))}">'
+            except (OSError, ValueError) as exc:
+                img = f'<div class="note">image unreadable: {_e(exc)}</div>'
+            fb = feedback.get(rec["image_id"])
+            caption = [f"<b>{_e(rec['generator_name'])}</b> · CFG {_e(_scale(rec['guidance_scale']))}"]
+            tooltip = []
+            cls = ""
+            if fb:
+                caption.append(f"overall {_fmt(fb.get('overall'), 2)} · rank {_e(fb.get('rank'))}")
+                aspects = [f"{ASPECT_ABBREV[a]} {_fmt(fb[a]['score'], 1)}" for a in ASPECTS if fb.get(a)]
+                if aspects:
+                    caption.append(" · ".join(aspects))
+                metrics = fb.get("metrics") or {}
+                ms = [f"{m} {_fmt(metrics[m], 2)}" for m in METRIC_NAMES if metrics.get(m) is not None]
+                if ms:
+                    caption.append(" · ".join(ms))
+                tooltip = [f"{a}: {fb[a].get('explanation') or ''}" for a in ASPECTS if fb.get(a)]
+                if fb.get("rank") == 1:
+                    cls = ' class="rank1"'
+            else:
+                caption.append('<span class="note">no feedback</span>')
+            title = f' title="{_e(chr(10).join(tooltip))}"' if tooltip else ""
+            parts.append(f"<figure{cls}{title}>{img}<figcaption>{'<br>'.join(caption)}</figcaption></figure>")
+        parts.append("</div>")
+    return "\n".join(parts)
+
+
+def _remove_stale(out: Path, written: set[Path]) -> None:
+    """PNGs of an earlier report that this one no longer references (e.g. fewer samples) are removed."""
+    for path in [*out.glob("*.png"), *(out / SAMPLES_DIR).glob("*.png")]:
+        if path not in written:
+            path.unlink(missing_ok=True)
