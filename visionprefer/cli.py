@@ -68,6 +68,43 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--token-env", default="HF_TOKEN", help="environment variable holding the Hub token")
     common(sp)
 
+    ev = sub.add_parser("eval", help="evaluate a model (generate with --model) or an image folder (--images)")
+    evsub = ev.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
+
+    def source(sp: argparse.ArgumentParser) -> None:
+        g = sp.add_mutually_exclusive_group(required=True)
+        g.add_argument(
+            "--model", help="preset (sd15, sdxl, tiny-sd15, ...) or diffusers id/path: generate images"
+        )
+        g.add_argument("--images", metavar="DIR", help="existing images in the benchmark's layout")
+        sp.add_argument("--out", required=True, metavar="DIR", help="where results (and generated images) go")
+        sp.add_argument("--submission", metavar="FILE", help="also write a leaderboard submission")
+        sp.add_argument("--device", default="auto")
+        sp.add_argument("--batch-size", type=int, default=16)
+        sp.add_argument("--seed", type=int, default=0)
+        sp.add_argument("--steps", type=int)
+        sp.add_argument("--guidance-scale", type=float, default=7.5)
+        common(sp)
+
+    sp = evsub.add_parser("score", help="CLIP score, LAION aesthetic, PickScore, HPS v2, CQ on a prompt list")
+    sp.add_argument(
+        "--prompts", required=True, metavar="FILE", help="prompt file (txt, jsonl, json, csv/tsv, parquet)"
+    )
+    sp.add_argument("--column", help="prompt column / JSON key")
+    sp.add_argument("--limit", type=int)
+    sp.add_argument(
+        "--metrics", default="clip,aesthetic", help="comma-separated: clip,aesthetic,pickscore,hpsv2,cq"
+    )
+    sp.add_argument("--clip-model", default="openai/clip-vit-large-patch14")
+    sp.add_argument("--aesthetic-model", default="laion-aesthetic-v2")
+    sp.add_argument("--aesthetic-clip-model")
+    sp.add_argument("--pickscore-model", default="yuvalkirstain/PickScore_v1")
+    sp.add_argument("--pickscore-processor", default="laion/CLIP-ViT-H-14-laion2B-s32B-b79K")
+    sp.add_argument("--hpsv2-version", default="v2.1", choices=["v2.0", "v2.1"])
+    sp.add_argument("--hpsv2-checkpoint")
+    sp.add_argument("--cq-model", default="hustvl/yolos-tiny")
+    source(sp)
+
     sp = sub.add_parser("quickstart", help="the offline demo build on tiny random-weight models")
     sp.add_argument("--out", metavar="RUN_DIR", default="runs/quickstart")
     sp.add_argument("--retry-failed", action="store_true")
@@ -163,6 +200,9 @@ def _run(args: argparse.Namespace) -> int:
         _say(args, f"pushed: {url}")
         return 0
 
+    if cmd == "eval":
+        return _run_eval(args)
+
     from .config import load_config
 
     if cmd == "quickstart":
@@ -192,6 +232,58 @@ def _run(args: argparse.Namespace) -> int:
         )
     _summarise_build(args, report, config)
     return 1 if report.failed else 0
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    progress = not args.quiet
+    if args.benchmark == "score":
+        from .evaluate.score import run_score
+
+        summary = run_score(
+            args.prompts,
+            args.out,
+            images=args.images,
+            model=args.model,
+            metrics=[m.strip() for m in args.metrics.split(",") if m.strip()],
+            column=args.column,
+            limit=args.limit,
+            clip_model=args.clip_model,
+            aesthetic_model=args.aesthetic_model,
+            aesthetic_clip_model=args.aesthetic_clip_model,
+            pickscore_model=args.pickscore_model,
+            pickscore_processor=args.pickscore_processor,
+            hpsv2_version=args.hpsv2_version,
+            hpsv2_checkpoint=args.hpsv2_checkpoint,
+            cq_model=args.cq_model,
+            device=args.device,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            steps=args.steps,
+            guidance_scale=args.guidance_scale,
+            progress=progress,
+        )
+        means = ", ".join(f"{k} {v:.4f}" for k, v in summary["means"].items() if v is not None)
+        _say(
+            args,
+            f"score: {summary['n_scored']}/{summary['n_prompts']} images scored ({means}); "
+            f"skipped {summary['skipped'] or 'none'}; results in {args.out}",
+        )
+    else:  # pragma: no cover - argparse restricts the choices
+        raise AssertionError(args.benchmark)
+    if args.submission:
+        _write_submission(args, summary)
+    return 0
+
+
+def _write_submission(args: argparse.Namespace, summary: dict) -> None:
+    from .errors import ConfigError
+
+    try:
+        from .leaderboard import write_eval_submission
+    except ImportError:
+        raise ConfigError("--submission: leaderboard submissions are not available in this version") from None
+    path = write_eval_submission(args.benchmark, summary, args.out, args.submission)
+    _say(args, f"submission: {path}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,201 @@
+"""``visionprefer eval score``: CLIP score, LAION aesthetic, PickScore (and, when available, HPS v2 and CQ)
+for a model's images of a prompt list.
+
+Layout: prompt ``i`` of the prompt file has image ``<images>/<i:05d>.png`` (``.jpg`` accepted). With
+``--model`` the images are generated into ``<out>/images/`` in that layout first (resumable). Writes
+``<out>/score_items.jsonl`` (one row per image) and ``<out>/score_summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..rundir import atomic_write_text, write_jsonl
+
+SCORE_METRICS = ("clip", "aesthetic", "pickscore", "hpsv2", "cq")
+
+
+def read_prompt_list(path: str | Path, *, column: str | None = None, limit: int | None = None) -> list[str]:
+    """Prompts of a file in any format the build reads (txt, jsonl, json, csv/tsv, parquet), cleaned."""
+    from ..config import SourceConfig
+    from ..prompts.sources import RawPrompt, read_source
+    from ..prompts.stage import clean_text
+
+    src = SourceConfig(path=str(path), column=column, limit=limit)
+    prompts = [clean_text(item.text) for item in read_source(src, Path(path)) if isinstance(item, RawPrompt)]
+    prompts = [p for p in prompts if p]
+    if not prompts:
+        raise ConfigError(f"{path}: no prompts")
+    return prompts
+
+
+def build_scorers(
+    metrics: Sequence[str],
+    *,
+    clip_model: str,
+    aesthetic_model: str,
+    aesthetic_clip_model: str | None,
+    pickscore_model: str,
+    pickscore_processor: str | None,
+    hpsv2_version: str = "v2.1",
+    hpsv2_checkpoint: str | None = None,
+    cq_model: str = "hustvl/yolos-tiny",
+    device: str = "auto",
+    batch_size: int = 16,
+) -> dict[str, Any]:
+    """Each requested scorer, loaded once; the aesthetic head reuses the CLIP model when it is the same one."""
+    unknown = sorted(set(metrics) - set(SCORE_METRICS))
+    if unknown:
+        raise ConfigError(f"--metrics: unknown metric(s) {unknown}; choose from {', '.join(SCORE_METRICS)}")
+    out: dict[str, Any] = {}
+    if "clip" in metrics:
+        from ..scorers import CLIPScorer
+
+        out["clip"] = CLIPScorer(clip_model, device=device, batch_size=batch_size)
+    if "aesthetic" in metrics:
+        from ..scorers import AestheticScorer
+
+        out["aesthetic"] = AestheticScorer(
+            aesthetic_model,
+            clip_model=aesthetic_clip_model,
+            device=device,
+            batch_size=batch_size,
+            clip=out.get("clip"),
+        )
+    if "pickscore" in metrics:
+        from ..scorers.pickscore import PickScoreScorer
+
+        out["pickscore"] = PickScoreScorer(
+            pickscore_model, processor_id=pickscore_processor, device=device, batch_size=batch_size
+        )
+    if "hpsv2" in metrics:
+        from ..scorers.hpsv2 import HPSv2Scorer
+
+        out["hpsv2"] = HPSv2Scorer(
+            hpsv2_version, checkpoint=hpsv2_checkpoint, device=device, batch_size=batch_size
+        )
+    if "cq" in metrics:
+        from ..scorers.cq import CQScorer
+
+        out["cq"] = CQScorer(cq_model, device=device)
+    return out
+
+
+def score_images(scorers: dict[str, Any], prompts: list[str], files: list[Path]) -> dict[str, np.ndarray]:
+    from PIL import Image
+
+    images = []
+    for f in files:
+        with Image.open(f) as im:
+            images.append(im.convert("RGB"))
+    return {name: np.asarray(s.score(prompts, images), dtype=np.float64) for name, s in scorers.items()}
+
+
+def run_score(
+    prompts_file: str | Path,
+    out_dir: str | Path,
+    *,
+    images: str | Path | None = None,
+    model: str | None = None,
+    metrics: Sequence[str] = ("clip", "aesthetic"),
+    column: str | None = None,
+    limit: int | None = None,
+    clip_model: str = "openai/clip-vit-large-patch14",
+    aesthetic_model: str = "laion-aesthetic-v2",
+    aesthetic_clip_model: str | None = None,
+    pickscore_model: str = "yuvalkirstain/PickScore_v1",
+    pickscore_processor: str | None = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
+    hpsv2_version: str = "v2.1",
+    hpsv2_checkpoint: str | None = None,
+    cq_model: str = "hustvl/yolos-tiny",
+    device: str = "auto",
+    batch_size: int = 16,
+    seed: int = 0,
+    steps: int | None = None,
+    guidance_scale: float = 7.5,
+    progress: bool = True,
+) -> dict[str, Any]:
+    from ..scorers import clip_score_mean
+    from .images import generate_images, read_image_dir
+
+    if (images is None) == (model is None):
+        raise ConfigError(
+            "eval score: give exactly one of --model (generate) or --images DIR (existing images)"
+        )
+    out = Path(out_dir)
+    prompts = read_prompt_list(prompts_file, column=column, limit=limit)
+    rels = [f"{i:05d}.png" for i in range(len(prompts))]
+    model_meta = None
+    if model is not None:
+        model_meta = generate_images(
+            model,
+            list(zip(rels, prompts, strict=True)),
+            out / "images",
+            seed=seed,
+            steps=steps,
+            guidance_scale=guidance_scale,
+            device=device,
+            progress=progress,
+        )
+        images = out / "images"
+    found = read_image_dir(images, rels)  # type: ignore[arg-type]
+    usable = [i for i, r in enumerate(rels) if r in found.files]
+    scorers = build_scorers(
+        metrics,
+        clip_model=clip_model,
+        aesthetic_model=aesthetic_model,
+        aesthetic_clip_model=aesthetic_clip_model,
+        pickscore_model=pickscore_model,
+        pickscore_processor=pickscore_processor,
+        hpsv2_version=hpsv2_version,
+        hpsv2_checkpoint=hpsv2_checkpoint,
+        cq_model=cq_model,
+        device=device,
+        batch_size=batch_size,
+    )
+    values: dict[str, list[float]] = {name: [] for name in scorers}
+    for start in range(0, len(usable), batch_size):
+        idx = usable[start : start + batch_size]
+        got = score_images(scorers, [prompts[i] for i in idx], [found.files[rels[i]] for i in idx])
+        for name, arr in got.items():
+            values[name] += arr.tolist()
+    items = [
+        {"index": i, "prompt": prompts[i], "image": rels[i], **{n: values[n][k] for n in scorers}}
+        for k, i in enumerate(usable)
+    ]
+    items += [
+        {"index": i, "prompt": prompts[i], "image": rels[i], "skipped": found.skipped[rels[i]]}
+        for i, r in enumerate(rels)
+        if r in found.skipped
+    ]
+    items.sort(key=lambda r: r["index"])
+    means = {}
+    for name, vals in values.items():
+        if not vals:
+            means[name] = None
+        elif name == "clip":
+            means[name] = clip_score_mean(vals)  # torchmetrics' aggregate: max(mean, 0)
+        else:
+            means[name] = float(np.mean(vals))
+    summary = {
+        "benchmark": "score",
+        "n_prompts": len(prompts),
+        "n_scored": len(usable),
+        "skipped": found.skip_counts(),
+        "means": means,
+        "models": {
+            name: getattr(s, "model_id", None) or getattr(s, "head_name", None) for name, s in scorers.items()
+        },
+        "model": model_meta,
+        "images": str(images),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_jsonl(out / "score_items.jsonl", items)
+    atomic_write_text(out / "score_summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
