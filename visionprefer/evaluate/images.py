@@ -72,23 +72,50 @@ def read_image_dir(root: str | Path, relpaths: Sequence[str]) -> ImageSet:
     return out
 
 
-def model_spec(model: str, *, steps: int | None = None, guidance_scale: float = 7.5, height: int | None = None,
-               width: int | None = None, revision: str | None = None, dtype: str = "auto"):
+def model_spec(
+    model: str,
+    *,
+    steps: int | None = None,
+    guidance_scale: float = 7.5,
+    height: int | None = None,
+    width: int | None = None,
+    revision: str | None = None,
+    dtype: str = "auto",
+):
     """A generator spec for ``--model``: a preset name (sd15, sdxl, tiny-sd15, ...) or a diffusers id/path."""
     from ..config import GenerateConfig, GeneratorConfig
     from ..generate.plan import resolve_generator
     from ..generate.presets import PRESETS
 
-    g = GeneratorConfig(preset=model if model in PRESETS else None, model=None if model in PRESETS else model,
-                        steps=steps, height=height, width=width, revision=revision, dtype=dtype,  # type: ignore[arg-type]
-                        guidance_scales=(guidance_scale,))
+    g = GeneratorConfig(
+        preset=model if model in PRESETS else None,
+        model=None if model in PRESETS else model,
+        steps=steps,
+        height=height,
+        width=width,
+        revision=revision,
+        dtype=dtype,  # type: ignore[arg-type]
+        guidance_scales=(guidance_scale,),
+    )
     return resolve_generator(g, GenerateConfig(generators=(g,)))
 
 
-def generate_images(model: str, items: Sequence[tuple[str, str]], out_dir: str | Path, *, seed: int = 0,
-                    batch_size: int = 4, steps: int | None = None, guidance_scale: float = 7.5,
-                    height: int | None = None, width: int | None = None, device: str = "auto",
-                    revision: str | None = None, quality: int = 95, progress: bool = True) -> dict[str, Any]:
+def generate_images(
+    model: str,
+    items: Sequence[tuple[str, str]],
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    batch_size: int = 4,
+    steps: int | None = None,
+    guidance_scale: float = 7.5,
+    height: int | None = None,
+    width: int | None = None,
+    device: str = "auto",
+    revision: str | None = None,
+    quality: int = 95,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Generate ``(relative path, prompt)`` items into ``out_dir`` (format from the suffix), skipping files
     that exist. Returns the model description a leaderboard submission records."""
     from ..generate.diffusers_backend import DiffusersTextToImage
@@ -97,29 +124,44 @@ def generate_images(model: str, items: Sequence[tuple[str, str]], out_dir: str |
     from ..rundir import atomic_write_bytes
 
     out = Path(out_dir)
-    spec = model_spec(model, steps=steps, guidance_scale=guidance_scale, height=height, width=width,
-                      revision=revision)
+    spec = model_spec(
+        model, steps=steps, guidance_scale=guidance_scale, height=height, width=width, revision=revision
+    )
     todo = [(rel, prompt) for rel, prompt in items if not (out / rel).exists()]
     seeds = {rel: derive_seed(seed, rel, 0) for rel, _ in items}
-    meta: dict[str, Any] = {"id": spec.model_id, "revision": spec.revision, "steps": spec.steps,
-                            "guidance_scale": guidance_scale, "seed_rule": f"derive_seed({seed}, relative path, 0)"}
+    meta: dict[str, Any] = {
+        "id": spec.model_id,
+        "revision": spec.revision,
+        "steps": spec.steps,
+        "guidance_scale": guidance_scale,
+        "seed_rule": f"derive_seed({seed}, relative path, 0)",
+    }
     generator = None
     with progress_bar(total=len(todo), desc="generate", unit="img", enabled=progress) as bar:
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
             if generator is None:
                 generator = DiffusersTextToImage(spec, device=device)
-            images = generator([p for _, p in batch], guidance_scale=guidance_scale, seeds=[seeds[r] for r, _ in batch])
+            images = generator(
+                [p for _, p in batch], guidance_scale=guidance_scale, seeds=[seeds[r] for r, _ in batch]
+            )
             for (rel, _), image in zip(batch, images, strict=True):
                 suffix = Path(rel).suffix.lower()
                 fmt = {".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}.get(suffix, "png")
                 atomic_write_bytes(out / rel, encode_image(image, fmt, quality))
             bar.update(len(batch))
     if generator is None:  # everything existed: describe the model without loading it
-        meta.update(pipeline=None, scheduler=spec.scheduler, dtype=spec.dtype, height=spec.height, width=spec.width)
+        meta.update(
+            pipeline=None, scheduler=spec.scheduler, dtype=spec.dtype, height=spec.height, width=spec.width
+        )
     else:
         h, w = generator.default_size
-        meta.update(pipeline=generator.pipeline_name, scheduler=generator.scheduler_name, dtype=generator.dtype_name,
-                    height=h, width=w)
+        meta.update(
+            pipeline=generator.pipeline_name,
+            scheduler=generator.scheduler_name,
+            dtype=generator.dtype_name,
+            height=h,
+            width=w,
+        )
         generator.close()
     return meta
