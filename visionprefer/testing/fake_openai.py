@@ -128,8 +128,21 @@ def answer_echo(body: dict[str, Any]) -> str:
     return _first_user_text(body)
 
 
+def answer_pairwise(body: dict[str, Any], *, biased: bool = False) -> str:
+    """A vs B: the image whose hash-derived quality is higher wins, whatever its position (a fair judge);
+    ``biased`` always prefers the first image shown (a position-biased judge)."""
+    _, images = _judge_payload(body)
+    if biased or len(images) < 2:
+        return json.dumps({"winner": "A", "explanation": "The first image looks better."})
+    qa, qb = (int(hashlib.sha256(f"quality:{u}".encode()).hexdigest(), 16) % 1000 for u in images[:2])
+    winner = "A" if qa > qb else "B" if qb > qa else "tie"
+    return json.dumps({"winner": winner, "explanation": f"Image {winner} follows the prompt more closely."})
+
+
 RESPONDERS = {
     "polish": answer_polish,
+    "pairwise": answer_pairwise,
+    "pairwise_biased": lambda body: answer_pairwise(body, biased=True),
     "echo": answer_echo,
     "judge": answer_judge,
     "judge_biased": lambda body: answer_judge(body, bias=2),
