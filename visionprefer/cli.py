@@ -105,6 +105,14 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--cq-model", default="hustvl/yolos-tiny")
     source(sp)
 
+    sp = evsub.add_parser("tifa", help="TIFA v1.0: VQA accuracy on the official question/answer file")
+    sp.add_argument("--questions", metavar="FILE|URL", help="question/answer file (default: the official v1.0, cached)")
+    sp.add_argument("--limit", type=int, help="first N captions only")
+    sp.add_argument("--vqa-model", help="VQA model (default Salesforce/blip-vqa-base)")
+    sp.add_argument("--embed-model", default="sentence-transformers/all-mpnet-base-v2",
+                    help="sentence embedding that maps free-form answers to choices")
+    source(sp)
+
     sp = sub.add_parser("quickstart", help="the offline demo build on tiny random-weight models")
     sp.add_argument("--out", metavar="RUN_DIR", default="runs/quickstart")
     sp.add_argument("--retry-failed", action="store_true")
@@ -268,6 +276,19 @@ def _run_eval(args: argparse.Namespace) -> int:
             f"score: {summary['n_scored']}/{summary['n_prompts']} images scored ({means}); "
             f"skipped {summary['skipped'] or 'none'}; results in {args.out}",
         )
+    elif args.benchmark == "tifa":
+        from .evaluate.tifa import run_tifa
+
+        summary = run_tifa(
+            args.out, images=args.images, model=args.model, questions=args.questions, limit=args.limit,
+            vqa_model=args.vqa_model, embed_model=args.embed_model, device=args.device, batch_size=args.batch_size,
+            seed=args.seed, steps=args.steps, guidance_scale=args.guidance_scale, progress=progress,
+        )
+        stdev = summary.get("tifa_stdev")
+        _say(args, f"tifa: average {summary['tifa_average']:.4f}"
+                   + (f" (stdev {stdev:.4f})" if stdev is not None else "")
+                   + f" over {summary['n_captions']} captions / {summary['n_questions']} questions; "
+                   f"skipped {summary.get('skipped_questions') or 'none'}; results in {args.out}")
     else:  # pragma: no cover - argparse restricts the choices
         raise AssertionError(args.benchmark)
     if args.submission:
