@@ -46,3 +46,15 @@ def test_eval_score_errors_are_one_line(tmp_path, capsys):
     code = main(["eval", "score", "--prompts", str(tmp_path / "p.txt"), "--images", str(tmp_path),
                  "--out", str(tmp_path / "o"), "--metrics", "clip,bogus"])
     assert code == 2 and "unknown metric(s) ['bogus']" in capsys.readouterr().err
+
+
+def test_eval_score_with_cq_and_tiny_detector(tmp_path):
+    (tmp_path / "p.txt").write_text("two dogs and a cat\na beautiful sunset\n")
+    assert main(["eval", "score", "--model", "tiny-sd15", "--out", str(tmp_path / "o"), "--prompts",
+                 str(tmp_path / "p.txt"), "--metrics", "cq", "--cq-model", "tiny-yolos", "-q"]) == 0
+    summary = json.loads((tmp_path / "o" / "score_summary.json").read_text())
+    items = [json.loads(line) for line in (tmp_path / "o" / "score_items.jsonl").read_text().splitlines()]
+    # Random weights at threshold 0.9 detect nothing: the dog/cat prompt scores 0; the sunset prompt names
+    # no detectable object, so its CQ is undefined (null) and left out of the mean.
+    assert items[0]["cq"] == 0.0 and items[1]["cq"] is None
+    assert summary["means"]["cq"] == 0.0

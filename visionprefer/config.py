@@ -303,6 +303,8 @@ class MetricsConfig:
     clip_model: str = "openai/clip-vit-large-patch14"
     aesthetic_model: str = "laion-aesthetic-v2"  # the MLP head; tiny-aesthetic in tests
     aesthetic_clip_model: str = "openai/clip-vit-large-patch14"  # the CLIP the head was trained on
+    cq_model: str | None = None  # e.g. hustvl/yolos-tiny: adds the CQ count/category score; None: off
+    cq_threshold: float = 0.9
     # total = sum of weight x metric; metrics are vqa in [0, 1], clip = 100 x cosine, aesthetic on the AVA ~1-10
     # scale, so these defaults put the three on comparable ranges. (AGFSync's released build_dataset.py uses
     # 0.85 x CLIP + 0.15 x aesthetic with VILA's 0-100 aesthetic and no VQA; on these scales that is

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,8 +42,9 @@ def metrics_fingerprint(mc: MetricsConfig) -> str:
         if mc.vqa_backend == "vlm"
         else ["blip", mc.vqa_model]
     )
+    cq = [mc.cq_model, mc.cq_threshold] if mc.cq_model else []
     return digest(
-        "metrics", questions, vqa, mc.clip_model, mc.aesthetic_model, mc.aesthetic_clip_model, length=16
+        "metrics", questions, vqa, mc.clip_model, mc.aesthetic_model, mc.aesthetic_clip_model, *cq, length=16
     )
 
 
@@ -243,6 +245,13 @@ class _Scorers:
             if mc.vqa_backend == "blip"
             else None
         )
+        self.cq = None
+        if mc.cq_model:
+            from ..scorers.cq import CQScorer
+
+            self.cq = CQScorer(
+                mc.cq_model, threshold=mc.cq_threshold, device=mc.device, batch_size=mc.batch_size
+            )
 
     def score(self, tasks: list[MetricTask], questions: dict[str, list]) -> list[dict[str, Any]]:
         from PIL import Image
@@ -266,6 +275,11 @@ class _Scorers:
             flat_images += [image] * len(qs)
             flat_questions += [q["question"] for q in qs]
         answers = self._answer(flat_images, flat_questions, tasks, spans)
+        cq: list[float | None] = [None] * len(tasks)
+        if self.cq is not None:  # NaN (no detectable object named in the prompt) is stored as null
+            cq = [
+                None if math.isnan(v) else float(v) for v in self.cq.score([t.prompt for t in tasks], images)
+            ]
         out = []
         for i, t in enumerate(tasks):
             a, b = spans[i]
@@ -280,6 +294,7 @@ class _Scorers:
                         "vqa": float(vqa_score(answers[a:b], qs)),
                         "clip": float(clip[i]),
                         "aesthetic": float(aesthetic[i]),
+                        "cq": cq[i],
                     },
                     "questions": [q["question"] for q in qs],
                     "expected": [q["answer"] for q in qs],

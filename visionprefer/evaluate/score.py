@@ -166,7 +166,12 @@ def run_score(
         for name, arr in got.items():
             values[name] += arr.tolist()
     items = [
-        {"index": i, "prompt": prompts[i], "image": rels[i], **{n: values[n][k] for n in scorers}}
+        {
+            "index": i,
+            "prompt": prompts[i],
+            "image": rels[i],
+            **{n: None if np.isnan(values[n][k]) else values[n][k] for n in scorers},
+        }
         for k, i in enumerate(usable)
     ]
     items += [
@@ -181,8 +186,10 @@ def run_score(
             means[name] = None
         elif name == "clip":
             means[name] = clip_score_mean(vals)  # torchmetrics' aggregate: max(mean, 0)
-        else:
-            means[name] = float(np.mean(vals))
+        elif np.all(np.isnan(vals)):
+            means[name] = None
+        else:  # CQ is NaN for a prompt that names no detectable object: left out of the mean
+            means[name] = float(np.nanmean(vals))
     summary = {
         "benchmark": "score",
         "n_prompts": len(prompts),

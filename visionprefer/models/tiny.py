@@ -416,6 +416,12 @@ def _build_blip(folder: Path) -> None:
     shutil.rmtree(folder / "_tok")
 
 
+def _build_yolos(folder: Path) -> None:
+    from ..scorers.cq import build_tiny_detector  # the detector builder lives with the CQ scorer
+
+    build_tiny_detector(folder)
+
+
 TINY_BUILDERS: dict[str, Callable[[Path], None]] = {
     "tiny-sd15": lambda folder: _build_sd(folder, prediction_type="epsilon"),
     "tiny-sd21": lambda folder: _build_sd(folder, prediction_type="v_prediction"),
@@ -424,4 +430,5 @@ TINY_BUILDERS: dict[str, Callable[[Path], None]] = {
     "tiny-text-embed": _build_text_embed,
     "tiny-aesthetic": _build_aesthetic,
     "tiny-blip": _build_blip,
+    "tiny-yolos": _build_yolos,
 }
