@@ -113,6 +113,38 @@ def _parser() -> argparse.ArgumentParser:
                     help="sentence embedding that maps free-form answers to choices")
     source(sp)
 
+    sp = evsub.add_parser("winrate", help="model A vs B (or N models): wins/ties/losses, CIs, Bradley-Terry")
+    sp.add_argument("--prompts", required=True, metavar="FILE")
+    sp.add_argument("--column")
+    sp.add_argument("--limit", type=int)
+    sp.add_argument("--a", metavar="DIR", help="model A's images (<i:05d>.png per prompt)")
+    sp.add_argument("--b", metavar="DIR", help="model B's images")
+    sp.add_argument("--model-dir", action="append", default=[], metavar="NAME=DIR", help="more models (repeat)")
+    sp.add_argument("--judge-model", help="pairwise VLM judge (asked in both orders)")
+    sp.add_argument("--base-url", help="OpenAI-compatible server of the judge (default: the OpenAI API)")
+    sp.add_argument("--api-key-env", default="OPENAI_API_KEY")
+    sp.add_argument("--concurrency", type=int, default=8)
+    sp.add_argument("--scorer", choices=["clip", "aesthetic", "pickscore", "hpsv2", "cq"], help="reward scorer instead")
+    sp.add_argument("--scorer-model", help="the scorer's model id")
+    sp.add_argument("--tie-tolerance", type=float, default=0.0)
+    sp.add_argument("--bootstrap", type=int, default=1000)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--out", required=True, metavar="DIR")
+    sp.add_argument("--device", default="auto")
+    common(sp)
+
+    lb = sub.add_parser("leaderboard", help="validate submission files; render a ranked table")
+    lbsub = lb.add_subparsers(dest="action", metavar="ACTION", required=True)
+    sp = lbsub.add_parser("validate", help="check submission files; exit non-zero naming every bad field")
+    sp.add_argument("files", nargs="+", metavar="FILE")
+    common(sp)
+    sp = lbsub.add_parser("render", help="a folder of submissions -> ranked Markdown and HTML tables with CIs")
+    sp.add_argument("folder", metavar="DIR")
+    sp.add_argument("--out", required=True, metavar="DIR", help="writes leaderboard.md and leaderboard.html here")
+    sp.add_argument("--benchmark", default="hpsv2", choices=["hpsv2", "tifa", "score", "winrate", "bradley_terry"])
+    sp.add_argument("--metric", help="which number ranks the table (default: the benchmark's main one)")
+    common(sp)
+
     sp = sub.add_parser("quickstart", help="the offline demo build on tiny random-weight models")
     sp.add_argument("--out", metavar="RUN_DIR", default="runs/quickstart")
     sp.add_argument("--retry-failed", action="store_true")
@@ -210,6 +242,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if cmd == "eval":
         return _run_eval(args)
+    if cmd == "leaderboard":
+        return _run_leaderboard(args)
 
     from .config import load_config
 
@@ -243,6 +277,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
+
     progress = not args.quiet
     if args.benchmark == "score":
         from .evaluate.score import run_score
@@ -276,6 +312,32 @@ def _run_eval(args: argparse.Namespace) -> int:
             f"score: {summary['n_scored']}/{summary['n_prompts']} images scored ({means}); "
             f"skipped {summary['skipped'] or 'none'}; results in {args.out}",
         )
+    elif args.benchmark == "winrate":
+        from .config import LLMConfig
+        from .evaluate.winrate import run_winrate
+
+        models: dict[str, str] = {}
+        if args.a or args.b:
+            if not (args.a and args.b):
+                raise ConfigError("eval winrate: give both --a and --b")
+            models.update(A=args.a, B=args.b)
+        for item in args.model_dir:
+            name, sep, folder = item.partition("=")
+            if not sep or not name or not folder:
+                raise ConfigError(f"--model-dir: {item!r} is not NAME=DIR")
+            models[name] = folder
+        judge = None
+        if args.judge_model:
+            judge = LLMConfig(model=args.judge_model, base_url=args.base_url, api_key_env=args.api_key_env,
+                              concurrency=args.concurrency, max_tokens=300)
+        summary = run_winrate(args.prompts, models, args.out, judge=judge, scorer=args.scorer,
+                              scorer_model=args.scorer_model, tie_tolerance=args.tie_tolerance,
+                              n_bootstrap=args.bootstrap, seed=args.seed, column=args.column, limit=args.limit,
+                              device=args.device)
+        for name, row in summary["pairs"].items():
+            _say(args, f"{name}: W {row.wins} / T {row.ties} / L {row.losses}, win rate {row.win_rate:.3f}")
+        _say(args, f"results in {args.out} (winrate_summary.json, winrate.md, winrate.png)")
+        return 0
     elif args.benchmark == "tifa":
         from .evaluate.tifa import run_tifa
 
@@ -296,13 +358,35 @@ def _run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_submission(args: argparse.Namespace, summary: dict) -> None:
-    from .errors import ConfigError
+def _run_leaderboard(args: argparse.Namespace) -> int:
+    from pathlib import Path
 
-    try:
-        from .leaderboard import write_eval_submission
-    except ImportError:
-        raise ConfigError("--submission: leaderboard submissions are not available in this version") from None
+    from .leaderboard import SubmissionError, render_leaderboard, validate_submission
+    from .rundir import atomic_write_text
+
+    if args.action == "validate":
+        bad = 0
+        for file in args.files:
+            try:
+                validate_submission(file)
+            except SubmissionError as e:
+                bad += 1
+                for field, problem in getattr(e, "problems", None) or [(None, str(e))]:
+                    print(f"{file}: {field + ': ' if field else ''}{problem}", file=sys.stderr)
+            else:
+                _say(args, f"{file}: valid")
+        return 1 if bad else 0
+    markdown, html = render_leaderboard(args.folder, benchmark=args.benchmark, metric=args.metric)
+    out = Path(args.out)
+    atomic_write_text(out / "leaderboard.md", markdown)
+    atomic_write_text(out / "leaderboard.html", html)
+    _say(args, f"leaderboard: {out / 'leaderboard.md'}, {out / 'leaderboard.html'}")
+    return 0
+
+
+def _write_submission(args: argparse.Namespace, summary: dict) -> None:
+    from .leaderboard.from_eval import write_eval_submission
+
     path = write_eval_submission(args.benchmark, summary, args.out, args.submission)
     _say(args, f"submission: {path}")
 

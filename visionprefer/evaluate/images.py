@@ -150,10 +150,8 @@ def generate_images(
                 fmt = {".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}.get(suffix, "png")
                 atomic_write_bytes(out / rel, encode_image(image, fmt, quality))
             bar.update(len(batch))
-    if generator is None:  # everything existed: describe the model without loading it
-        meta.update(
-            pipeline=None, scheduler=spec.scheduler, dtype=spec.dtype, height=spec.height, width=spec.width
-        )
+    if generator is None:  # everything existed: describe the model from its config files, without weights
+        meta.update(describe_pipeline(spec, device))
     else:
         h, w = generator.default_size
         meta.update(
@@ -165,3 +163,30 @@ def generate_images(
         )
         generator.close()
     return meta
+
+
+def describe_pipeline(spec: Any, device: str = "auto") -> dict[str, Any]:
+    """Pipeline and scheduler class, dtype and size of a generator, read from its config files only."""
+    from diffusers import DiffusionPipeline, UNet2DConditionModel
+
+    from ..generate.diffusers_backend import resolve_device, resolve_dtype
+
+    path: Any = spec.model_id
+    if spec.tiny:
+        from ..models.tiny import tiny_model_path
+
+        path = tiny_model_path(spec.model_id)
+    index = DiffusionPipeline.load_config(path, revision=spec.revision)
+    scheduler = spec.scheduler or (index.get("scheduler") or [None, None])[1]
+    size = spec.height and spec.width
+    if not size:
+        unet = UNet2DConditionModel.load_config(path, subfolder="unet", revision=spec.revision)
+        side = int(unet["sample_size"]) * 8
+    dtype = str(resolve_dtype(spec.dtype, resolve_device(device))).removeprefix("torch.")
+    return {
+        "pipeline": index["_class_name"],
+        "scheduler": scheduler,
+        "dtype": dtype,
+        "height": spec.height or side,
+        "width": spec.width or side,
+    }

@@ -33,6 +33,9 @@ _LAZY = {
     "AestheticScorer": ".aesthetic",
     "AestheticMLP": ".aesthetic",
     "BlipVQA": ".vqa",
+    "HPSv2Scorer": ".hpsv2",
+    "PickScoreScorer": ".pickscore",
+    "CQScorer": ".cq",
 }
 
 __all__ = [

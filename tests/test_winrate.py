@@ -1,0 +1,69 @@
+"""Judge- and scorer-based win rates through the CLI, against a local OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from visionprefer.cli import main
+from visionprefer.evaluate.images import generate_images
+
+
+@pytest.fixture
+def two_models(tmp_path):
+    prompts = [f"a photo of object {i}" for i in range(12)]
+    (tmp_path / "p.txt").write_text("\n".join(prompts) + "\n")
+    items = [(f"{i:05d}.png", p) for i, p in enumerate(prompts)]
+    generate_images("tiny-sd15", items, tmp_path / "a", progress=False)
+    generate_images("tiny-sd21", items, tmp_path / "b", progress=False)
+    return tmp_path
+
+
+def _summary(path):
+    return json.loads((path / "winrate_summary.json").read_text())
+
+
+def test_fair_judge_both_orders_and_statistics(two_models, fake_llm):
+    server = fake_llm(responder="pairwise")
+    out = two_models / "fair"
+    assert main(["eval", "winrate", "--prompts", str(two_models / "p.txt"), "--a", str(two_models / "a"), "--b",
+                 str(two_models / "b"), "--judge-model", "gpt-4o", "--base-url", server.base_url, "--out", str(out),
+                 "-q"]) == 0
+    assert len([r for r in server.requests() if r["path"] == "/v1/chat/completions"]) == 24  # both orders
+    s = _summary(out)["pairs"]["A vs B"]
+    items = [json.loads(line) for line in (out / "winrate_items.jsonl").read_text().splitlines()]
+    w = sum(1 for i in items if i["outcome"] == 1)
+    t = sum(1 for i in items if i["outcome"] == 0)
+    l_ = sum(1 for i in items if i["outcome"] == -1)
+    assert (s["wins"], s["ties"], s["losses"]) == (w, t, l_) and w + t + l_ == 12
+    assert s["win_rate"] == pytest.approx((w + 0.5 * t) / 12)
+    # The scripted judge is order-consistent, so every verdict agrees across orders: no forced ties.
+    assert all((i["a_first"] == "A") == (i["b_first"] == "B") for i in items if i["a_first"] != "tie")
+    assert (out / "winrate.png").exists() and "| A vs B |" in (out / "winrate.md").read_text()
+
+
+def test_position_biased_judge_yields_ties_not_wins(two_models, fake_llm):
+    server = fake_llm(responder="pairwise_biased")
+    out = two_models / "biased"
+    assert main(["eval", "winrate", "--prompts", str(two_models / "p.txt"), "--a", str(two_models / "a"), "--b",
+                 str(two_models / "b"), "--judge-model", "gpt-4o", "--base-url", server.base_url, "--out", str(out),
+                 "-q"]) == 0
+    s = _summary(out)["pairs"]["A vs B"]
+    assert (s["wins"], s["ties"], s["losses"]) == (0, 12, 0)
+    assert s["win_rate"] == 0.5 and s["decisive_win_rate"] is None
+
+
+def test_scorer_win_rates_for_three_models_with_bradley_terry(two_models):
+    items = [(f"{i:05d}.png", f"a photo of object {i}") for i in range(12)]
+    generate_images("tiny-sdxl", items, two_models / "c", progress=False)
+    out = two_models / "scored"
+    assert main(["eval", "winrate", "--prompts", str(two_models / "p.txt"), "--model-dir", f"sd15={two_models / 'a'}",
+                 "--model-dir", f"sd21={two_models / 'b'}", "--model-dir", f"sdxl={two_models / 'c'}", "--scorer",
+                 "clip", "--scorer-model", "tiny-clip", "--bootstrap", "200", "--out", str(out), "-q"]) == 0
+    summary = _summary(out)
+    assert set(summary["pairs"]) == {"sd15 vs sd21", "sd15 vs sdxl", "sd21 vs sdxl"}
+    ratings = summary["bradley_terry"]
+    assert set(ratings) == {"sd15", "sd21", "sdxl"}
+    assert sum(r["rating"] for r in ratings.values()) / 3 == pytest.approx(1000, abs=1e-6)
+    assert set(summary["elo"]) == {"sd15", "sd21", "sdxl"}
