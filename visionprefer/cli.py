@@ -133,6 +133,15 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--device", default="auto")
     common(sp)
 
+    sp = evsub.add_parser("hpsv2", help="HPS v2 benchmark: 4 styles x 800 prompts, v2.0 or v2.1 checkpoint")
+    sp.add_argument("--version", default="v2.1", choices=["v2.0", "v2.1"])
+    sp.add_argument("--styles", default="anime,concept-art,paintings,photo")
+    sp.add_argument("--benchmark-dir", metavar="DIR", help="local folder with <style>.json prompt files")
+    sp.add_argument("--limit", type=int, help="first N prompts of each style")
+    sp.add_argument("--checkpoint", help="local HPS checkpoint (.pt) instead of the Hub's")
+    sp.add_argument("--no-antialias", action="store_true", help="resize without antialiasing (older torchvision)")
+    source(sp)
+
     lb = sub.add_parser("leaderboard", help="validate submission files; render a ranked table")
     lbsub = lb.add_subparsers(dest="action", metavar="ACTION", required=True)
     sp = lbsub.add_parser("validate", help="check submission files; exit non-zero naming every bad field")
@@ -338,6 +347,20 @@ def _run_eval(args: argparse.Namespace) -> int:
             _say(args, f"{name}: W {row.wins} / T {row.ties} / L {row.losses}, win rate {row.win_rate:.3f}")
         _say(args, f"results in {args.out} (winrate_summary.json, winrate.md, winrate.png)")
         return 0
+    elif args.benchmark == "hpsv2":
+        from .evaluate.hpsv2 import run_hpsv2
+
+        summary = run_hpsv2(
+            args.out, images=args.images, model=args.model, version=args.version,
+            styles=tuple(x.strip() for x in args.styles.split(",") if x.strip()), benchmark_dir=args.benchmark_dir,
+            limit=args.limit, checkpoint=args.checkpoint, antialias=not args.no_antialias, device=args.device,
+            batch_size=args.batch_size, seed=args.seed, steps=args.steps, guidance_scale=args.guidance_scale,
+            progress=progress,
+        )
+        for style, row in summary["styles"].items():
+            _say(args, f"{style:<12} {row['mean']:.2f} ± {row['std']:.4f}  ({row['n_images']} images)")
+        _say(args, f"HPS {summary['version']} average {summary['average']:.2f} over {summary['n_images']} images; "
+                   f"skipped {summary['skipped'] or 'none'}; results in {args.out}")
     elif args.benchmark == "tifa":
         from .evaluate.tifa import run_tifa
 

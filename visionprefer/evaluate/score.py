@@ -94,7 +94,10 @@ def score_images(scorers: dict[str, Any], prompts: list[str], files: list[Path])
     for f in files:
         with Image.open(f) as im:
             images.append(im.convert("RGB"))
-    return {name: np.asarray(s.score(prompts, images), dtype=np.float64) for name, s in scorers.items()}
+    out = {name: np.asarray(s.score(prompts, images), dtype=np.float64) for name, s in scorers.items()}
+    if "hpsv2" in out:  # HPS v2 is reported as 100 x cosine, as its benchmark does
+        out["hpsv2"] = 100.0 * out["hpsv2"]
+    return out
 
 
 def run_score(

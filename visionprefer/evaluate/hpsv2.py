@@ -1,0 +1,163 @@
+"""``visionprefer eval hpsv2``: the HPS v2 benchmark (Wu et al., 2023) with the v2.0 or v2.1 checkpoint.
+
+Prompts: 800 per style (anime, concept-art, paintings, photo) from the Hub dataset ``zhwang/HPDv2``
+(``benchmark/<style>.json``, downloaded and cached by huggingface_hub), or a local folder holding those
+files. Images: ``<root>/<style>/<index:05d>.jpg`` — generated with ``--model`` or read with ``--images``.
+Statistics as the official tool prints them: per style the mean and the population standard deviation
+(``np.std``) of the means of consecutive 80-image chunks, then the average over all images; scores are
+100 x cosine. The version is always reported (v2.0 and v2.1 numbers are not comparable), and so is the
+resize antialiasing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, SourceError
+from ..rundir import atomic_write_text, write_jsonl
+
+STYLES = ("anime", "concept-art", "paintings", "photo")
+HPD_REPO = "zhwang/HPDv2"
+CHUNK = 80
+
+
+def load_benchmark_prompts(style: str, benchmark_dir: str | Path | None = None) -> list[str]:
+    """The style's prompt list: ``<benchmark_dir>/<style>.json`` or the Hub dataset's ``benchmark/<style>.json``."""
+    if benchmark_dir is not None:
+        path = Path(benchmark_dir) / f"{style}.json"
+    else:
+        from huggingface_hub import hf_hub_download
+
+        try:
+            path = Path(hf_hub_download(HPD_REPO, f"benchmark/{style}.json", repo_type="dataset"))
+        except Exception as e:  # network, auth, offline mode: all the user's to fix
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise SourceError(
+                f"HPS v2 prompts for {style!r}: cannot download from {HPD_REPO} ({first}); "
+                "pass --benchmark-dir with the benchmark/*.json files"
+            ) from None
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SourceError(f"{path}: HPS v2 prompt file not found") from None
+    except ValueError as e:
+        raise SourceError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, list) or not all(isinstance(p, str) for p in data):
+        raise SourceError(f"{path}: expected a JSON list of prompt strings")
+    return data
+
+
+def style_statistics(scores: list[float], chunk: int = CHUNK) -> dict[str, float]:
+    """Mean and population std of the means of consecutive ``chunk``-image chunks (the official printout)."""
+    arr = np.asarray(scores, dtype=np.float64)
+    means = [arr[i : i + chunk].mean() for i in range(0, len(arr), chunk)]
+    return {"mean": float(np.mean(means)), "std": float(np.std(means)), "n_images": len(arr)}
+
+
+def run_hpsv2(
+    out_dir: str | Path,
+    *,
+    images: str | Path | None = None,
+    model: str | None = None,
+    version: str = "v2.1",
+    styles: tuple[str, ...] = STYLES,
+    benchmark_dir: str | Path | None = None,
+    limit: int | None = None,
+    checkpoint: str | None = None,
+    antialias: bool = True,
+    chunk: int = CHUNK,
+    device: str = "auto",
+    batch_size: int = 16,
+    seed: int = 0,
+    steps: int | None = None,
+    guidance_scale: float = 7.5,
+    progress: bool = True,
+) -> dict[str, Any]:
+    from ..scorers.hpsv2 import HPSv2Scorer
+    from .images import generate_images, read_image_dir
+    from .score import score_images
+
+    if (images is None) == (model is None):
+        raise ConfigError(
+            "eval hpsv2: give exactly one of --model (generate) or --images DIR (existing images)"
+        )
+    unknown = [s for s in styles if s not in STYLES]
+    if unknown:
+        raise ConfigError(f"--styles: unknown style(s) {unknown}; the benchmark has {', '.join(STYLES)}")
+    out = Path(out_dir)
+    prompts = {s: load_benchmark_prompts(s, benchmark_dir)[:limit] for s in styles}
+    rels = {s: [f"{s}/{i:05d}.jpg" for i in range(len(prompts[s]))] for s in styles}
+    model_meta = None
+    if model is not None:
+        items = [(r, p) for s in styles for r, p in zip(rels[s], prompts[s], strict=True)]
+        model_meta = generate_images(
+            model,
+            items,
+            out / "images",
+            seed=seed,
+            steps=steps,
+            guidance_scale=guidance_scale,
+            device=device,
+            progress=progress,
+        )
+        images = out / "images"
+    root = Path(images)  # type: ignore[arg-type]
+    missing_styles = [s for s in styles if not (root / s).is_dir()]
+    if missing_styles:
+        raise ConfigError(
+            f"--images: {root} has no folder for style(s) {missing_styles} (layout <root>/<style>/<i:05d>.jpg)"
+        )
+    scorer = HPSv2Scorer(
+        version, checkpoint=checkpoint, device=device, batch_size=batch_size, antialias=antialias
+    )
+    rows: list[dict[str, Any]] = []
+    stats: dict[str, Any] = {}
+    skipped: dict[str, int] = {}
+    all_scores: list[float] = []
+    for s in styles:
+        found = read_image_dir(root, rels[s])
+        for reason, n in found.skip_counts().items():
+            skipped[reason] = skipped.get(reason, 0) + n
+        usable = [i for i, r in enumerate(rels[s]) if r in found.files]
+        scores: list[float] = []
+        for start in range(0, len(usable), batch_size):
+            idx = usable[start : start + batch_size]
+            got = score_images(
+                {"hpsv2": scorer}, [prompts[s][i] for i in idx], [found.files[rels[s][i]] for i in idx]
+            )
+            scores += got["hpsv2"].tolist()  # already 100 x cosine
+        for i, score in zip(usable, scores, strict=True):
+            rows.append(
+                {"style": s, "index": i, "prompt": prompts[s][i], "image": rels[s][i], "score": score}
+            )
+        for r in rels[s]:
+            if r in found.skipped:
+                rows.append({"style": s, "index": int(Path(r).stem), "image": r, "skipped": found.skipped[r]})
+        if scores:
+            stats[s] = style_statistics(scores, chunk)
+        all_scores += scores
+    if not all_scores:
+        raise ConfigError(f"--images: no readable image in {root} for the requested styles")
+    summary = {
+        "benchmark": "hpsv2",
+        "version": version,
+        "reward_model": "xswu/HPSv2",
+        "checkpoint": Path(str(scorer.info["checkpoint"])).name,
+        "antialias": antialias,
+        "chunk": chunk,
+        "styles": stats,
+        "average": float(np.mean(all_scores)),
+        "n_images": len(all_scores),
+        "skipped": skipped,
+        "scorer": scorer.info,
+        "model": model_meta,
+        "images": str(root),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_jsonl(out / "hpsv2_items.jsonl", rows)
+    atomic_write_text(out / "hpsv2_summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
