@@ -33,8 +33,10 @@ class SourceConfig:
     """One prompt source: a local file (TXT, JSONL, JSON array, CSV/TSV, Parquet) or a Hugging Face dataset."""
 
     path: str | None = None
-    hf_dataset: str | None = (
-        None  # a Hub dataset id (or a local dataset folder) read with datasets.load_dataset
+    # a Hub dataset id (or a local dataset folder) read with datasets.load_dataset
+    hf_dataset: str | None = None
+    benchmark: str | None = (
+        None  # partiprompts, drawbench, geneval, imagereward (downloaded, checked, cached)
     )
     split: str = "train"  # Hub datasets only
     data_files: str | tuple[str, ...] | None = None  # Hub datasets only, e.g. DiffusionDB's metadata.parquet
@@ -46,8 +48,16 @@ class SourceConfig:
     limit: int | None = None  # read at most this many records
 
     def __post_init__(self) -> None:
-        if (self.path is None) == (self.hf_dataset is None):
-            raise ConfigError("prompts.sources[]: give exactly one of `path` (a local file) or `hf_dataset`")
+        if self.benchmark is not None:
+            from .prompts.benchmarks import benchmark_spec
+
+            benchmark_spec(self.benchmark)  # unknown name: error now, listing the known ones
+            if self.hf_dataset is not None:
+                raise ConfigError("prompts.sources[]: `benchmark` and `hf_dataset` cannot be combined")
+        elif (self.path is None) == (self.hf_dataset is None):
+            raise ConfigError(
+                "prompts.sources[]: give exactly one of `path` (a local file), `hf_dataset` or `benchmark`"
+            )
         if self.path is not None and not self.path.strip():
             raise ConfigError("prompts.sources[].path: must not be empty")
         _positive("prompts.sources[].limit", self.limit, allow_none=True)
@@ -56,6 +66,8 @@ class SourceConfig:
     def source_name(self) -> str:
         if self.name:
             return self.name
+        if self.benchmark is not None:
+            return self.benchmark
         return Path(self.path).name if self.path is not None else str(self.hf_dataset)
 
 
@@ -399,7 +411,7 @@ class BuildConfig:
         for src in data["prompts"]["sources"]:
             if src["path"] is not None:
                 src["path"] = str(self.resolve_path(src["path"]).resolve())
-            elif (
+            elif src["hf_dataset"] is not None and (
                 Path(src["hf_dataset"]).expanduser().exists()
                 or Path(self.base_dir, src["hf_dataset"]).exists()
             ):

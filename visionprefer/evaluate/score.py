@@ -24,10 +24,15 @@ SCORE_METRICS = ("clip", "aesthetic", "pickscore", "hpsv2", "cq")
 def read_prompt_list(path: str | Path, *, column: str | None = None, limit: int | None = None) -> list[str]:
     """Prompts of a file in any format the build reads (txt, jsonl, json, csv/tsv, parquet), cleaned."""
     from ..config import SourceConfig
+    from ..prompts.benchmarks import PROMPT_SETS, benchmark_file
     from ..prompts.sources import RawPrompt, read_source
     from ..prompts.stage import clean_text
 
-    src = SourceConfig(path=str(path), column=column, limit=limit)
+    if str(path) in PROMPT_SETS and not Path(path).exists():  # a public prompt set by name
+        src = SourceConfig(benchmark=str(path), column=column, limit=limit)
+        path = benchmark_file(str(path))
+    else:
+        src = SourceConfig(path=str(path), column=column, limit=limit)
     prompts = [clean_text(item.text) for item in read_source(src, Path(path)) if isinstance(item, RawPrompt)]
     prompts = [p for p in prompts if p]
     if not prompts:

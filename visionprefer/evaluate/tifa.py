@@ -42,7 +42,6 @@ import json
 import os
 import statistics
 import tempfile
-import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,11 +109,10 @@ def git_blob_sha1(data: bytes) -> str:
 
 
 def download_url(url: str, dest: Path, *, timeout: float = 60.0) -> None:
-    """The default downloader: stream ``url`` into ``dest`` with the standard library."""
-    request = urllib.request.Request(url, headers={"User-Agent": "visionprefer"})
-    with urllib.request.urlopen(request, timeout=timeout) as response, open(dest, "wb") as out:
-        while chunk := response.read(1 << 20):
-            out.write(chunk)
+    """The default downloader (see :mod:`visionprefer.download`)."""
+    from ..download import urllib_download
+
+    urllib_download(url, dest, timeout=timeout)
 
 
 def _first_line(error: BaseException) -> str:

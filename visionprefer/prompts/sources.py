@@ -69,6 +69,14 @@ def read_source(src: SourceConfig, path: Path) -> Iterator[RawPrompt | RawFailur
         raise SourceError(f"{path}: prompt source not found")
     if path.is_dir():
         raise SourceError(f"{path}: prompt source is a folder, expected a file")
+    if src.benchmark is not None and (src.format == "auto" or src.column is None):
+        from dataclasses import replace
+
+        from .benchmarks import benchmark_spec
+
+        spec = benchmark_spec(src.benchmark)
+        fmt = src.format if src.format != "auto" else spec["format"]
+        src = replace(src, format=fmt, column=src.column or spec["column"])
     fmt = detect_format(src, path)
     reader = {
         "txt": _read_txt,

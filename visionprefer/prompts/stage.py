@@ -59,7 +59,12 @@ def collect_prompts(config: BuildConfig) -> PromptSet:
     out = PromptSet()
     seen: dict[str, str] = {}
     for src in pc.sources:
-        path = config.resolve_path(src.path if src.path is not None else str(src.hf_dataset))
+        if src.benchmark is not None and src.path is None:
+            from .benchmarks import benchmark_file
+
+            path = benchmark_file(src.benchmark)
+        else:
+            path = config.resolve_path(src.path if src.path is not None else str(src.hf_dataset))
         n_items = n_blank = 0
         for item in read_source(src, path):
             n_items += 1

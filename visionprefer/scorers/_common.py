@@ -59,5 +59,6 @@ def check_batch_size(batch_size: int) -> int:
 
 def cache_root() -> Path:
     """``$VISIONPREFER_CACHE``, else ``~/.cache/visionprefer`` (downloaded weights that are not on the Hub)."""
-    env = os.environ.get("VISIONPREFER_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "visionprefer"
+    from ..download import cache_root as root
+
+    return root()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -71,11 +70,10 @@ def write_head_info(folder: Path, *, weights: str, clip_model: str, input_dim: i
 
 # ------------------------------------------------------------------------------------------------ weights
 def urllib_download(url: str, dest: Path, *, timeout: float = 60.0) -> None:
-    """The default downloader: stream ``url`` into ``dest`` with the standard library."""
-    request = urllib.request.Request(url, headers={"User-Agent": "visionprefer"})
-    with urllib.request.urlopen(request, timeout=timeout) as response, open(dest, "wb") as out:
-        while chunk := response.read(1 << 20):
-            out.write(chunk)
+    """The default downloader (see :mod:`visionprefer.download`)."""
+    from ..download import urllib_download as download
+
+    download(url, dest, timeout=timeout)
 
 
 def load_head_state(path: Path) -> dict[str, Any]:
