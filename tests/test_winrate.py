@@ -27,9 +27,28 @@ def _summary(path):
 def test_fair_judge_both_orders_and_statistics(two_models, fake_llm):
     server = fake_llm(responder="pairwise")
     out = two_models / "fair"
-    assert main(["eval", "winrate", "--prompts", str(two_models / "p.txt"), "--a", str(two_models / "a"), "--b",
-                 str(two_models / "b"), "--judge-model", "gpt-4o", "--base-url", server.base_url, "--out", str(out),
-                 "-q"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "winrate",
+                "--prompts",
+                str(two_models / "p.txt"),
+                "--a",
+                str(two_models / "a"),
+                "--b",
+                str(two_models / "b"),
+                "--judge-model",
+                "gpt-4o",
+                "--base-url",
+                server.base_url,
+                "--out",
+                str(out),
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert len([r for r in server.requests() if r["path"] == "/v1/chat/completions"]) == 24  # both orders
     s = _summary(out)["pairs"]["A vs B"]
     items = [json.loads(line) for line in (out / "winrate_items.jsonl").read_text().splitlines()]
@@ -46,9 +65,28 @@ def test_fair_judge_both_orders_and_statistics(two_models, fake_llm):
 def test_position_biased_judge_yields_ties_not_wins(two_models, fake_llm):
     server = fake_llm(responder="pairwise_biased")
     out = two_models / "biased"
-    assert main(["eval", "winrate", "--prompts", str(two_models / "p.txt"), "--a", str(two_models / "a"), "--b",
-                 str(two_models / "b"), "--judge-model", "gpt-4o", "--base-url", server.base_url, "--out", str(out),
-                 "-q"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "winrate",
+                "--prompts",
+                str(two_models / "p.txt"),
+                "--a",
+                str(two_models / "a"),
+                "--b",
+                str(two_models / "b"),
+                "--judge-model",
+                "gpt-4o",
+                "--base-url",
+                server.base_url,
+                "--out",
+                str(out),
+                "-q",
+            ]
+        )
+        == 0
+    )
     s = _summary(out)["pairs"]["A vs B"]
     assert (s["wins"], s["ties"], s["losses"]) == (0, 12, 0)
     assert s["win_rate"] == 0.5 and s["decisive_win_rate"] is None
@@ -58,12 +96,86 @@ def test_scorer_win_rates_for_three_models_with_bradley_terry(two_models):
     items = [(f"{i:05d}.png", f"a photo of object {i}") for i in range(12)]
     generate_images("tiny-sdxl", items, two_models / "c", progress=False)
     out = two_models / "scored"
-    assert main(["eval", "winrate", "--prompts", str(two_models / "p.txt"), "--model-dir", f"sd15={two_models / 'a'}",
-                 "--model-dir", f"sd21={two_models / 'b'}", "--model-dir", f"sdxl={two_models / 'c'}", "--scorer",
-                 "clip", "--scorer-model", "tiny-clip", "--bootstrap", "200", "--out", str(out), "-q"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "winrate",
+                "--prompts",
+                str(two_models / "p.txt"),
+                "--model-dir",
+                f"sd15={two_models / 'a'}",
+                "--model-dir",
+                f"sd21={two_models / 'b'}",
+                "--model-dir",
+                f"sdxl={two_models / 'c'}",
+                "--scorer",
+                "clip",
+                "--scorer-model",
+                "tiny-clip",
+                "--bootstrap",
+                "200",
+                "--out",
+                str(out),
+                "-q",
+            ]
+        )
+        == 0
+    )
     summary = _summary(out)
     assert set(summary["pairs"]) == {"sd15 vs sd21", "sd15 vs sdxl", "sd21 vs sdxl"}
     ratings = summary["bradley_terry"]
     assert set(ratings) == {"sd15", "sd21", "sdxl"}
     assert sum(r["rating"] for r in ratings.values()) / 3 == pytest.approx(1000, abs=1e-6)
     assert set(summary["elo"]) == {"sd15", "sd21", "sdxl"}
+
+
+def test_winrate_submission_validates(two_models):
+    info = two_models / "model.json"
+    info.write_text(
+        json.dumps(
+            {
+                "id": "tiny-sd15",
+                "revision": None,
+                "pipeline": "StableDiffusionPipeline",
+                "scheduler": "DDIMScheduler",
+                "steps": 2,
+                "guidance_scale": 7.5,
+                "height": 64,
+                "width": 64,
+                "seed_rule": "derive_seed(0, relative path, 0)",
+                "dtype": "float32",
+            }
+        )
+    )
+    out = two_models / "sub"
+    assert (
+        main(
+            [
+                "eval",
+                "winrate",
+                "--prompts",
+                str(two_models / "p.txt"),
+                "--a",
+                str(two_models / "a"),
+                "--b",
+                str(two_models / "b"),
+                "--scorer",
+                "clip",
+                "--scorer-model",
+                "tiny-clip",
+                "--out",
+                str(out),
+                "--submission",
+                str(out / "submission.json"),
+                "--model-info",
+                str(info),
+                "-q",
+            ]
+        )
+        == 0
+    )
+    sub = json.loads((out / "submission.json").read_text())
+    (opp,) = sub["benchmarks"]["winrate"]["summary"]["opponents"]
+    assert opp["opponent"] == "B" and opp["wins"] + opp["ties"] + opp["losses"] == 12
+    assert main(["leaderboard", "validate", str(out / "submission.json")]) == 0

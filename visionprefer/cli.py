@@ -106,11 +106,16 @@ def _parser() -> argparse.ArgumentParser:
     source(sp)
 
     sp = evsub.add_parser("tifa", help="TIFA v1.0: VQA accuracy on the official question/answer file")
-    sp.add_argument("--questions", metavar="FILE|URL", help="question/answer file (default: the official v1.0, cached)")
+    sp.add_argument(
+        "--questions", metavar="FILE|URL", help="question/answer file (default: the official v1.0, cached)"
+    )
     sp.add_argument("--limit", type=int, help="first N captions only")
     sp.add_argument("--vqa-model", help="VQA model (default Salesforce/blip-vqa-base)")
-    sp.add_argument("--embed-model", default="sentence-transformers/all-mpnet-base-v2",
-                    help="sentence embedding that maps free-form answers to choices")
+    sp.add_argument(
+        "--embed-model",
+        default="sentence-transformers/all-mpnet-base-v2",
+        help="sentence embedding that maps free-form answers to choices",
+    )
     source(sp)
 
     sp = evsub.add_parser("winrate", help="model A vs B (or N models): wins/ties/losses, CIs, Bradley-Terry")
@@ -119,15 +124,28 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--limit", type=int)
     sp.add_argument("--a", metavar="DIR", help="model A's images (<i:05d>.png per prompt)")
     sp.add_argument("--b", metavar="DIR", help="model B's images")
-    sp.add_argument("--model-dir", action="append", default=[], metavar="NAME=DIR", help="more models (repeat)")
+    sp.add_argument(
+        "--model-dir", action="append", default=[], metavar="NAME=DIR", help="more models (repeat)"
+    )
     sp.add_argument("--judge-model", help="pairwise VLM judge (asked in both orders)")
     sp.add_argument("--base-url", help="OpenAI-compatible server of the judge (default: the OpenAI API)")
     sp.add_argument("--api-key-env", default="OPENAI_API_KEY")
     sp.add_argument("--concurrency", type=int, default=8)
-    sp.add_argument("--scorer", choices=["clip", "aesthetic", "pickscore", "hpsv2", "cq"], help="reward scorer instead")
+    sp.add_argument(
+        "--scorer", choices=["clip", "aesthetic", "pickscore", "hpsv2", "cq"], help="reward scorer instead"
+    )
     sp.add_argument("--scorer-model", help="the scorer's model id")
     sp.add_argument("--tie-tolerance", type=float, default=0.0)
     sp.add_argument("--bootstrap", type=int, default=1000)
+    sp.add_argument(
+        "--submission", metavar="FILE", help="also write a leaderboard submission for the first model"
+    )
+    sp.add_argument(
+        "--model-info",
+        metavar="JSON",
+        help="the first model's description (id, revision, pipeline, "
+        "scheduler, steps, guidance_scale, height, width, seed_rule, dtype) for --submission",
+    )
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--out", required=True, metavar="DIR")
     sp.add_argument("--device", default="auto")
@@ -139,7 +157,9 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--benchmark-dir", metavar="DIR", help="local folder with <style>.json prompt files")
     sp.add_argument("--limit", type=int, help="first N prompts of each style")
     sp.add_argument("--checkpoint", help="local HPS checkpoint (.pt) instead of the Hub's")
-    sp.add_argument("--no-antialias", action="store_true", help="resize without antialiasing (older torchvision)")
+    sp.add_argument(
+        "--no-antialias", action="store_true", help="resize without antialiasing (older torchvision)"
+    )
     source(sp)
 
     lb = sub.add_parser("leaderboard", help="validate submission files; render a ranked table")
@@ -147,10 +167,16 @@ def _parser() -> argparse.ArgumentParser:
     sp = lbsub.add_parser("validate", help="check submission files; exit non-zero naming every bad field")
     sp.add_argument("files", nargs="+", metavar="FILE")
     common(sp)
-    sp = lbsub.add_parser("render", help="a folder of submissions -> ranked Markdown and HTML tables with CIs")
+    sp = lbsub.add_parser(
+        "render", help="a folder of submissions -> ranked Markdown and HTML tables with CIs"
+    )
     sp.add_argument("folder", metavar="DIR")
-    sp.add_argument("--out", required=True, metavar="DIR", help="writes leaderboard.md and leaderboard.html here")
-    sp.add_argument("--benchmark", default="hpsv2", choices=["hpsv2", "tifa", "score", "winrate", "bradley_terry"])
+    sp.add_argument(
+        "--out", required=True, metavar="DIR", help="writes leaderboard.md and leaderboard.html here"
+    )
+    sp.add_argument(
+        "--benchmark", default="hpsv2", choices=["hpsv2", "tifa", "score", "winrate", "bradley_terry"]
+    )
     sp.add_argument("--metric", help="which number ranks the table (default: the benchmark's main one)")
     common(sp)
 
@@ -337,43 +363,95 @@ def _run_eval(args: argparse.Namespace) -> int:
             models[name] = folder
         judge = None
         if args.judge_model:
-            judge = LLMConfig(model=args.judge_model, base_url=args.base_url, api_key_env=args.api_key_env,
-                              concurrency=args.concurrency, max_tokens=300)
-        summary = run_winrate(args.prompts, models, args.out, judge=judge, scorer=args.scorer,
-                              scorer_model=args.scorer_model, tie_tolerance=args.tie_tolerance,
-                              n_bootstrap=args.bootstrap, seed=args.seed, column=args.column, limit=args.limit,
-                              device=args.device)
+            judge = LLMConfig(
+                model=args.judge_model,
+                base_url=args.base_url,
+                api_key_env=args.api_key_env,
+                concurrency=args.concurrency,
+                max_tokens=300,
+            )
+        summary = run_winrate(
+            args.prompts,
+            models,
+            args.out,
+            judge=judge,
+            scorer=args.scorer,
+            scorer_model=args.scorer_model,
+            tie_tolerance=args.tie_tolerance,
+            n_bootstrap=args.bootstrap,
+            seed=args.seed,
+            column=args.column,
+            limit=args.limit,
+            device=args.device,
+        )
         for name, row in summary["pairs"].items():
             _say(args, f"{name}: W {row.wins} / T {row.ties} / L {row.losses}, win rate {row.win_rate:.3f}")
         _say(args, f"results in {args.out} (winrate_summary.json, winrate.md, winrate.png)")
+        if args.submission:
+            from pathlib import Path
+
+            plain = json.loads((Path(args.out) / "winrate_summary.json").read_text())
+            if args.model_info:
+                try:
+                    plain["model"] = json.loads(Path(args.model_info).read_text())
+                except (OSError, ValueError) as e:
+                    raise ConfigError(f"--model-info: cannot read {args.model_info} ({e})") from None
+            plain["n_bootstrap"] = args.bootstrap
+            _write_submission(args, plain)
         return 0
     elif args.benchmark == "hpsv2":
         from .evaluate.hpsv2 import run_hpsv2
 
         summary = run_hpsv2(
-            args.out, images=args.images, model=args.model, version=args.version,
-            styles=tuple(x.strip() for x in args.styles.split(",") if x.strip()), benchmark_dir=args.benchmark_dir,
-            limit=args.limit, checkpoint=args.checkpoint, antialias=not args.no_antialias, device=args.device,
-            batch_size=args.batch_size, seed=args.seed, steps=args.steps, guidance_scale=args.guidance_scale,
+            args.out,
+            images=args.images,
+            model=args.model,
+            version=args.version,
+            styles=tuple(x.strip() for x in args.styles.split(",") if x.strip()),
+            benchmark_dir=args.benchmark_dir,
+            limit=args.limit,
+            checkpoint=args.checkpoint,
+            antialias=not args.no_antialias,
+            device=args.device,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            steps=args.steps,
+            guidance_scale=args.guidance_scale,
             progress=progress,
         )
         for style, row in summary["styles"].items():
             _say(args, f"{style:<12} {row['mean']:.2f} ± {row['std']:.4f}  ({row['n_images']} images)")
-        _say(args, f"HPS {summary['version']} average {summary['average']:.2f} over {summary['n_images']} images; "
-                   f"skipped {summary['skipped'] or 'none'}; results in {args.out}")
+        _say(
+            args,
+            f"HPS {summary['version']} average {summary['average']:.2f} over {summary['n_images']} images; "
+            f"skipped {summary['skipped'] or 'none'}; results in {args.out}",
+        )
     elif args.benchmark == "tifa":
         from .evaluate.tifa import run_tifa
 
         summary = run_tifa(
-            args.out, images=args.images, model=args.model, questions=args.questions, limit=args.limit,
-            vqa_model=args.vqa_model, embed_model=args.embed_model, device=args.device, batch_size=args.batch_size,
-            seed=args.seed, steps=args.steps, guidance_scale=args.guidance_scale, progress=progress,
+            args.out,
+            images=args.images,
+            model=args.model,
+            questions=args.questions,
+            limit=args.limit,
+            vqa_model=args.vqa_model,
+            embed_model=args.embed_model,
+            device=args.device,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            steps=args.steps,
+            guidance_scale=args.guidance_scale,
+            progress=progress,
         )
         stdev = summary.get("tifa_stdev")
-        _say(args, f"tifa: average {summary['tifa_average']:.4f}"
-                   + (f" (stdev {stdev:.4f})" if stdev is not None else "")
-                   + f" over {summary['n_captions']} captions / {summary['n_questions']} questions; "
-                   f"skipped {summary.get('skipped_questions') or 'none'}; results in {args.out}")
+        _say(
+            args,
+            f"tifa: average {summary['tifa_average']:.4f}"
+            + (f" (stdev {stdev:.4f})" if stdev is not None else "")
+            + f" over {summary['n_captions']} captions / {summary['n_questions']} questions; "
+            f"skipped {summary.get('skipped_questions') or 'none'}; results in {args.out}",
+        )
     else:  # pragma: no cover - argparse restricts the choices
         raise AssertionError(args.benchmark)
     if args.submission:
