@@ -66,7 +66,7 @@ def judge_schema(n_images: int) -> dict[str, Any]:
     }
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=256)  # a group and its reversed order reuse the same images
 def image_data_url(path: str, max_side: int, fmt: str, quality: int) -> str:
     """The image at ``path`` as a data URL, downscaled so its longer side is at most ``max_side``."""
     from PIL import Image
