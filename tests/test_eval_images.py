@@ -17,8 +17,9 @@ def test_generate_into_a_layout_resumes_and_reads_back(tmp_path):
 
     (tmp_path / "imgs" / "photo/00001.jpg").write_bytes(b"")
     (tmp_path / "imgs" / "photo/00002.jpg").write_bytes(b"not an image at all")
-    got = read_image_dir(tmp_path / "imgs", [r for r, _ in items] + ["photo/00001.jpg", "photo/00002.jpg",
-                                                                   "photo/00003.jpg"])
+    got = read_image_dir(
+        tmp_path / "imgs", [r for r, _ in items] + ["photo/00001.jpg", "photo/00002.jpg", "photo/00003.jpg"]
+    )
     assert sorted(got.files) == sorted(r for r, _ in items)
     assert got.skipped["photo/00001.jpg"] == "zero-byte file"
     assert got.skipped["photo/00002.jpg"].startswith("corrupt image")

@@ -11,9 +11,21 @@ from visionprefer.scorers import AestheticScorer, CLIPScorer
 
 def test_eval_score_from_model_and_from_images(tmp_path, capsys):
     (tmp_path / "p.txt").write_text("a photo of a cat\ntwo dogs in the snow\na red car\n")
-    args = ["--prompts", str(tmp_path / "p.txt"), "--metrics", "clip,aesthetic,pickscore", "--clip-model", "tiny-clip",
-            "--aesthetic-model", "tiny-aesthetic", "--pickscore-model", "tiny-clip", "--pickscore-processor",
-            "tiny-clip", "-q"]
+    args = [
+        "--prompts",
+        str(tmp_path / "p.txt"),
+        "--metrics",
+        "clip,aesthetic,pickscore",
+        "--clip-model",
+        "tiny-clip",
+        "--aesthetic-model",
+        "tiny-aesthetic",
+        "--pickscore-model",
+        "tiny-clip",
+        "--pickscore-processor",
+        "tiny-clip",
+        "-q",
+    ]
     assert main(["eval", "score", "--model", "tiny-sd15", "--out", str(tmp_path / "a"), *args]) == 0
     summary = json.loads((tmp_path / "a" / "score_summary.json").read_text())
     assert summary["n_scored"] == 3 and summary["model"]["pipeline"] == "StableDiffusionPipeline"
@@ -39,19 +51,59 @@ def test_eval_score_from_model_and_from_images(tmp_path, capsys):
 
 def test_eval_score_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "p.txt").write_text("a cat\n")
-    code = main(["eval", "score", "--prompts", str(tmp_path / "p.txt"), "--images", str(tmp_path / "nope"),
-                 "--out", str(tmp_path / "o")])
+    code = main(
+        [
+            "eval",
+            "score",
+            "--prompts",
+            str(tmp_path / "p.txt"),
+            "--images",
+            str(tmp_path / "nope"),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "is not a folder" in err[0]
-    code = main(["eval", "score", "--prompts", str(tmp_path / "p.txt"), "--images", str(tmp_path),
-                 "--out", str(tmp_path / "o"), "--metrics", "clip,bogus"])
+    code = main(
+        [
+            "eval",
+            "score",
+            "--prompts",
+            str(tmp_path / "p.txt"),
+            "--images",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o"),
+            "--metrics",
+            "clip,bogus",
+        ]
+    )
     assert code == 2 and "unknown metric(s) ['bogus']" in capsys.readouterr().err
 
 
 def test_eval_score_with_cq_and_tiny_detector(tmp_path):
     (tmp_path / "p.txt").write_text("two dogs and a cat\na beautiful sunset\n")
-    assert main(["eval", "score", "--model", "tiny-sd15", "--out", str(tmp_path / "o"), "--prompts",
-                 str(tmp_path / "p.txt"), "--metrics", "cq", "--cq-model", "tiny-yolos", "-q"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "score",
+                "--model",
+                "tiny-sd15",
+                "--out",
+                str(tmp_path / "o"),
+                "--prompts",
+                str(tmp_path / "p.txt"),
+                "--metrics",
+                "cq",
+                "--cq-model",
+                "tiny-yolos",
+                "-q",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((tmp_path / "o" / "score_summary.json").read_text())
     items = [json.loads(line) for line in (tmp_path / "o" / "score_items.jsonl").read_text().splitlines()]
     # Random weights at threshold 0.9 detect nothing: the dog/cat prompt scores 0; the sunset prompt names

@@ -30,10 +30,11 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from .errors import RunDirError
 
@@ -125,10 +126,19 @@ class AppendFile:
 
 def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     """Records of one JSONL file; torn or corrupt lines (from a crash) are skipped."""
+    for _, record in iter_jsonl(path):
+        yield record
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(byte offset, record)`` for the records :func:`read_jsonl` yields: the offset lets a reader keep
+    only where a record is and read it back later (:class:`StoredRecords`)."""
     if not path.exists():
         return
     with open(path, "rb") as f:
+        offset = 0
         for line in f:
+            start, offset = offset, offset + len(line)
             if not line.endswith(b"\n"):
                 return  # torn final line
             try:
@@ -136,7 +146,72 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
             except ValueError:
                 continue
             if isinstance(record, dict):
-                yield record
+                yield start, record
+
+
+class StoredRecords(Sequence[dict[str, Any]]):
+    """A sequence of JSON records that stay on disk: each is an address (file, byte offset of its line) in
+    JSONL files and is read back (seek, one line, ``json.loads``) whenever it is accessed.
+
+    A list of records whose size grows with the run (one generation record per image, one line per prompt
+    or pair) costs kilobytes per item in memory; this costs 8 bytes per item, at the price of parsing the
+    line again on every pass. Iterating opens each file once per pass, so re-iterating is cheap enough for
+    a handful of passes. The files must not be rewritten while the sequence is in use: run-directory logs
+    only grow, and a stage's own output files are replaced only by that stage.
+    """
+
+    def __init__(self, paths: Sequence[Path], addresses: Iterable[int] = ()):
+        self.paths = list(paths)
+        # One int64 per record: offset * number of files + file number.
+        self._addresses = addresses if isinstance(addresses, array) else array("q", addresses)
+
+    @classmethod
+    def of_file(cls, path: Path) -> StoredRecords:
+        """Every record of one JSONL file, as :func:`read_jsonl` reads them (in file order)."""
+        return cls([path], (offset for offset, _ in iter_jsonl(path)))
+
+    def __len__(self) -> int:
+        return len(self._addresses)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> StoredRecords: ...
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | StoredRecords:
+        if isinstance(index, slice):
+            return StoredRecords(self.paths, self._addresses[index])
+        file_no, offset = self._locate(self._addresses[index])
+        with open(self.paths[file_no], "rb") as f:
+            return self._read(f, offset)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        with contextlib.ExitStack() as stack:
+            files: dict[int, Any] = {}
+            for address in self._addresses:
+                file_no, offset = self._locate(address)
+                f = files.get(file_no)
+                if f is None:
+                    f = files[file_no] = stack.enter_context(open(self.paths[file_no], "rb"))
+                yield self._read(f, offset)
+
+    def take(self, positions: Iterable[int]) -> StoredRecords:
+        """The records at these positions, in that order."""
+        return StoredRecords(self.paths, (self._addresses[i] for i in positions))
+
+    def select(self, keep: Callable[[dict[str, Any]], bool]) -> StoredRecords:
+        """The records for which ``keep`` is true, in the same order (one pass; 8 bytes per kept record)."""
+        return StoredRecords(
+            self.paths, (a for a, rec in zip(self._addresses, self, strict=True) if keep(rec))
+        )
+
+    def _locate(self, address: int) -> tuple[int, int]:
+        offset, file_no = divmod(address, len(self.paths))
+        return file_no, offset
+
+    @staticmethod
+    def _read(f: Any, offset: int) -> dict[str, Any]:
+        f.seek(offset)
+        return json.loads(f.readline())
 
 
 # --------------------------------------------------------------------------------------------- stage logs
@@ -193,22 +268,87 @@ class StageLog:
 
     def state(self) -> StageState:
         st = StageState()
-        for path in sorted(self.folder.glob("done-rank*.jsonl")):
+        for path in self.done_paths():
             for rec in read_jsonl(path):
                 key = rec.get(self.key_field)
                 if key is not None:
                     st.done.setdefault(key, rec)
-        failures: list[dict[str, Any]] = []
-        for path in sorted(self.folder.glob("failed-rank*.jsonl")):
-            failures.extend(read_jsonl(path))
-        failures.sort(key=lambda r: r.get("time", 0))
-        for rec in failures:
-            key = rec.get(self.key_field)
-            if key is not None and key not in st.done:
-                prev = st.failed.get(key)
-                attempts = (prev or {}).get("attempts", 0) + 1
-                st.failed[key] = {**rec, "attempts": attempts}
+        st.failed = self.failures(st.done.__contains__)
         return st
+
+    def done_paths(self) -> list[Path]:
+        """Every rank's done log, in the order readers take their union (the first record of a key wins)."""
+        return sorted(self.folder.glob("done-rank*.jsonl"))
+
+    def failures(self, finished: Callable[[Any], bool]) -> dict[Any, dict[str, Any]]:
+        """``state().failed`` given which keys have a done record: the latest failure of every unfinished
+        key, with its number of attempts."""
+        records: list[dict[str, Any]] = []
+        for path in sorted(self.folder.glob("failed-rank*.jsonl")):
+            records.extend(read_jsonl(path))
+        records.sort(key=lambda r: r.get("time", 0))
+        failed: dict[Any, dict[str, Any]] = {}
+        for rec in records:
+            key = rec.get(self.key_field)
+            if key is not None and not finished(key):
+                prev = failed.get(key)
+                attempts = (prev or {}).get("attempts", 0) + 1
+                failed[key] = {**rec, "attempts": attempts}
+        return failed
+
+    def done_index(self, keep: Callable[[dict[str, Any]], bool] | None = None) -> LogIndex:
+        """``state().done`` as a :class:`LogIndex` (addresses instead of records); ``keep`` drops keys whose
+        first record it rejects, as :func:`visionprefer.generate.stage.generation_state` drops images whose
+        file has vanished."""
+        return LogIndex(self.done_paths(), self.key_field, keep)
+
+
+class LogIndex:
+    """Where the first record of each key is in a stage's done logs, without the records.
+
+    The same keys, in the same order, as ``StageLog.state().done`` (files in :meth:`StageLog.done_paths`
+    order, lines as :func:`read_jsonl` reads them, the first record of a key wins), at about 120 bytes per
+    key (the key string and an 8-byte address) instead of the parsed record, which for a generation record
+    is some 2.8 KB. Records are read back on demand through :meth:`records`.
+
+    With ``keep``, a key whose first record ``keep`` rejects is left out (later records of it do not bring
+    it back), but still counts as logged in :meth:`has_record`: a stage's failures are those of keys without
+    any done record.
+    """
+
+    def __init__(
+        self, paths: Sequence[Path], key_field: str, keep: Callable[[dict[str, Any]], bool] | None = None
+    ):
+        self.paths = list(paths)
+        self._addresses: dict[Any, int] = {}
+        self._dropped: set[Any] = set()
+        n = len(self.paths)
+        for file_no, path in enumerate(self.paths):
+            for offset, rec in iter_jsonl(path):
+                key = rec.get(key_field)
+                if key is None or key in self._addresses or key in self._dropped:
+                    continue
+                if keep is None or keep(rec):
+                    self._addresses[key] = offset * n + file_no  # the StoredRecords address
+                else:
+                    self._dropped.add(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._addresses
+
+    def __len__(self) -> int:
+        return len(self._addresses)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._addresses)
+
+    def has_record(self, key: Any) -> bool:
+        """Whether the logs hold a done record of ``key``, kept or not."""
+        return key in self._addresses or key in self._dropped
+
+    def records(self, keys: Iterable[Any]) -> StoredRecords:
+        """The records of ``keys`` (each must be in the index), in that order."""
+        return StoredRecords(self.paths, (self._addresses[k] for k in keys))
 
 
 # --------------------------------------------------------------------------------------------- run dir

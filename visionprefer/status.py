@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .rundir import RunDir
+from .rundir import RunDir, read_jsonl
 
 
 def _top_reasons(reasons: list[str], n: int = 5) -> dict[str, int]:
@@ -42,17 +42,39 @@ def run_status(run_dir: str | Path) -> dict[str, Any]:
         }
         return out
 
-    from .generate.stage import generation_state, plan_for_run
-    from .prompts.stage import load_prompts, load_rejected
+    from .generate.plan import tasks_by_prompt
+    from .generate.stage import generation_failures, generation_index
+    from .prompts.stage import load_rejected
 
-    prompts = load_prompts(run)
+    # One pass over the prompts, planning one prompt at a time against an index of the finished images:
+    # neither the prompts, the plan nor the generation records are held (a large run has one of each per
+    # image). Prompt ids are unique in prompts.jsonl, so the planned ids of different prompts differ.
+    index = generation_index(run)
+    failed_any = generation_failures(run, index)
+    n_prompts = polished = flagged = 0
+    planned = done = 0
+    failed_planned: set[str] = set()
+    by_generator: dict[str, dict[str, int]] = {}
+    for prompt, tasks in tasks_by_prompt(read_jsonl(run.prompts_file), config.generate):
+        n_prompts += 1
+        polished += bool(prompt.get("polish_model"))
+        flagged += prompt.get("safety", "ok") != "ok"
+        for t in tasks:  # per generator, every task counts (as in the chunks)
+            row = by_generator.setdefault(t.generator, {"planned": 0, "done": 0})
+            row["planned"] += 1
+            row["done"] += t.image_id in index
+        ids = {t.image_id for t in tasks}  # overall, an image planned twice counts once
+        planned += len(ids)
+        done += sum(1 for i in ids if i in index)
+        failed_planned.update(i for i in ids if i in failed_any)
+
     rejected = load_rejected(run)
     failed_prompts = [r for r in rejected if r["kind"] == "failed"]
     stages["prompts"] = {
         "state": "done",
-        "done": len(prompts),
-        "polished": sum(1 for p in prompts if p.get("polish_model")),
-        "flagged_unsafe": sum(1 for p in prompts if p.get("safety", "ok") != "ok"),
+        "done": n_prompts,
+        "polished": polished,
+        "flagged_unsafe": flagged,
         "failed_transient": sum(1 for r in failed_prompts if r.get("failure") in ("transient", "budget")),
         "failed_permanent": sum(1 for r in failed_prompts if r.get("failure") not in ("transient", "budget")),
         "pending": 0,
@@ -65,30 +87,21 @@ def run_status(run_dir: str | Path) -> dict[str, Any]:
         ],
     }
 
-    chunks = plan_for_run(config, run)
-    planned = [i for c in chunks for i in c.image_ids]
-    state = generation_state(run)
-    planned_set = set(planned)
-    done = sum(1 for i in planned_set if i in state.done)
-    failed = {k: v for k, v in state.failed.items() if k in planned_set}
+    failed = {k: v for k, v in failed_any.items() if k in failed_planned}  # in log order, for the reasons
     permanent = sum(1 for v in failed.values() if v.get("kind") == "permanent")
-    by_generator: dict[str, dict[str, int]] = {}
-    for c in chunks:
-        row = by_generator.setdefault(c.generator, {"planned": 0, "done": 0})
-        row["planned"] += len(c.tasks)
-        row["done"] += sum(1 for i in c.image_ids if i in state.done)
     stages["generate"] = {
-        "state": "done" if done == len(planned_set) else ("started" if done or failed else "not run"),
-        "planned": len(planned_set),
+        "state": "done" if done == planned else ("started" if done or failed else "not run"),
+        "planned": planned,
         "done": done,
-        "pending": len(planned_set) - done - len(failed),
+        "pending": planned - done - len(failed),
         "failed": len(failed),
         "failed_transient": len(failed) - permanent,
         "failed_permanent": permanent,
         "reasons": _top_reasons([v["reason"] for v in failed.values()]),
         "by_generator": by_generator,
-        "stale_records": sum(1 for k in state.done if k not in planned_set),
+        "stale_records": len(index) - done,  # finished images the plan no longer has
     }
+    del index
     stages["annotate"] = _annotate_status(config, run)
     stages["pairs"] = _pairs_status(config, run)
     return out
@@ -101,10 +114,11 @@ def _annotate_status(config: Any, run: RunDir) -> dict[str, Any]:
     if backend == "none":
         return {"state": "off", "backend": "none", "done": 0, "pending": 0, "failed": 0}
     keys, waiting = planned_annotations(config, run)
-    state = run.stage_log(STAGE, KEY).state()
+    log = run.stage_log(STAGE, KEY)
+    index = log.done_index()  # a judge record holds every image's scores and explanations: not loaded
     planned = set(keys)
-    done = sum(1 for k in planned if k in state.done)
-    failed = {k: v for k, v in state.failed.items() if k in planned}
+    done = sum(1 for k in planned if k in index)
+    failed = {k: v for k, v in log.failures(index.has_record).items() if k in planned}
     permanent = sum(1 for v in failed.values() if v.get("kind") == "permanent")
     row = {
         "backend": backend,
@@ -122,29 +136,33 @@ def _annotate_status(config: Any, run: RunDir) -> dict[str, Any]:
     }
     if backend == "judge":
         row["rank_inconsistent"] = sum(
-            1 for k in planned if k in state.done and not state.done[k].get("rank_consistent", True)
+            1
+            for rec in index.records(k for k in planned if k in index)
+            if not rec.get("rank_consistent", True)
         )
     return row
 
 
 def _pairs_status(config: Any, run: RunDir) -> dict[str, Any]:
-    from .pairs.stage import load_pairs, pairs_path
+    from .pairs.stage import pairs_path
 
     if config.annotate.backend == "none":
         return {"state": "off", "done": 0, "pending": 0, "failed": 0, "pairs": 0}
     if not pairs_path(run).exists():
         return {"state": "not run", "done": 0, "pending": None, "failed": 0, "pairs": 0}
-    pairs = load_pairs(run)
-    ties = sum(1 for p in pairs if p["label_0"] == 0.5)
+    n = ties = 0
+    for p in read_jsonl(pairs_path(run)):  # counted as they are read: a run has several pairs per image
+        n += 1
+        ties += p["label_0"] == 0.5
     return {
         "state": "done",
-        "done": len(pairs),
+        "done": n,
         "pending": 0,
         "failed": 0,
-        "pairs": len(pairs),
+        "pairs": n,
         "ties": ties,
-        "tie_rate": round(ties / len(pairs), 4) if pairs else None,
-        "dpo_pairs": len(pairs) - ties,
+        "tie_rate": round(ties / n, 4) if n else None,
+        "dpo_pairs": n - ties,
     }
 
 

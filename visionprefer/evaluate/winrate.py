@@ -25,7 +25,10 @@ from ..rundir import atomic_write_text, write_jsonl
 
 PAIRWISE_SCHEMA = {
     "type": "object",
-    "properties": {"winner": {"type": "string", "enum": ["A", "B", "tie"]}, "explanation": {"type": "string"}},
+    "properties": {
+        "winner": {"type": "string", "enum": ["A", "B", "tie"]},
+        "explanation": {"type": "string"},
+    },
     "required": ["winner", "explanation"],
     "additionalProperties": False,
 }
@@ -50,8 +53,17 @@ def pairwise_messages(guide: str, prompt: str, url_first: str, url_second: str, 
     return [{"role": "system", "content": guide}, {"role": "user", "content": content}]
 
 
-def judge_pairs(prompts: list[str], files_a: list[Path], files_b: list[Path], llm_config: LLMConfig, run_dir: Path,
-                *, image_max_side: int = 512, detail: str = "auto", prices: dict | None = None) -> list[dict]:
+def judge_pairs(
+    prompts: list[str],
+    files_a: list[Path],
+    files_b: list[Path],
+    llm_config: LLMConfig,
+    run_dir: Path,
+    *,
+    image_max_side: int = 512,
+    detail: str = "auto",
+    prices: dict | None = None,
+) -> list[dict]:
     """Ask the pairwise judge about every prompt in both orders; returns per-prompt records."""
     from ..annotate.judge import image_data_url
     from ..llm import LLMClient, chat_request, run_bounded
@@ -68,8 +80,12 @@ def judge_pairs(prompts: list[str], files_a: list[Path], files_b: list[Path], ll
             ub = image_data_url(str(files_b[i]), image_max_side, "jpeg", 90)
             answers = []
             for first, second in ((ua, ub), (ub, ua)):
-                request = chat_request(llm_config, pairwise_messages(guide, prompts[i], first, second, detail),
-                                       schema=PAIRWISE_SCHEMA, schema_name="verdict")
+                request = chat_request(
+                    llm_config,
+                    pairwise_messages(guide, prompts[i], first, second, detail),
+                    schema=PAIRWISE_SCHEMA,
+                    schema_name="verdict",
+                )
                 result = await llm.call(request, validate=validate_pairwise)
                 answers.append(result.value if result.ok else None)
                 if not result.ok and result.kind in ("budget",):
@@ -89,17 +105,31 @@ def judge_pairs(prompts: list[str], files_a: list[Path], files_b: list[Path], ll
     return [results[i] for i in range(len(prompts))]
 
 
-def run_winrate(prompts_file: str | Path, models: dict[str, str | Path], out_dir: str | Path, *,
-                judge: LLMConfig | None = None, scorer: str | None = None, scorer_model: str | None = None,
-                tie_tolerance: float = 0.0, n_bootstrap: int = 1000, seed: int = 0, column: str | None = None,
-                limit: int | None = None, image_max_side: int = 512, device: str = "auto") -> dict[str, Any]:
+def run_winrate(
+    prompts_file: str | Path,
+    models: dict[str, str | Path],
+    out_dir: str | Path,
+    *,
+    judge: LLMConfig | None = None,
+    scorer: str | None = None,
+    scorer_model: str | None = None,
+    tie_tolerance: float = 0.0,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    column: str | None = None,
+    limit: int | None = None,
+    image_max_side: int = 512,
+    device: str = "auto",
+) -> dict[str, Any]:
     """Compare the image folders of ``models`` (name -> folder) on the prompts of ``prompts_file``."""
     from . import stats
     from .images import read_image_dir
     from .score import build_scorers, read_prompt_list, score_images
 
     if len(models) < 2:
-        raise ConfigError("eval winrate: give at least two models (--a DIR --b DIR, or --model-dir NAME=DIR twice)")
+        raise ConfigError(
+            "eval winrate: give at least two models (--a DIR --b DIR, or --model-dir NAME=DIR twice)"
+        )
     if (judge is None) == (scorer is None):
         raise ConfigError("eval winrate: choose one judgment source: --judge-model (VLM) or --scorer NAME")
     out = Path(out_dir)
@@ -113,11 +143,13 @@ def run_winrate(prompts_file: str | Path, models: dict[str, str | Path], out_dir
     names = list(models)
     scores: dict[str, list[float]] = {}
     if scorer is not None:
-        kwargs: dict[str, Any] = {"clip_model": scorer_model or "openai/clip-vit-large-patch14",
-                                  "aesthetic_model": scorer_model or "laion-aesthetic-v2",
-                                  "aesthetic_clip_model": None,
-                                  "pickscore_model": scorer_model or "yuvalkirstain/PickScore_v1",
-                                  "pickscore_processor": None if scorer_model else "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"}
+        kwargs: dict[str, Any] = {
+            "clip_model": scorer_model or "openai/clip-vit-large-patch14",
+            "aesthetic_model": scorer_model or "laion-aesthetic-v2",
+            "aesthetic_clip_model": None,
+            "pickscore_model": scorer_model or "yuvalkirstain/PickScore_v1",
+            "pickscore_processor": None if scorer_model else "laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
+        }
         model = build_scorers([scorer], device=device, **kwargs)
         for name in names:
             files = [sets[name].files[rels[i]] for i in shared]
@@ -127,13 +159,20 @@ def run_winrate(prompts_file: str | Path, models: dict[str, str | Path], out_dir
     pair_summaries = {}
     for a, b in combinations(names, 2):
         if scorer is not None:
-            outcomes = [int(stats.outcome_from_scores(x, y, tie_tolerance)) for x, y in zip(scores[a], scores[b],
-                                                                                              strict=True)]
+            outcomes = [
+                int(stats.outcome_from_scores(x, y, tie_tolerance))
+                for x, y in zip(scores[a], scores[b], strict=True)
+            ]
             records = [{"score_a": sa, "score_b": sb} for sa, sb in zip(scores[a], scores[b], strict=True)]
         else:
-            records = judge_pairs([prompts[i] for i in shared], [sets[a].files[rels[i]] for i in shared],
-                                  [sets[b].files[rels[i]] for i in shared], judge, out,  # type: ignore[arg-type]
-                                  image_max_side=image_max_side)
+            records = judge_pairs(
+                [prompts[i] for i in shared],
+                [sets[a].files[rels[i]] for i in shared],
+                [sets[b].files[rels[i]] for i in shared],
+                judge,
+                out,  # type: ignore[arg-type]
+                image_max_side=image_max_side,
+            )
             outcomes = [r["outcome"] for r in records]
         for i, o, r in zip(shared, outcomes, records, strict=True):
             items.append({"index": i, "prompt": prompts[i], "model_a": a, "model_b": b, "outcome": o, **r})
@@ -176,17 +215,26 @@ def _get(summary: Any, key: str) -> Any:
 
 
 def render_markdown(summary: dict[str, Any]) -> str:
-    source = f"judge `{summary['judge']}` (both orders)" if summary["judge"] else f"scorer `{summary['scorer']}`"
-    lines = [f"# Win rates ({source})", "", f"{summary['n_compared']} prompts compared "
-             f"({summary['skipped_prompts']} skipped: an image missing).", "",
-             "| pair | W | T | L | win rate | bootstrap 95% CI | decisive | Wilson 95% CI |", "|---|---|---|---|---|---|---|---|"]
+    source = (
+        f"judge `{summary['judge']}` (both orders)" if summary["judge"] else f"scorer `{summary['scorer']}`"
+    )
+    lines = [
+        f"# Win rates ({source})",
+        "",
+        f"{summary['n_compared']} prompts compared ({summary['skipped_prompts']} skipped: an image missing).",
+        "",
+        "| pair | W | T | L | win rate | bootstrap 95% CI | decisive | Wilson 95% CI |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, s in summary["pairs"].items():
         d = _plain(s) if not isinstance(s, dict) else s
         dec = d.get("decisive_win_rate")
         wl, wh = d.get("wilson_ci") or (None, None)
         bl, bh = d.get("bootstrap_ci") or (None, None)
-        lines.append(f"| {name} | {d['wins']} | {d['ties']} | {d['losses']} | {d['win_rate']:.3f} | "
-                     f"{_ci(bl, bh)} | {'–' if dec is None else f'{dec:.3f}'} | {_ci(wl, wh)} |")
+        lines.append(
+            f"| {name} | {d['wins']} | {d['ties']} | {d['losses']} | {d['win_rate']:.3f} | "
+            f"{_ci(bl, bh)} | {'–' if dec is None else f'{dec:.3f}'} | {_ci(wl, wh)} |"
+        )
     return "\n".join(lines) + "\n"
 
 

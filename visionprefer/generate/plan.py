@@ -10,7 +10,7 @@ differ by one level in a pixel). A chunk with any image missing is generated aga
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,32 +108,55 @@ def resolve_generators(gc: GenerateConfig) -> list[GeneratorSpec]:
     return [resolve_generator(g, gc) for g in gc.generators]
 
 
+def _grid_scales(spec: GeneratorSpec) -> list[float]:
+    return [float(s) for s in sorted(set(spec.guidance_scales))]
+
+
+def prompt_tasks(
+    prompt: dict[str, Any], spec: GeneratorSpec, fingerprint: str, gc: GenerateConfig
+) -> Iterator[ImageTask]:
+    """The planned images of one prompt for one generator (``fingerprint`` is ``spec.fingerprint()``, passed
+    in because it is the same for every prompt): the one place where keys, scales and seeds are derived,
+    shared by :func:`plan_images` and :func:`tasks_by_prompt`."""
+    for i in range(gc.images_per_prompt):
+        if gc.cfg_mode == "grid":
+            scales: list[Any] = _grid_scales(spec)
+        else:  # one scale per (prompt, generator, sample), drawn from the set by key
+            rng = random.Random(digest("cfg-choice", gc.seed, prompt["prompt_id"], spec.name, i))
+            scales = [rng.choice(list(spec.guidance_scales))]
+        for scale in scales:
+            yield ImageTask(
+                image_id=image_key(prompt["prompt_id"], fingerprint, scale, i),
+                prompt_id=prompt["prompt_id"],
+                prompt=prompt["prompt"],
+                generator=spec.name,
+                guidance_scale=float(scale),
+                sample_index=i,
+                seed=derive_seed(gc.seed, prompt["prompt_id"], i),
+            )
+
+
+def tasks_by_prompt(
+    prompts: Iterable[dict[str, Any]], gc: GenerateConfig
+) -> Iterator[tuple[dict[str, Any], list[ImageTask]]]:
+    """Each prompt with its planned images for every generator (in config order): the images of
+    :func:`plan_images`, one prompt at a time, for readers that need keys and counts but not the chunks
+    (the chunks need the whole plan in memory; this holds one prompt's images)."""
+    specs = [(spec, spec.fingerprint()) for spec in resolve_generators(gc)]
+    for p in prompts:
+        yield p, [task for spec, fp in specs for task in prompt_tasks(p, spec, fp, gc)]
+
+
 def plan_images(prompts: Iterable[dict[str, Any]], gc: GenerateConfig) -> list[Chunk]:
     """Every planned image, grouped into the fixed chunks in which they are generated."""
     prompts = list(prompts)
     chunks: list[Chunk] = []
     for spec in resolve_generators(gc):
         fp = spec.fingerprint()
-        groups: dict[float, list[ImageTask]] = {float(s): [] for s in sorted(set(spec.guidance_scales))}
+        groups: dict[float, list[ImageTask]] = {s: [] for s in _grid_scales(spec)}
         for p in prompts:
-            for i in range(gc.images_per_prompt):
-                if gc.cfg_mode == "grid":
-                    scales = list(groups)
-                else:  # one scale per (prompt, generator, sample), drawn from the set by key
-                    rng = random.Random(digest("cfg-choice", gc.seed, p["prompt_id"], spec.name, i))
-                    scales = [rng.choice(list(spec.guidance_scales))]
-                for scale in scales:
-                    groups[float(scale)].append(
-                        ImageTask(
-                            image_id=image_key(p["prompt_id"], fp, scale, i),
-                            prompt_id=p["prompt_id"],
-                            prompt=p["prompt"],
-                            generator=spec.name,
-                            guidance_scale=float(scale),
-                            sample_index=i,
-                            seed=derive_seed(gc.seed, p["prompt_id"], i),
-                        )
-                    )
+            for task in prompt_tasks(p, spec, fp, gc):
+                groups[task.guidance_scale].append(task)
         for scale, tasks in groups.items():
             tasks.sort(key=lambda t: t.image_id)
             for start in range(0, len(tasks), gc.batch_size):

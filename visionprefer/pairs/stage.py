@@ -18,7 +18,7 @@ from typing import Any
 from ..config import ASPECTS, METRICS, BuildConfig
 from ..errors import StageOrderError
 from ..keys import digest
-from ..rundir import RunDir, read_jsonl, write_jsonl
+from ..rundir import RunDir, StoredRecords, read_jsonl, write_jsonl
 
 
 @dataclass
@@ -123,3 +123,9 @@ def run_pairs_stage(config: BuildConfig, run: RunDir) -> PairsReport:
 
 def load_pairs(run: RunDir) -> list[dict[str, Any]]:
     return list(read_jsonl(pairs_path(run)))
+
+
+def stored_pairs(run: RunDir) -> StoredRecords:
+    """``load_pairs(run)`` left on disk: a run has several pairs per image (30 per prompt of four images in
+    ``all`` mode), so readers of a large run (``publish``) keep 8 bytes per pair instead of the record."""
+    return StoredRecords.of_file(pairs_path(run))

@@ -35,12 +35,16 @@ from __future__ import annotations
 import html
 import io
 import math
+from array import array
 from collections import defaultdict
+from collections.abc import Iterable
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from ..config import ASPECTS, BuildConfig
 from ..rundir import RunDir, atomic_write_bytes, atomic_write_text
+from .stage import select
 
 REPORT_DIR = "report"
 SAMPLES_DIR = "samples"
@@ -384,18 +388,24 @@ def write_report(
         written.add(path)
         return name
 
+    # ``images`` and ``pairs`` may be records left on disk (collect's StoredRecords), read again on every
+    # pass: each pass below keeps only what it needs (sets of names, score lists, a few samples).
     prompts, images, feedback, pairs = data["prompts"], data["images"], data["feedback"], data["pairs"]
-    feedback = {r["image_id"]: feedback[r["image_id"]] for r in images if r["image_id"] in feedback}
+    if feedback:
+        feedback = {r["image_id"]: feedback[r["image_id"]] for r in images if r["image_id"] in feedback}
     specs = resolve_generators(config.generate)
     tiny = any(s.tiny for s in specs)
-    by_id = {r["image_id"]: r for r in images}
     config_order = [s.name for s in specs]
+    name_set, scale_set = set(), set()
+    for r in images:
+        name_set.add(r["generator_name"])
+        scale_set.add(r["guidance_scale"])
     names = sorted(
-        {r["generator_name"] for r in images},
+        name_set,
         key=lambda n: (n not in config_order, config_order.index(n) if n in config_order else 0, n),
     )
     scales = sorted(
-        {r["guidance_scale"] for r in images},
+        scale_set,
         key=lambda s: (not isinstance(s, int | float), s if isinstance(s, int | float) else 0, str(s)),
     )
     ann = config.annotate
@@ -418,7 +428,10 @@ def write_report(
                 ("generator_name", names, "per model (generator)", "generator", "scores_by_generator.png"),
                 ("guidance_scale", scales, "per CFG scale", "guidance scale", "scores_by_cfg.png"),
             ):
-                values: dict[str, dict[Any, list[float]]] = {f: defaultdict(list) for _, f in columns}
+                # array("d") holds the same doubles as a list of floats in 8 bytes instead of 32
+                values: dict[str, dict[Any, array[float]]] = {
+                    f: defaultdict(lambda: array("d")) for _, f in columns
+                }
                 for rec in images:
                     fb = feedback.get(rec["image_id"])
                     if fb is None:
@@ -458,14 +471,18 @@ def write_report(
 
         # ----------------------------------------------------------------- win rates
         parts = ['<h2 id="winrates">Win rates</h2>']
-        overall = [p for p in pairs if p["aspect"] == "overall"]
+        overall = select(pairs, lambda p: p["aspect"] == "overall")
         if not overall:
             parts.append('<p class="note">No preference pairs in this build: there are no win rates.</p>')
         else:
+            # The generator name of the images in these pairs (the pairs carry only the `generator` column).
+            in_pairs = {p[f"image_id_{side}"] for p in overall for side in (0, 1)}
+            generator_name = {r["image_id"]: r["generator_name"] for r in images if r["image_id"] in in_pairs}
+            del in_pairs
 
             def gen_of(p: dict[str, Any], side: int) -> str:
-                rec = by_id.get(p[f"image_id_{side}"])
-                return rec["generator_name"] if rec else p[f"generator_{side}"]
+                image_id = p[f"image_id_{side}"]
+                return generator_name[image_id] if image_id in generator_name else p[f"generator_{side}"]
 
             def cfg_of(p: dict[str, Any], side: int) -> Any:
                 return p[f"guidance_scale_{side}"]
@@ -709,18 +726,22 @@ def _header(
 
 def _samples_section(
     run: RunDir,
-    prompts: list[dict[str, Any]],
-    images: list[dict[str, Any]],
+    prompts: Iterable[dict[str, Any]],
+    images: Iterable[dict[str, Any]],
     feedback: dict[str, dict[str, Any]],
     ann: Any,
     put: Any,
 ) -> str:
     from PIL import Image
 
+    # Images come grouped by prompt in prompt order (collect's row order), so the first SAMPLE_PROMPTS
+    # prompts with images are those of the first SAMPLE_PROMPTS prompt ids met: reading stops there.
     by_prompt: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for rec in images:
+        if rec["prompt_id"] not in by_prompt and len(by_prompt) == SAMPLE_PROMPTS:
+            break
         by_prompt[rec["prompt_id"]].append(rec)
-    chosen = [p for p in prompts if by_prompt.get(p["prompt_id"])][:SAMPLE_PROMPTS]
+    chosen = list(islice((p for p in prompts if by_prompt.get(p["prompt_id"])), SAMPLE_PROMPTS))
     parts = ['<h2 id="samples">Samples</h2>']
     if not chosen:
         parts.append('<p class="note">No images.</p>')

@@ -18,7 +18,9 @@ from __future__ import annotations
 import io
 import json
 import re
+from array import array
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean
@@ -26,7 +28,7 @@ from typing import Any
 
 from ..config import ASPECTS, BuildConfig
 from ..errors import StageOrderError
-from ..rundir import RunDir, atomic_write_text
+from ..rundir import RunDir, StoredRecords, atomic_write_text
 from .schema import ASPECT_COLUMNS, CONFIG_NAMES, DESCRIPTIONS, METRIC_FIELDS, features
 from .writer import write_shards
 
@@ -51,38 +53,80 @@ def config_paths(name: str) -> str:
 
 # --------------------------------------------------------------------------------------------- rows
 def collect(config: BuildConfig, run: RunDir) -> dict[str, Any]:
-    """Everything the dataset is made of, as lightweight records (image bytes are read while writing)."""
-    from ..annotate.stage import load_feedback
-    from ..generate.stage import generation_state, plan_for_run
-    from ..pairs.stage import load_pairs, pairs_path
-    from ..prompts.stage import load_prompts
+    """Everything the dataset is made of, in row order.
 
-    prompts = load_prompts(run)
-    position = {p["prompt_id"]: i for i, p in enumerate(prompts)}
-    planned = {t.image_id for c in plan_for_run(config, run) for t in c.tasks}
-    done = generation_state(run).done
-    images = sorted(
-        (r for k, r in done.items() if k in planned and r["prompt_id"] in position),
-        key=lambda r: (position[r["prompt_id"]], r["image_id"]),
-    )
+    ``prompts``, ``images`` and ``pairs`` are :class:`~visionprefer.rundir.StoredRecords`: sequences whose
+    records stay in the run's JSONL files and are read back on each pass (8 bytes per row in memory), so
+    publishing a run of any size holds a few rows at a time; image bytes are read while writing.
+    ``feedback`` is the per-image dict of :func:`~visionprefer.annotate.stage.load_feedback`.
+
+    ``images`` are the generation records of the planned images that are finished (``generation_state``:
+    first record of an image wins, a record whose file has vanished does not count), by prompt-file
+    position, then image id. Prompt ids are unique in ``prompts.jsonl`` (the prompts stage keeps the first
+    of any repeat), so a prompt's images are its own planned keys.
+    """
+    from ..annotate.stage import load_feedback
+    from ..generate.stage import stored_prompts
+    from ..pairs.stage import pairs_path, stored_pairs
+
+    prompts = stored_prompts(run)
+    images = _finished_images(config, run, prompts)
     if not images:
         raise StageOrderError(f"{run.root}: no images yet; run `visionprefer generate CONFIG` first")
     feedback = load_feedback(config, run)
-    pairs: list[dict[str, Any]] = []
+    pairs = StoredRecords([])
     if config.annotate.backend != "none":
         if not pairs_path(run).exists():
             raise StageOrderError(f"{run.root}: no pairs yet; run `visionprefer pairs CONFIG` first")
-        aspect_order = {a: i for i, a in enumerate([*ASPECTS, "overall", *METRIC_FIELDS])}
-        pairs = sorted(
-            load_pairs(run),
-            key=lambda p: (
-                position.get(p["prompt_id"], 1 << 60),
-                aspect_order.get(p["aspect"], 99),
-                p["image_id_0"],
-                p["image_id_1"],
-            ),
-        )
+        pairs = _in_row_order(stored_pairs(run), prompts)
     return {"prompts": prompts, "images": images, "feedback": feedback, "pairs": pairs}
+
+
+def _finished_images(config: BuildConfig, run: RunDir, prompts: Iterable[dict[str, Any]]) -> StoredRecords:
+    """The records of the finished planned images, prompt by prompt (in ``prompts`` order), then by id.
+
+    The plan is derived one prompt at a time (``tasks_by_prompt``) and the finished images are looked up
+    in the index of the done logs, which is dropped on return: what remains is one address per image.
+    """
+    from ..generate.plan import tasks_by_prompt
+    from ..generate.stage import generation_index
+
+    done = generation_index(run)
+
+    def finished(tasks: list[Any]) -> list[str]:
+        return sorted({t.image_id for t in tasks if t.image_id in done})
+
+    return done.records(i for _, tasks in tasks_by_prompt(prompts, config.generate) for i in finished(tasks))
+
+
+def _in_row_order(pairs: StoredRecords, prompts: Iterable[dict[str, Any]]) -> StoredRecords:
+    """``pairs`` sorted by prompt-file position, aspect (judge aspects, ``overall``, metrics) and image ids;
+    pairs of prompts no longer in the file come last, sorted together by the rest of the key. Ties keep
+    file order (a stable sort).
+
+    Sorting every pair at once would hold a key tuple of three strings per pair; instead the pairs are
+    grouped by prompt (8 bytes per pair) and only one prompt's pairs are read and sorted at a time.
+    """
+    aspect_order = {a: i for i, a in enumerate([*ASPECTS, "overall", *METRIC_FIELDS])}
+
+    def sort_key(p: dict[str, Any]) -> tuple[Any, ...]:
+        return (aspect_order.get(p["aspect"], 99), p["image_id_0"], p["image_id_1"])
+
+    def sorted_positions(positions: Iterable[int]) -> list[int]:
+        positions = sorted(positions)  # file order, so that the stable sort below keeps it for ties
+        keyed = zip(pairs.take(positions), positions, strict=True)
+        return [i for _, i in sorted(keyed, key=lambda item: sort_key(item[0]))]
+
+    by_prompt: dict[str, array[int]] = {}
+    for i, p in enumerate(pairs):
+        by_prompt.setdefault(p["prompt_id"], array("q")).append(i)
+    order = array("q")
+    for prompt in prompts:
+        group = by_prompt.pop(prompt["prompt_id"], None)
+        if group is not None:
+            order.extend(sorted_positions(group))
+    order.extend(sorted_positions(i for group in by_prompt.values() for i in group))
+    return pairs.take(order)
 
 
 def _image_cell(run: RunDir, rec_file: str) -> dict[str, Any]:
@@ -90,7 +134,7 @@ def _image_cell(run: RunDir, rec_file: str) -> dict[str, Any]:
     return {"bytes": path.read_bytes(), "path": path.name}
 
 
-def image_rows(run: RunDir, images: list[dict[str, Any]], feedback: dict[str, dict[str, Any]]):
+def image_rows(run: RunDir, images: Iterable[dict[str, Any]], feedback: dict[str, dict[str, Any]]):
     for rec in images:
         fb = feedback.get(rec["image_id"], {})
         metrics = fb.get("metrics")
@@ -127,7 +171,7 @@ def image_rows(run: RunDir, images: list[dict[str, Any]], feedback: dict[str, di
         }
 
 
-def pair_rows(run: RunDir, pairs: list[dict[str, Any]]):
+def pair_rows(run: RunDir, pairs: Iterable[dict[str, Any]]):
     for p in pairs:
         row = {k: p[k] for k in DESCRIPTIONS["pairs"] if k not in ("image_0", "image_1")}
         row["image_0"] = _image_cell(run, p["file_0"])
@@ -135,7 +179,7 @@ def pair_rows(run: RunDir, pairs: list[dict[str, Any]]):
         yield row
 
 
-def dpo_rows(config: BuildConfig, run: RunDir, pairs: list[dict[str, Any]]):
+def dpo_rows(config: BuildConfig, run: RunDir, pairs: Iterable[dict[str, Any]]):
     for p in pairs:
         b0, b1 = (run.root / p["file_0"]).read_bytes(), (run.root / p["file_1"]).read_bytes()
         if config.publish.dpo_image_format == "jpeg":
@@ -165,8 +209,18 @@ def _jpeg(data: bytes) -> bytes:
     return buf.getvalue()
 
 
-def dpo_pairs(config: BuildConfig, pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [p for p in pairs if p["aspect"] == config.publish.dpo_aspect and p["label_0"] != 0.5]
+def dpo_pairs(config: BuildConfig, pairs: Sequence[dict[str, Any]]) -> Sequence[dict[str, Any]]:
+    return select(pairs, lambda p: p["aspect"] == config.publish.dpo_aspect and p["label_0"] != 0.5)
+
+
+def select(
+    records: Sequence[dict[str, Any]], keep: Callable[[dict[str, Any]], bool]
+) -> Sequence[dict[str, Any]]:
+    """The records for which ``keep`` is true, in the same form: records left on disk stay there (only the
+    addresses of the kept ones are copied), a list stays a list."""
+    if isinstance(records, StoredRecords):
+        return records.select(keep)
+    return [r for r in records if keep(r)]
 
 
 # --------------------------------------------------------------------------------------------- stage
@@ -223,11 +277,13 @@ def publish_dataset(config: BuildConfig, run: RunDir, *, progress: bool = True) 
             rows_per_shard=per_shard,
             on_row=tick,
         )
-    card = render_card(config, run, data, counts)
-    atomic_write_text(out / "README.md", card)
+    from ..status import run_status
     from .report import write_report
 
-    report_path = write_report(config, run, data=data)
+    status = run_status(run.root)  # once for the card and the report: it reads the whole run
+    card = render_card(config, run, data, counts, status=status)
+    atomic_write_text(out / "README.md", card)
+    report_path = write_report(config, run, data=data, status=status)
     return PublishReport(folder=str(out), counts=counts, report=str(report_path))
 
 
@@ -281,7 +337,7 @@ def _fmt(x: float | None) -> str:
 
 
 def score_stats(
-    images: list[dict[str, Any]], feedback: dict[str, dict[str, Any]], key: str
+    images: Iterable[dict[str, Any]], feedback: dict[str, dict[str, Any]], key: str
 ) -> list[list[Any]]:
     """Mean and count of ``overall`` (and of each aspect or metric) per value of ``key`` (generator, CFG)."""
     groups: dict[Any, list[dict[str, Any]]] = defaultdict(list)
@@ -300,14 +356,23 @@ def score_stats(
 
 
 def render_card(
-    config: BuildConfig, run: RunDir, data: dict[str, Any], counts: dict[str, int], repo_id: str | None = None
+    config: BuildConfig,
+    run: RunDir,
+    data: dict[str, Any],
+    counts: dict[str, int],
+    repo_id: str | None = None,
+    *,
+    status: dict[str, Any] | None = None,
 ) -> str:
+    """The dataset card; ``status`` is :func:`visionprefer.status.run_status` of the run (computed when
+    omitted)."""
     from .. import __version__
     from ..generate.plan import resolve_generators
     from ..generate.presets import PRESETS
     from ..status import run_status
 
-    status = run_status(run.root)
+    if status is None:
+        status = run_status(run.root)
     images, feedback, pairs = data["images"], data["feedback"], data["pairs"]
     specs = resolve_generators(config.generate)
     tiny = any(s.tiny for s in specs)
