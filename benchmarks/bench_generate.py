@@ -81,10 +81,10 @@ def build_model(folder: Path) -> Path:
     if (target / ".complete").exists():
         return target
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from visionprefer.models.tiny import write_clip_tokenizer_files
+    from visionprefer.models.tiny import save_sd_pipeline, write_clip_tokenizer_files
 
     if target.exists():
         shutil.rmtree(target)
@@ -128,25 +128,7 @@ def build_model(folder: Path) -> Path:
             pad_token_id=tok.pad_token_id,
         )
     )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
-    pipe = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tok,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.save_pretrained(target)
+    save_sd_pipeline(target, tok, unet, vae, text_encoder)
     shutil.rmtree(folder / "_tok")
     (target / ".complete").write_text(MODEL_VERSION)
     return target

@@ -149,7 +149,7 @@ def _vae():
 # --------------------------------------------------------------------------------------------- builders
 def _build_sd(folder: Path, *, prediction_type: str) -> None:
     import torch
-    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import UNet2DConditionModel
     from transformers import CLIPTextModel
 
     tok = _clip_tokenizer(folder / "_tok")
@@ -168,6 +168,14 @@ def _build_sd(folder: Path, *, prediction_type: str) -> None:
     vae = _vae()
     torch.manual_seed(SEED + 2)
     text_encoder = CLIPTextModel(_text_config(tok))
+    save_sd_pipeline(folder, tok, unet, vae, text_encoder, prediction_type=prediction_type)
+    shutil.rmtree(folder / "_tok")
+
+
+def save_sd_pipeline(folder: Path, tok, unet, vae, text_encoder, *, prediction_type: str = "epsilon") -> None:
+    """Assemble an SD-1.x-style pipeline from its parts (SD's DDIM schedule, no safety checker) and save it."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
     scheduler = DDIMScheduler(
         beta_start=0.00085,
         beta_end=0.012,
@@ -188,7 +196,6 @@ def _build_sd(folder: Path, *, prediction_type: str) -> None:
         requires_safety_checker=False,
     )
     pipe.save_pretrained(folder)
-    shutil.rmtree(folder / "_tok")
 
 
 def _build_sdxl(folder: Path) -> None:
