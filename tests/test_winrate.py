@@ -20,6 +20,29 @@ def two_models(tmp_path):
     return tmp_path
 
 
+def _judge_winrate(folder, server, out):
+    """``eval winrate`` of model A (folder/a) against B (folder/b) with the server's pairwise judge."""
+    return main(
+        [
+            "eval",
+            "winrate",
+            "--prompts",
+            str(folder / "p.txt"),
+            "--a",
+            str(folder / "a"),
+            "--b",
+            str(folder / "b"),
+            "--judge-model",
+            "gpt-4o",
+            "--base-url",
+            server.base_url,
+            "--out",
+            str(out),
+            "-q",
+        ]
+    )
+
+
 def _summary(path):
     return json.loads((path / "winrate_summary.json").read_text())
 
@@ -27,28 +50,7 @@ def _summary(path):
 def test_fair_judge_both_orders_and_statistics(two_models, fake_llm):
     server = fake_llm(responder="pairwise")
     out = two_models / "fair"
-    assert (
-        main(
-            [
-                "eval",
-                "winrate",
-                "--prompts",
-                str(two_models / "p.txt"),
-                "--a",
-                str(two_models / "a"),
-                "--b",
-                str(two_models / "b"),
-                "--judge-model",
-                "gpt-4o",
-                "--base-url",
-                server.base_url,
-                "--out",
-                str(out),
-                "-q",
-            ]
-        )
-        == 0
-    )
+    assert _judge_winrate(two_models, server, out) == 0
     assert len([r for r in server.requests() if r["path"] == "/v1/chat/completions"]) == 24  # both orders
     s = _summary(out)["pairs"]["A vs B"]
     items = [json.loads(line) for line in (out / "winrate_items.jsonl").read_text().splitlines()]
@@ -65,28 +67,7 @@ def test_fair_judge_both_orders_and_statistics(two_models, fake_llm):
 def test_position_biased_judge_yields_ties_not_wins(two_models, fake_llm):
     server = fake_llm(responder="pairwise_biased")
     out = two_models / "biased"
-    assert (
-        main(
-            [
-                "eval",
-                "winrate",
-                "--prompts",
-                str(two_models / "p.txt"),
-                "--a",
-                str(two_models / "a"),
-                "--b",
-                str(two_models / "b"),
-                "--judge-model",
-                "gpt-4o",
-                "--base-url",
-                server.base_url,
-                "--out",
-                str(out),
-                "-q",
-            ]
-        )
-        == 0
-    )
+    assert _judge_winrate(two_models, server, out) == 0
     s = _summary(out)["pairs"]["A vs B"]
     assert (s["wins"], s["ties"], s["losses"]) == (0, 12, 0)
     assert s["win_rate"] == 0.5 and s["decisive_win_rate"] is None
