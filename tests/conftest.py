@@ -88,3 +88,30 @@ def fake_llm(tmp_path):
     yield start
     for server in servers:
         server.stop()
+
+
+def kill_after_committed(command: list[str], cache: Path, committed: int) -> set[str]:
+    """Run ``visionprefer <command>`` in a subprocess, SIGKILL it once ``cache`` (a response cache file) holds
+    ``committed`` answers, and return the keys committed by then."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from visionprefer.rundir import read_jsonl
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "visionprefer", *command],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    while not cache.exists() or len(cache.read_bytes().splitlines()) < committed:
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    return {r["key"] for r in read_jsonl(cache)}

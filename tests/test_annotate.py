@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -25,7 +20,7 @@ from visionprefer.pairs.stage import load_pairs
 from visionprefer.rundir import read_jsonl
 from visionprefer.status import run_status
 
-from .conftest import write_config
+from .conftest import kill_after_committed, write_config
 
 PROMPTS = ["a photo of a cat on a red sofa", "two dogs in the snow", "a blue car by the sea"]
 
@@ -248,20 +243,7 @@ def test_kill_9_during_annotation(tmp_path, fake_llm):
     )
     assert main(["prompts", str(cfg_path), "-q"]) == 0 and main(["generate", str(cfg_path), "-q"]) == 0
     cache = tmp_path / "run" / "llm" / "responses-rank0.jsonl"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "visionprefer", "annotate", str(cfg_path), "-q"],
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 120
-    while not cache.exists() or len(cache.read_bytes().splitlines()) < 8:
-        assert proc.poll() is None, proc.stderr.read()
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    proc.stderr.close()
-    committed = {r["key"] for r in read_jsonl(cache)}
+    committed = kill_after_committed(["annotate", str(cfg_path), "-q"], cache, 8)
     first = server.requests()
     assert main(["annotate", str(cfg_path), "-q"]) == 0
     second = server.requests()[len(first) :]

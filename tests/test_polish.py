@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -23,7 +18,7 @@ from visionprefer.prompts.stage import load_prompts, load_rejected
 from visionprefer.rundir import read_jsonl
 from visionprefer.status import run_status
 
-from .conftest import write_config
+from .conftest import kill_after_committed, write_config
 
 PROMPTS = [f"a  photo of {n} cats on a {c} sofa" for n in range(1, 9) for c in ("red", "blue", "green")]
 
@@ -197,20 +192,7 @@ def test_kill_9_during_polishing_repeats_at_most_the_in_flight_requests(tmp_path
     many = [f"a picture of object {i} on a table" for i in range(60)]
     cfg_path = _config(tmp_path, server.base_url, prompts=many)
     cache = tmp_path / "run" / "llm" / "responses-rank0.jsonl"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "visionprefer", "prompts", str(cfg_path), "-q"],
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 120
-    while not cache.exists() or len(cache.read_bytes().splitlines()) < 12:
-        assert proc.poll() is None, proc.stderr.read()
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    proc.stderr.close()
-    committed = {r["key"] for r in read_jsonl(cache)}
+    committed = kill_after_committed(["prompts", str(cfg_path), "-q"], cache, 12)
     first = server.requests()
     assert 12 <= len(committed) < len(many)
 
