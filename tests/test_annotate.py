@@ -286,3 +286,77 @@ def test_batch_mode_submits_collects_and_resumes(tmp_path, fake_llm):
             0.5 * (u["input_tokens"] * price_in + u["output_tokens"] * price_out) / 1e6
         )
     assert len(load_feedback(load_config(cfg_path), open_run(load_config(cfg_path)))) == 12
+
+
+def test_batch_mode_reasks_invalid_answers_in_a_further_batch(tmp_path, fake_llm):
+    """An invalid batch answer is re-asked with the validation error quoted, in a second batch of the same
+    run; an answer still invalid after the retry budget is a permanent failure with its raw text."""
+    import urllib.request
+
+    server = fake_llm(responder="judge", faults="garbage:0.5", fault_seed="7")
+    cfg_path = _config(
+        tmp_path,
+        server.base_url,
+        judge_extra="    mode: batch\n    group_size: 1\n    batch: {poll_interval_s: 0.05, max_wait_s: 30}\n",
+    )
+    cfg = load_config(cfg_path)
+    report = build(cfg, progress=False).stages["annotate"]
+    lines = [r for r in server.requests() if r["path"] == "batch:/v1/chat/completions"]
+    by_batch: dict[str, list[dict]] = {}
+    for r in lines:
+        by_batch.setdefault(r["batch_id"], []).append(r)
+    first, *later = sorted(by_batch.values(), key=lambda rs: min(r["t"] for r in rs))
+    garbage_first = [r for r in first if r["fault"] == "garbage"]
+    assert len(first) == 12 and 0 < len(garbage_first) < 12
+    # One further batch holds exactly one re-ask per garbage answer; nothing is asked online.
+    assert len(later) == 1 and len(later[0]) == len(garbage_first)
+    assert not [r for r in server.requests() if r.get("path") == "/v1/chat/completions"]
+    still_bad = sum(1 for r in later[0] if r["fault"] == "garbage")
+    assert (report.made, report.failed) == (12 - still_bad, still_bad)
+    # The re-ask quotes the invalid answer and the validation error.
+    batch = json.load(urllib.request.urlopen(f"{server.base_url}/batches/{later[0][0]['batch_id']}"))
+    content = urllib.request.urlopen(f"{server.base_url}/files/{batch['input_file_id']}/content").read()
+    for line in content.decode().splitlines():
+        messages = json.loads(line)["body"]["messages"]
+        assert messages[-2]["role"] == "assistant" and messages[-1]["role"] == "user"
+        assert messages[-1]["content"].startswith("That answer is invalid: ")
+    st = run_status(tmp_path / "run")["stages"]["annotate"]
+    assert (st["done"], st["failed_permanent"], st["failed_transient"]) == (12 - still_bad, still_bad, 0)
+    failed = list(read_jsonl(next((tmp_path / "run" / "annotate").glob("failed-rank*.jsonl"))))
+    assert all(f["reason"].startswith("invalid answer") and f["raw"] for f in failed)
+    # A rerun asks nothing again: permanent failures wait for --retry-failed.
+    n = len(server.requests())
+    again = build(load_config(cfg_path), progress=False).stages["annotate"]
+    assert again.made == 0 and len(server.requests()) == n
+
+
+def test_batch_reask_still_running_is_polled_by_the_next_run(tmp_path, fake_llm):
+    server = fake_llm(
+        responder="judge", faults="garbage:0.5", fault_seed="7", extra_args=["--batch-polls", "2"]
+    )
+    cfg_path = _config(
+        tmp_path,
+        server.base_url,
+        judge_extra="    mode: batch\n    group_size: 1\n    batch: {poll_interval_s: 0.05, max_wait_s: 0.0}\n",
+    )
+
+    def run_once():
+        report = build(load_config(cfg_path), progress=False).stages["annotate"]
+        creates = [
+            r for r in server.requests() if r.get("path") == "/v1/batches" and r.get("method") == "POST"
+        ]
+        return report, len(creates)
+
+    first, creates = run_once()  # the first batch is submitted and still running
+    assert (first.made, first.failed, creates) == (0, 12, 1)
+    second, creates = run_once()  # collected; the invalid answers go out again in a second batch
+    bad = second.failed
+    assert creates == 2 and second.made == 12 - bad and 0 < bad < 12
+    st = run_status(tmp_path / "run")["stages"]["annotate"]
+    assert (st["failed_transient"], st["failed_permanent"]) == (bad, 0)  # the re-asks are pending
+    third, creates = run_once()  # the re-ask batch is polled, not submitted again
+    assert creates == 2 and third.made + third.failed == bad
+    lines = [r for r in server.requests() if r["path"] == "batch:/v1/chat/completions"]
+    assert len(lines) == 12 + bad and len({r["key"] for r in lines}) == 12 + bad
+    st = run_status(tmp_path / "run")["stages"]["annotate"]
+    assert st["failed_transient"] == 0 and st["done"] + st["failed_permanent"] == 12

@@ -3,12 +3,14 @@
 The runner (``visionprefer.llm.batch``) commits every collected answer to the same response cache the online
 path uses, so the annotate stage then validates answers by replaying the cache and never sends a request
 itself in batch mode. Each rank keeps its own state file (``annotate/batches-rank<R>.json``), so a restarted
-process resumes polling its batches instead of submitting them again.
+process resumes polling its batches instead of submitting them again. An answer that fails validation is
+re-asked (the validation error quoted, as online) in a further batch of the same run, up to the judge's
+``invalid_retries``; a re-ask batch still running when ``max_wait_s`` ends is polled by the next run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterable
 from typing import Any
 
 from ..config import BuildConfig
@@ -22,27 +24,24 @@ from ..rundir import RunDir
 def submit_judge_batch(
     config: BuildConfig,
     run: RunDir,
-    groups: list[Any],
-    build_request: Callable[[Any], dict[str, Any]],
+    requests: Iterable[dict[str, Any]],
     *,
     proc: ProcessInfo,
+    cache: ResponseCache,
+    usage: UsageLog,
 ) -> dict[str, BatchFailure | None]:
-    """Run the Batch API for ``groups``; returns request key -> None (answer cached) or the failure."""
+    """Run the Batch API for ``requests`` (judge chat bodies; may be a generator, read once), committing
+    answers to ``cache`` and attempts to ``usage`` (the stage's own, so that its replay sees them at once).
+    Returns request key -> None (answer cached) or the failure."""
     judge = config.annotate.judge
-    cache = ResponseCache(run.llm_dir, proc.rank)
-    usage = UsageLog(run.llm_dir, proc.rank)
-    try:
-        with BatchRunner(
-            None,
-            judge.llm,
-            judge.batch,
-            state_path=run.root / "annotate" / f"batches-rank{proc.rank}.json",
-            cache=cache,
-            usage=usage,
-            purpose="judge",
-            price=price_for(judge.llm.model, config.prices),
-        ) as runner:
-            return runner.run(build_request(g) for g in groups)
-    finally:
-        cache.close()
-        usage.close()
+    with BatchRunner(
+        None,
+        judge.llm,
+        judge.batch,
+        state_path=run.root / "annotate" / f"batches-rank{proc.rank}.json",
+        cache=cache,
+        usage=usage,
+        purpose="judge",
+        price=price_for(judge.llm.model, config.prices),
+    ) as runner:
+        return runner.run(requests)

@@ -177,11 +177,8 @@ def annotate_with_judge(
             judge.llm, messages, schema=judge_schema(len(group.files)), schema_name="judgement"
         )
 
-    batch_failures: dict[str, Any] = {}
-    if judge.mode == "batch" and todo:
-        from .batch import submit_judge_batch
-
-        batch_failures = submit_judge_batch(config, run, todo, build_request, proc=proc)
+    batch_failures: dict[str, Any] = {}  # request key -> why the Batch API has not answered it
+    reasks: dict[str, tuple[Group, dict[str, Any]]] = {}  # batch mode: invalid answers to ask again
 
     async def annotate_all(bar: Any) -> bool:
         llm = LLMClient(
@@ -193,6 +190,7 @@ def annotate_with_judge(
             batch_pricing=judge.mode == "batch",
         )
         budget_hit = False
+        last_round = True  # batch mode: no re-ask after this validation round
 
         async def one(group: Group) -> Any:
             request = await asyncio.to_thread(build_request, group)
@@ -205,10 +203,18 @@ def annotate_with_judge(
                 from ..llm import LLMResult
                 from ..llm.cache import request_key
 
-                failure = batch_failures.get(request_key(request))
+                result = await llm.replay(request, validate=check)
+                if result.pending is None:
+                    return result
+                failure = batch_failures.get(request_key(result.pending))
                 if failure is not None:  # not answered by the batch: its reason, not a generic one
-                    return LLMResult(ok=False, kind=failure.kind, error=f"batch: {failure.error}")
-                return await llm.replay(request, validate=check)
+                    return LLMResult(
+                        ok=False, kind=failure.kind, error=f"batch: {failure.error}", text=result.text
+                    )
+                if last_round:
+                    return result
+                reasks[group.annotation_id] = (group, result.pending)
+                return None  # settled in a later round, after the re-ask's batch
             result = await llm.call(request, validate=check)
             if not result.ok and result.kind == "permanent" and retry_failed:
                 result = await llm.call(request, validate=check, refresh=True)
@@ -216,6 +222,8 @@ def annotate_with_judge(
 
         def done(group: Group, result: Any) -> None:
             nonlocal budget_hit
+            if result is None:  # batch mode: waits for its re-ask
+                return
             if result.ok:
                 issues = rank_issues(result.value, weights)
                 log.record_done(
@@ -248,7 +256,28 @@ def annotate_with_judge(
             bar.set_postfix_str(f"${llm.spent:.4f}")
 
         async with llm:
-            await run_bounded(todo, one, done, workers=2 * judge.llm.concurrency)
+            if judge.mode != "batch":
+                await run_bounded(todo, one, done, workers=2 * judge.llm.concurrency)
+                return budget_hit
+            # Batch mode: submit, collect into the cache, validate by replaying it; invalid answers are
+            # re-asked (the validation error quoted, as online) in a further batch, up to the retry budget.
+            from .batch import submit_judge_batch
+
+            groups_now: list[Group] = todo
+            requests: Any = (build_request(g) for g in todo)  # read once, spooled by the runner
+            rounds = 1 + judge.llm.invalid_retries
+            for round_no in range(rounds):
+                last_round = round_no == rounds - 1
+                answered = await asyncio.to_thread(
+                    submit_judge_batch, config, run, requests, proc=proc, cache=llm.cache, usage=llm.usage
+                )
+                batch_failures.update(answered)
+                reasks.clear()
+                await run_bounded(groups_now, one, done, workers=2 * judge.llm.concurrency)
+                if not reasks:
+                    break
+                groups_now = [g for g, _ in reasks.values()]
+                requests = [req for _, req in reasks.values()]
         return budget_hit
 
     try:

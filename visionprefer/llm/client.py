@@ -58,6 +58,9 @@ class LLMResult:
     error: str | None = None
     kind: str | None = None  # for failures: "transient", "permanent" or "budget"
     cached: bool = False  # answered from the response cache (no request sent)
+    # With ``send=False``: the request that must be answered (e.g. by the Batch API) before this item can
+    # be settled — the first request, or the re-ask of an invalid answer.
+    pending: dict[str, Any] | None = None
 
 
 def estimate_tokens(request: dict[str, Any]) -> int:
@@ -238,8 +241,10 @@ class LLMClient:
             entry = None if refresh else self.cache.get(key)
             if entry is None and not send:
                 if last_text is None and last_error == "no answer":
-                    return LLMResult(ok=False, kind="transient", error="no answer yet (batch not collected)")
-                break  # a re-ask that was never sent: the invalid answer above stands
+                    error = "no answer yet (batch not collected)"
+                else:
+                    error = f"re-ask not answered yet (after invalid answer: {last_error})"
+                return LLMResult(ok=False, kind="transient", error=error, text=last_text, pending=request)
             if entry is None:
                 all_cached = False
                 sent = await self._send(request, key)
