@@ -202,7 +202,7 @@ def test_metric_feedback_build(judged):
             "rank": 1 + i % 4,
         }
     mcfg = dataclasses.replace(cfg, annotate=dataclasses.replace(cfg.annotate, backend="metrics"))
-    pairs = derive_pairs(mcfg, feedback, {r["image_id"]: r for r in data["images"]})
+    pairs = list(derive_pairs(mcfg, feedback, {r["image_id"]: r for r in data["images"]}))
     assert {p["aspect"] for p in pairs} == {"vqa", "clip", "aesthetic", "overall"}
     index = write_report(mcfg, run, data={**data, "feedback": feedback, "pairs": pairs})
     page = index.read_text(encoding="utf-8")

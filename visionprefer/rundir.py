@@ -43,11 +43,18 @@ MARKER = "run.json"
 
 # --------------------------------------------------------------------------------------------- files
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    atomic_write_chunks(path, [data])
+
+
+def atomic_write_chunks(path: Path, chunks: Iterable[bytes]) -> None:
+    """Replace ``path`` atomically with the concatenated ``chunks`` (written as they come, so a large file
+    is never held in memory): temporary file in the same folder, fsync, rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        with os.fdopen(fd, "wb", buffering=1 << 20) as f:
+            for chunk in chunks:
+                f.write(chunk)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -66,8 +73,9 @@ def dumps_record(record: dict[str, Any]) -> str:
 
 
 def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
-    """Replace ``path`` atomically with one JSON line per record."""
-    atomic_write_text(path, "".join(dumps_record(r) + "\n" for r in records))
+    """Replace ``path`` atomically with one JSON line per record (``records`` may be a generator: they are
+    written as they come)."""
+    atomic_write_chunks(path, ((dumps_record(r) + "\n").encode("utf-8") for r in records))
 
 
 def append_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:

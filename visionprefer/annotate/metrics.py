@@ -19,7 +19,7 @@ from ..config import BuildConfig, MetricsConfig
 from ..dist import ProcessInfo
 from ..errors import BudgetExceeded
 from ..keys import digest
-from ..rundir import RunDir, StageState
+from ..rundir import LogIndex, RunDir
 from ..scorers.questions import ELEMENT_TYPES
 
 STAGE, KEY = "annotate", "annotation_id"
@@ -367,14 +367,13 @@ def metric_total(metrics: dict[str, float | None], weights: dict[str, float]) ->
     return float(sum(w * metrics[name] for name, w in weights.items() if metrics.get(name) is not None))
 
 
-def metric_feedback(config: BuildConfig, run: RunDir, state: StageState) -> dict[str, dict[str, Any]]:
+def metric_feedback(config: BuildConfig, run: RunDir, done: LogIndex) -> dict[str, dict[str, Any]]:
+    """Per annotated image, its feedback columns; ``done`` indexes the annotate stage's done logs."""
     tasks, _ = metric_tasks(config, run)
+    tasks = [t for t in tasks if t.annotation_id in done]
     weights = config.annotate.metrics.weights
     out: dict[str, dict[str, Any]] = {}
-    for t in tasks:
-        rec = state.done.get(t.annotation_id)
-        if rec is None:
-            continue
+    for t, rec in zip(tasks, done.records(t.annotation_id for t in tasks), strict=True):
         metrics = {
             "vqa": rec["metrics"].get("vqa"),
             "clip": rec["metrics"].get("clip"),

@@ -23,7 +23,7 @@ from ..config import ASPECTS, BuildConfig
 from ..dist import ProcessInfo, process_info
 from ..errors import BudgetExceeded
 from ..keys import digest
-from ..rundir import RunDir
+from ..rundir import RunDir, StoredRecords
 
 STAGE = "annotate"
 KEY = "annotation_id"
@@ -51,27 +51,30 @@ class AnnotateReport:
     failures: dict[str, int] = field(default_factory=dict)
 
 
-def finished_images(config: BuildConfig, run: RunDir) -> tuple[dict[str, list[dict[str, Any]]], int]:
-    """Per prompt, the generation records of its finished images (sorted by image id), for prompts whose
-    planned images are all finished or permanently failed; and the number of prompts still waiting."""
-    from ..generate.stage import generation_state, plan_for_run
+def finished_images(config: BuildConfig, run: RunDir) -> tuple[dict[str, StoredRecords], int]:
+    """Per prompt (in prompt-file order), the generation records of its finished images (sorted by image
+    id), for prompts whose planned images are all finished or permanently failed; and the number of
+    prompts still waiting.
 
-    chunks = plan_for_run(config, run)
-    state = generation_state(run)
-    permanent = state.blocked(retry_failed=False)
-    planned: dict[str, list[str]] = {}
-    for chunk in chunks:
-        for task in chunk.tasks:
-            planned.setdefault(task.prompt_id, []).append(task.image_id)
-    out: dict[str, list[dict[str, Any]]] = {}
+    The plan is derived one prompt at a time and finished images are looked up in the index of the done
+    logs, so what is held is one address per image: the records stay on disk
+    (:class:`~visionprefer.rundir.StoredRecords`) and are read when a prompt's records are iterated.
+    """
+    from ..generate.plan import tasks_by_prompt
+    from ..generate.stage import generation_failures, generation_index, stored_prompts
+
+    done = generation_index(run)
+    permanent = {k for k, f in generation_failures(run, done).items() if f.get("kind") == "permanent"}
+    out: dict[str, StoredRecords] = {}
     waiting = 0
-    for prompt_id, ids in planned.items():
-        if any(i not in state.done and i not in permanent for i in ids):
+    for prompt, tasks in tasks_by_prompt(stored_prompts(run), config.generate):
+        ids = {t.image_id for t in tasks}
+        if any(i not in done and i not in permanent for i in ids):
             waiting += 1
             continue
-        records = sorted((state.done[i] for i in ids if i in state.done), key=lambda r: r["image_id"])
-        if records:
-            out[prompt_id] = records
+        finished = sorted(i for i in ids if i in done)
+        if finished:
+            out[prompt["prompt_id"]] = done.records(finished)
     return out, waiting
 
 
@@ -79,7 +82,8 @@ def judge_groups(config: BuildConfig, run: RunDir, guide_version: str) -> tuple[
     judge = config.annotate.judge
     images, waiting = finished_images(config, run)
     groups: list[Group] = []
-    for prompt_id, records in images.items():
+    for prompt_id, stored in images.items():
+        records = list(stored)  # one prompt's records, read once
         size = judge.group_size or len(records)
         for start in range(0, len(records), size):
             members = records[start : start + size]
@@ -306,20 +310,18 @@ def load_feedback(config: BuildConfig, run: RunDir) -> dict[str, dict[str, Any]]
     backend = config.annotate.backend
     if backend == "none":
         return {}
-    state = run.stage_log(STAGE, KEY).state()
+    done = run.stage_log(STAGE, KEY).done_index()  # addresses; records are read one at a time below
     feedback: dict[str, dict[str, Any]] = {}
     if backend == "judge":
         from .judge import load_guide, overall_score
 
         _, version = load_guide(config.annotate.judge)
         groups, _ = judge_groups(config, run, version)
+        groups = [g for g in groups if g.annotation_id in done]
         per_image: dict[str, list[dict[str, Any]]] = {}
         consistent: dict[str, bool] = {}
         prompt_of: dict[str, str] = {}
-        for g in groups:
-            rec = state.done.get(g.annotation_id)
-            if rec is None:
-                continue
+        for g, rec in zip(groups, done.records(g.annotation_id for g in groups), strict=True):
             for image_id in g.image_ids:
                 per_image.setdefault(image_id, []).append(rec["results"][image_id])
                 consistent[image_id] = consistent.get(image_id, True) and rec["rank_consistent"]
@@ -342,7 +344,7 @@ def load_feedback(config: BuildConfig, run: RunDir) -> dict[str, dict[str, Any]]
     else:
         from .metrics import metric_feedback
 
-        feedback = metric_feedback(config, run, state)
+        feedback = metric_feedback(config, run, done)
     _assign_ranks(feedback)
     return feedback
 

@@ -6,11 +6,13 @@ the best against the worst by ``overall``. ``image_id_0`` < ``image_id_1`` alway
 when image 0 is preferred, 0.0 when image 1 is, 0.5 for a tie (|difference| <= ``tie_tolerance``). Ties
 stay here and are dropped from the DPO export.
 
-Pairs are cheap to derive, so the stage rewrites ``pairs/pairs.jsonl`` atomically each run.
+Pairs are cheap to derive, so the stage rewrites ``pairs/pairs.jsonl`` atomically each run, streaming: one
+prompt's pairs and generation records are in memory at a time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
@@ -55,18 +57,25 @@ def _aspect_scores(row: dict[str, Any]) -> dict[str, float]:
 
 
 def derive_pairs(
-    config: BuildConfig, feedback: dict[str, dict[str, Any]], images: dict[str, dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """Pairs from per-image feedback (``load_feedback``) and generation records (by image id)."""
+    config: BuildConfig,
+    feedback: dict[str, dict[str, Any]],
+    images: Mapping[str, dict[str, Any]] | Callable[[list[str]], Iterable[dict[str, Any]]],
+) -> Iterator[dict[str, Any]]:
+    """Pairs from per-image feedback (``load_feedback``) and generation records: a mapping by image id, or
+    a function returning the records of a prompt's image ids in that order (so that only one prompt's
+    records are in memory). Yields the pairs prompt by prompt (prompt ids sorted)."""
     pc = config.pairs
     by_prompt: dict[str, list[str]] = {}
     for image_id in sorted(feedback):
         by_prompt.setdefault(feedback[image_id]["prompt_id"], []).append(image_id)
-    out: list[dict[str, Any]] = []
     for prompt_id in sorted(by_prompt):
         ids = by_prompt[prompt_id]
         if len(ids) < 2:
             continue
+        if isinstance(images, Mapping):
+            records = {i: images[i] for i in ids}
+        else:
+            records = dict(zip(ids, images(ids), strict=True))
         if pc.mode == "best_worst":
             best = max(ids, key=lambda i: (feedback[i]["overall"], i))
             worst = min(ids, key=lambda i: (feedback[i]["overall"], i))
@@ -76,8 +85,8 @@ def derive_pairs(
         for id0, id1, aspects in candidates:
             s0, s1 = _aspect_scores(feedback[id0]), _aspect_scores(feedback[id1])
             for aspect in aspects or [a for a in s0 if a in s1]:
-                r0, r1 = images[id0], images[id1]
-                out.append(
+                r0, r1 = records[id0], records[id1]
+                yield (
                     {
                         "pair_id": digest("pair", id0, id1, aspect),
                         "prompt_id": prompt_id,
@@ -98,12 +107,11 @@ def derive_pairs(
                         "label_0": preference_label(s0[aspect], s1[aspect], pc.tie_tolerance),
                     }
                 )
-    return out
 
 
 def run_pairs_stage(config: BuildConfig, run: RunDir) -> PairsReport:
     from ..annotate.stage import load_feedback
-    from ..generate.stage import generation_state
+    from ..generate.stage import generation_index
 
     if config.annotate.backend == "none":
         return PairsReport()
@@ -112,12 +120,17 @@ def run_pairs_stage(config: BuildConfig, run: RunDir) -> PairsReport:
         attempted = run.stage_log("annotate", "annotation_id").state()
         if not attempted.done and not attempted.failed:
             raise StageOrderError(f"{run.root}: no annotations yet; run `visionprefer annotate CONFIG` first")
-    images = generation_state(run).done
-    pairs = derive_pairs(config, feedback, images)
-    write_jsonl(pairs_path(run), pairs)
-    report = PairsReport(pairs=len(pairs), ties=sum(1 for p in pairs if p["label_0"] == 0.5))
-    for p in pairs:
-        report.by_aspect[p["aspect"]] = report.by_aspect.get(p["aspect"], 0) + 1
+    index = generation_index(run)  # addresses only; a prompt's records are read when its pairs are made
+    report = PairsReport()
+
+    def counted(pairs: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for p in pairs:
+            report.pairs += 1
+            report.ties += p["label_0"] == 0.5
+            report.by_aspect[p["aspect"]] = report.by_aspect.get(p["aspect"], 0) + 1
+            yield p
+
+    write_jsonl(pairs_path(run), counted(derive_pairs(config, feedback, index.records)))
     return report
 
 
