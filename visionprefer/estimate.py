@@ -7,6 +7,7 @@ holds finished images, the remaining work is reported too.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from .config import BuildConfig
@@ -19,12 +20,12 @@ def estimate_build(config: BuildConfig) -> dict[str, Any]:
 
     prompts = collect_prompts(config)
     chunks = plan_images(prompts.kept, config.generate)
-    done: set[str] = set()
+    done: Collection[str] = ()
     run = RunDir(config.run_dir)
     if (run.root / MARKER).exists():
-        from .generate.stage import generation_state
+        from .generate.stage import generation_index
 
-        done = set(generation_state(run).done)
+        done = generation_index(run)  # image ids only (addresses, not records)
     generators: dict[str, dict[str, Any]] = {}
     for c in chunks:
         row = generators.setdefault(c.generator, {"images": 0, "remaining": 0, "calls": 0})
@@ -55,7 +56,7 @@ def estimate_build(config: BuildConfig) -> dict[str, Any]:
             from .annotate.stage import judge_groups
 
             groups, _ = judge_groups(config, run, load_guide(config.annotate.judge)[1])
-            done_keys = set(run.stage_log("annotate", "annotation_id").state().done)
+            done_keys = run.stage_log("annotate", "annotation_id").done_index()
         llm["judge"] = estimate_judge(config, planned, done_keys, groups)
     return {
         "prompts": counts["kept"],

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import io
 import json
+from collections.abc import Collection
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -175,7 +176,10 @@ def image_tokens(judge: JudgeConfig) -> int:
 
 
 def estimate_judge(
-    config, planned_per_prompt: dict[str, int], done_keys: set[str] | None = None, groups: list | None = None
+    config,
+    planned_per_prompt: dict[str, int],
+    done_keys: Collection[str] | None = None,
+    groups: list | None = None,
 ) -> dict[str, Any]:
     """Judge calls, tokens and dollars for a plan (``planned_per_prompt``: prompt id -> planned images);
     when ``groups`` (already formed) and ``done_keys`` are given, finished annotations are not counted."""
@@ -186,7 +190,7 @@ def estimate_judge(
     price = price_for(judge.llm.model, config.prices)
     sizes: list[int] = []
     if groups is not None:
-        sizes = [len(g.image_ids) for g in groups if g.annotation_id not in (done_keys or set())]
+        sizes = [len(g.image_ids) for g in groups if g.annotation_id not in (done_keys or ())]
         cached = len(groups) - len(sizes)
     else:
         cached = 0
