@@ -120,6 +120,35 @@ def test_publishing_twice_gives_identical_parquet(judged_run):
     assert all(p.read_bytes() == data for p, data in before.items())
 
 
+def test_status_says_whether_the_published_folder_is_up_to_date(judged_run, capsys):
+    cfg, run = judged_run
+    st = run_status(run.root)["stages"]["publish"]
+    assert (st["state"], st["done"]) == ("done", 12)
+    run_stage(cfg, "pairs", run=run, progress=False)  # pairs rewritten: the folder may be out of date
+    assert run_status(run.root)["stages"]["publish"]["state"] == "stale"
+    assert main(["status", str(run.root)]) == 0
+    assert "run `visionprefer publish CONFIG`" in capsys.readouterr().out
+    run_stage(cfg, "publish", run=run, progress=False)
+    assert run_status(run.root)["stages"]["publish"]["state"] == "done"
+    (run.root / "dataset" / "README.md").unlink()  # as after a crash mid-publish (the card comes last)
+    assert run_status(run.root)["stages"]["publish"]["state"] == "interrupted"
+
+
+def test_status_into_a_closed_pipe_stops_quietly(judged_run):
+    import subprocess
+    import sys
+
+    _, run = judged_run
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "visionprefer", "status", str(run.root), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # the reader is gone before the first write (as with `| head -0`)
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1 and err == ""
+
+
 class _FakeHub:
     def __init__(self):
         self.calls = []

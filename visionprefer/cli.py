@@ -499,6 +499,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VisionPreferError as e:
         print(f"visionprefer: error: {e}", file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:  # the reader went away (`... | head`): stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 1
     except OSError as e:  # disk full, permission denied, ...: the user's to fix, not a traceback
         print(f"visionprefer: error: {e}", file=sys.stderr)
         return 2
@@ -508,8 +511,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
-    except BrokenPipeError:
-        return 1
 
 
 if __name__ == "__main__":

@@ -104,6 +104,9 @@ def run_status(run_dir: str | Path) -> dict[str, Any]:
     del index
     stages["annotate"] = _annotate_status(config, run)
     stages["pairs"] = _pairs_status(config, run)
+    from .publish.stage import publish_status
+
+    stages["publish"] = publish_status(config, run)
     return out
 
 
@@ -181,6 +184,10 @@ def format_status(status: dict[str, Any]) -> str:
             extra.append(f"filtered {st['filtered']}")
         if st.get("failed_permanent"):
             extra.append(f"{st['failed_permanent']} permanent (rerun with --retry-failed)")
+        if name == "publish" and st["state"] in ("done", "stale", "interrupted"):
+            extra.append(st["folder"])
+        if name == "publish" and st["state"] in ("stale", "interrupted"):
+            extra.append("run `visionprefer publish CONFIG` (or `build`) to bring it up to date")
         if extra:
             lines.append(f"{'':<10} " + ", ".join(extra))
         for reason, n in (st.get("reasons") or {}).items():

@@ -284,7 +284,71 @@ def publish_dataset(config: BuildConfig, run: RunDir, *, progress: bool = True) 
     card = render_card(config, run, data, counts, status=status)
     atomic_write_text(out / "README.md", card)
     report_path = write_report(config, run, data=data, status=status)
+    atomic_write_text(
+        published_path(run),
+        json.dumps(
+            {
+                "folder": str(out.relative_to(run.root)),
+                "counts": counts,
+                "fingerprint": run.meta().get("fingerprint"),
+                "inputs": input_signature(run),
+            },
+            indent=1,
+            sort_keys=True,
+        )
+        + "\n",
+    )
     return PublishReport(folder=str(out), counts=counts, report=str(report_path))
+
+
+def published_path(run: RunDir) -> Path:
+    """What the last finished publish was made from (``status`` compares it with the run as it is now)."""
+    return run.root / "publish" / "published.json"
+
+
+def input_signature(run: RunDir) -> dict[str, list[int]]:
+    """Size and modification time of every file the dataset is made from (prompts, the generate and
+    annotate done logs, the pairs): when any of them changes, the published folder is out of date."""
+    files = [run.prompts_file, run.root / "pairs" / "pairs.jsonl"]
+    for stage in ("generate", "annotate"):
+        files.extend(sorted((run.root / stage).glob("done-rank*.jsonl")))
+    out = {}
+    for path in files:
+        if path.exists():
+            st = path.stat()
+            out[str(path.relative_to(run.root))] = [st.st_size, st.st_mtime_ns]
+    return out
+
+
+def publish_status(config: BuildConfig, run: RunDir) -> dict[str, Any]:
+    """``status`` of the publish stage: ``done`` (the folder matches the run), ``stale`` (stages or the
+    config changed since: publish again), ``interrupted`` (a publish started but did not finish) or
+    ``not run``; ``done`` counts the rows of the ``images`` config (from the Parquet footers)."""
+    folder = dataset_dir(config, run)
+    row: dict[str, Any] = {"state": "not run", "done": 0, "pending": None, "failed": 0, "folder": str(folder)}
+    try:
+        last = json.loads(published_path(run).read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        last = None
+    if not (folder / "README.md").exists():
+        if folder.exists():
+            row["state"] = "interrupted"
+        return row
+    import pyarrow.parquet as pq
+
+    row["done"] = sum(
+        pq.ParquetFile(p).metadata.num_rows for p in (folder / "data" / "images").glob("*.parquet")
+    )
+    if last is None:  # a folder published by an older version, or copied in: nothing to compare with
+        row["state"] = "done"
+        return row
+    same = (
+        last.get("folder") == str(folder.relative_to(run.root))
+        and last.get("fingerprint") == run.meta().get("fingerprint")
+        and last.get("inputs") == input_signature(run)
+    )
+    row["state"] = "done" if same else "stale"
+    return row
 
 
 # --------------------------------------------------------------------------------------------- card
