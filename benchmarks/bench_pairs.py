@@ -17,10 +17,11 @@ images of a prompt in one group) and an ``llm`` section pointing at a closed por
 For every group of ``judge_groups(config, run, guide_version)`` the setup appends to
 ``annotate/done-rank0.jsonl`` the record ``annotate_with_judge`` writes (annotation_id, prompt_id,
 image_ids, order, judge, guide_version, scale, results, rank_consistent, rank_issues). The results are what
-``validate_judgement`` returns: per image, four aspects with an integer score 1-5 (as a float, drawn from a
-seeded RNG) and an explanation of about 150 characters, and a rank (by the weighted overall, with one
-group in ten given two swapped ranks, so some records are rank-inconsistent; ``rank_issues`` is the real
-function's verdict).
+``validate_judgement`` returns: per image, four aspects with an integer score 1-5 (as a float) and an
+explanation of about 150 characters, and a rank (by the weighted overall; one group in ten gets two ranks
+swapped, so some records are rank-inconsistent, as ``rank_issues``, the real function, finds). The random
+draws are seeded per group (``--seed`` and the annotation id), so the synthetic judge does not depend on
+the order in which a package version lists the groups, and two versions see the same run.
 
 Each size runs in three fresh subprocesses of this script: ``--setup N`` builds the run directory,
 ``--measure N`` runs the pairs stage, ``--check N`` reads the pairs file back. Keeping the setup out of the
@@ -221,10 +222,10 @@ def write_annotations(config, run, seed: int) -> tuple[int, int]:
     groups, waiting = judge_groups(config, run, version)
     if waiting:
         raise SystemExit(f"setup: {waiting} prompts still waiting for images")
-    rng = random.Random(seed)
     log = run.stage_log(STAGE, KEY, 0)
     inconsistent = 0
     for g in groups:
+        rng = random.Random(f"{seed}-{g.annotation_id}")  # a group's scores do not depend on group order
         value = []  # what validate_judgement returns, per image in the order shown
         for _ in g.image_ids:
             result: dict = {}

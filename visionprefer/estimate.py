@@ -58,6 +58,28 @@ def estimate_build(config: BuildConfig) -> dict[str, Any]:
             groups, _ = judge_groups(config, run, load_guide(config.annotate.judge)[1])
             done_keys = run.stage_log("annotate", "annotation_id").done_index()
         llm["judge"] = estimate_judge(config, planned, done_keys, groups)
+    elif config.annotate.backend == "metrics":
+        from .annotate.metrics import estimate_metrics_llm
+
+        # Questions are written for the prompt as generated: the polished text once the prompts stage ran.
+        texts = {p["prompt_id"]: p["prompt"] for p in prompts.kept}
+        if run.prompts_file.exists():
+            from .generate.stage import stored_prompts
+
+            texts.update((p["prompt_id"], p["prompt"]) for p in stored_prompts(run))
+        per_text: dict[str, int] = {}  # prompt text -> images still to annotate
+        for c in chunks:
+            for t in c.tasks:
+                text = texts.get(t.prompt_id, t.prompt)
+                per_text[text] = per_text.get(text, 0) + 1
+        if run.prompts_file.exists() and done:
+            from .annotate.metrics import metric_tasks
+
+            annotated = run.stage_log("annotate", "annotation_id").done_index()
+            for t in metric_tasks(config, run)[0]:
+                if t.annotation_id in annotated and per_text.get(t.prompt):
+                    per_text[t.prompt] -= 1
+        llm.update(estimate_metrics_llm(config, per_text, run.llm_dir))
     return {
         "prompts": counts["kept"],
         "prompts_rejected": counts["filtered"] + counts["failed"],

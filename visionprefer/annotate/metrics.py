@@ -10,6 +10,7 @@ embedding (computed once when both use the same CLIP). Records store the raw met
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 from dataclasses import dataclass
@@ -389,4 +390,70 @@ def metric_feedback(config: BuildConfig, run: RunDir, done: LogIndex) -> dict[st
             "overall": total,
             **dict.fromkeys(("prompt_following", "fidelity", "aesthetic", "harmlessness")),
         }
+    return out
+
+
+# --------------------------------------------------------------------------------------------- estimate
+QUESTIONS_PER_PROMPT_GUESS = 8  # for estimates before an LLM has written a prompt's questions
+TOKENS_PER_QUESTION = 45  # one question record (question, choices, answer, element type, element) as JSON
+
+
+def estimate_metrics_llm(
+    config: BuildConfig, images_per_prompt: dict[str, int], folder: Any
+) -> dict[str, dict[str, Any]]:
+    """LLM calls, tokens and dollars of metric feedback still to pay: question writing (``questions: llm``,
+    one call per distinct prompt text) and VLM answers (``vqa_backend: vlm``, one call per image and
+    question). ``images_per_prompt`` maps prompt text -> planned images. Answers already in the response
+    cache (``folder``) are free. Question counts come from the template, from cached LLM questions, or are
+    assumed to be 8 per prompt."""
+    from ..llm import InvalidAnswer, chat_request, estimate_tokens
+    from ..llm.cache import ResponseCache, request_key
+    from ..llm.usage import cost_usd, price_for
+    from ..scorers import template_questions
+
+    mc = config.annotate.metrics
+    out: dict[str, dict[str, Any]] = {}
+    cache = ResponseCache(folder) if folder.exists() else None
+    n_questions: dict[str, int] = {}
+    if mc.questions == "llm":
+        price = price_for(mc.question_llm.model, config.prices)
+        row = {"calls": 0, "cached": 0, "input_tokens": 0, "output_tokens": 0, "usd": 0.0}
+        for prompt in images_per_prompt:
+            request = chat_request(
+                mc.question_llm, question_messages(prompt), schema=QUESTION_SCHEMA, schema_name="questions"
+            )
+            entry = cache.get(request_key(request)) if cache is not None else None
+            if entry is not None:
+                row["cached"] += 1
+                with contextlib.suppress(InvalidAnswer, KeyError, TypeError):  # invalid: re-asked, guessed
+                    n_questions[prompt] = len(validate_questions(entry["text"]))
+                continue
+            tokens_in = estimate_tokens(request)
+            tokens_out = min(mc.question_llm.max_tokens, QUESTIONS_PER_PROMPT_GUESS * TOKENS_PER_QUESTION)
+            row["calls"] += 1
+            row["input_tokens"] += tokens_in
+            row["output_tokens"] += tokens_out
+            row["usd"] += cost_usd(price, tokens_in, tokens_out)
+        row["usd"] = round(row["usd"], 4)
+        row["price_known"] = price is not None
+        out["questions"] = row
+    else:
+        n_questions = {p: len(template_questions(p)) for p in images_per_prompt}
+    if mc.vqa_backend == "vlm" and mc.vqa_llm is not None:
+        vlm = mc.vqa_llm
+        price = price_for(vlm.model, config.prices)
+        image_tokens = 765  # one image at detail "auto" (the request sets none), as estimate_tokens counts it
+        calls = sum(n * n_questions.get(p, QUESTIONS_PER_PROMPT_GUESS) for p, n in images_per_prompt.items())
+        tokens_in = calls * (image_tokens + 40)
+        tokens_out = calls * 4  # a word or a number
+        out["vqa"] = {
+            "calls": calls,
+            "cached": 0,  # VQA requests carry the image bytes: not looked up before the images exist
+            "input_tokens": tokens_in,
+            "output_tokens": tokens_out,
+            "usd": round(cost_usd(price, tokens_in, tokens_out), 4),
+            "price_known": price is not None,
+        }
+    if cache is not None:
+        cache.close()
     return out

@@ -139,7 +139,24 @@ def answer_pairwise(body: dict[str, Any], *, biased: bool = False) -> str:
     return json.dumps({"winner": winner, "explanation": f"Image {winner} follows the prompt more closely."})
 
 
+def answer_metrics(body: dict[str, Any]) -> str:
+    """AGFSync's two LLM roles. With an image (VQA): "no" when the question mentions snow, else "yes".
+    Without (question writing): the offline template questions of the quoted prompt, as JSON."""
+    _, images = _judge_payload(body)
+    text = _first_user_text(body)
+    if images:
+        return "no" if "snow" in text.lower() else "yes"
+    from ..scorers import template_questions
+
+    try:
+        prompt = json.loads(text)["prompt"]
+    except (ValueError, KeyError, TypeError):
+        prompt = text
+    return json.dumps({"questions": template_questions(str(prompt))})
+
+
 RESPONDERS = {
+    "metrics": answer_metrics,
     "polish": answer_polish,
     "pairwise": answer_pairwise,
     "pairwise_biased": lambda body: answer_pairwise(body, biased=True),
