@@ -161,11 +161,14 @@ def test_both_orders_average_and_record_the_order(tmp_path, fake_llm):
         assert row["fidelity"]["score"] == expected
 
 
-def test_changing_the_judge_reannotates_without_regenerating(tmp_path, fake_llm):
+def test_changing_the_judge_reannotates_without_regenerating(tmp_path, fake_llm, capsys):
     server = fake_llm(responder="judge")
     build(load_config(_config(tmp_path, server.base_url, prompts=PROMPTS[:2])), progress=False)
     path = _config(tmp_path, server.base_url, prompts=PROMPTS[:2])
     path.write_text(path.read_text().replace("gpt-4o-2024-08-06", "gpt-4.1"))
+    # Pairs before annotating with the new judge: a clear error, not an empty pairs file.
+    assert main(["pairs", str(path), "-q"]) == 2
+    assert "no annotations for the current annotate settings yet" in capsys.readouterr().err
     report = build(load_config(path), progress=False)
     assert report.stages["generate"].made == 0
     assert report.stages["annotate"].made == 2 and report.stages["annotate"].done_before == 0

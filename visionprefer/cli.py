@@ -88,7 +88,11 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = evsub.add_parser("score", help="CLIP score, LAION aesthetic, PickScore, HPS v2, CQ on a prompt list")
     sp.add_argument(
-        "--prompts", required=True, metavar="FILE", help="prompt file (txt, jsonl, json, csv/tsv, parquet)"
+        "--prompts",
+        required=True,
+        metavar="FILE",
+        help="prompt file (txt, jsonl, json, csv/tsv, parquet) or a public prompt set by name: "
+        "partiprompts, drawbench, geneval, imagereward (downloaded and cached)",
     )
     sp.add_argument("--column", help="prompt column / JSON key")
     sp.add_argument("--limit", type=int)
@@ -119,7 +123,12 @@ def _parser() -> argparse.ArgumentParser:
     source(sp)
 
     sp = evsub.add_parser("winrate", help="model A vs B (or N models): wins/ties/losses, CIs, Bradley-Terry")
-    sp.add_argument("--prompts", required=True, metavar="FILE")
+    sp.add_argument(
+        "--prompts",
+        required=True,
+        metavar="FILE",
+        help="prompt file, or a public prompt set by name (partiprompts, drawbench, geneval, imagereward)",
+    )
     sp.add_argument("--column")
     sp.add_argument("--limit", type=int)
     sp.add_argument("--a", metavar="DIR", help="model A's images (<i:05d>.png per prompt)")

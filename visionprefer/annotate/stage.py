@@ -300,12 +300,16 @@ def annotate_with_judge(
 
 
 # --------------------------------------------------------------------------------------------- feedback view
-def load_feedback(config: BuildConfig, run: RunDir) -> dict[str, dict[str, Any]]:
+def load_feedback(
+    config: BuildConfig, run: RunDir, *, explanations: bool = True
+) -> dict[str, dict[str, Any]]:
     """Per finished image: the feedback columns of the dataset (aspects, metrics, overall, rank, judge, ...).
 
     Judge annotations of the current groups are averaged over the orders shown; ``overall`` is the
     configured weighted mean of the aspects; ``rank`` is 1 for the best ``overall`` among the prompt's
-    annotated images (ties share the better rank).
+    annotated images (ties share the better rank). Records are read one at a time and folded in, so what
+    is held is the result. ``explanations=False`` leaves the judge's explanations out (a few hundred bytes
+    an image that the pairs stage does not need).
     """
     backend = config.annotate.backend
     if backend == "none":
@@ -318,29 +322,34 @@ def load_feedback(config: BuildConfig, run: RunDir) -> dict[str, dict[str, Any]]
         _, version = load_guide(config.annotate.judge)
         groups, _ = judge_groups(config, run, version)
         groups = [g for g in groups if g.annotation_id in done]
-        per_image: dict[str, list[dict[str, Any]]] = {}
-        consistent: dict[str, bool] = {}
-        prompt_of: dict[str, str] = {}
         for g, rec in zip(groups, done.records(g.annotation_id for g in groups), strict=True):
             for image_id in g.image_ids:
-                per_image.setdefault(image_id, []).append(rec["results"][image_id])
-                consistent[image_id] = consistent.get(image_id, True) and rec["rank_consistent"]
-                prompt_of[image_id] = g.prompt_id
-            meta = {"judge": rec["judge"], "guide_version": rec["guide_version"]}
-            for image_id in g.image_ids:
-                feedback.setdefault(image_id, dict(meta))
-        for image_id, results in per_image.items():
-            row = feedback[image_id]
+                result = rec["results"][image_id]
+                row = feedback.get(image_id)
+                if row is None:  # the first order shown: its explanations are the ones kept
+                    row = feedback[image_id] = {
+                        "judge": rec["judge"],
+                        "guide_version": rec["guide_version"],
+                        "prompt_id": g.prompt_id,
+                        "metrics": None,
+                        "judge_ranks": [],
+                        "rank_consistent": True,
+                        **{
+                            a: {
+                                "score": 0.0,
+                                "explanation": result[a]["explanation"] if explanations else None,
+                            }
+                            for a in ASPECTS
+                        },
+                    }
+                for aspect in ASPECTS:
+                    row[aspect]["score"] += result[aspect]["score"]  # a sum until all orders are in
+                row["judge_ranks"].append(result["rank"])
+                row["rank_consistent"] = row["rank_consistent"] and rec["rank_consistent"]
+        for row in feedback.values():
             for aspect in ASPECTS:
-                row[aspect] = {
-                    "score": sum(r[aspect]["score"] for r in results) / len(results),
-                    "explanation": results[0][aspect]["explanation"],
-                }
-            row["metrics"] = None
+                row[aspect]["score"] /= len(row["judge_ranks"])
             row["overall"] = overall_score(row, config.annotate.aspect_weights)
-            row["judge_ranks"] = [r["rank"] for r in results]
-            row["rank_consistent"] = consistent[image_id]
-            row["prompt_id"] = prompt_of[image_id]
     else:
         from .metrics import metric_feedback
 

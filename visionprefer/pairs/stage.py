@@ -115,11 +115,17 @@ def run_pairs_stage(config: BuildConfig, run: RunDir) -> PairsReport:
 
     if config.annotate.backend == "none":
         return PairsReport()
-    feedback = load_feedback(config, run)
+    feedback = load_feedback(config, run, explanations=False)  # scores are all the pairs need
     if not feedback:
-        attempted = run.stage_log("annotate", "annotation_id").state()
-        if not attempted.done and not attempted.failed:
-            raise StageOrderError(f"{run.root}: no annotations yet; run `visionprefer annotate CONFIG` first")
+        from ..annotate.stage import planned_annotations
+
+        planned, _ = planned_annotations(config, run)
+        failed = run.stage_log("annotate", "annotation_id").failures(lambda key: False)
+        if not any(key in failed for key in planned):
+            what = "for the current annotate settings " if planned else ""
+            raise StageOrderError(
+                f"{run.root}: no annotations {what}yet; run `visionprefer annotate CONFIG` first"
+            )
     index = generation_index(run)  # addresses only; a prompt's records are read when its pairs are made
     report = PairsReport()
 
