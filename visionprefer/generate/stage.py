@@ -21,7 +21,7 @@ from ..dist import ProcessInfo, process_info
 from ..progress import progress_bar
 from ..prompts.stage import load_prompts
 from ..rundir import LogIndex, RunDir, StageState, StoredRecords, atomic_write_bytes
-from .plan import Chunk, GeneratorSpec, plan_images, resolve_generators
+from .plan import Chunk, GeneratorSpec, ImageTask, plan_images, resolve_generators
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +159,47 @@ def generate_images(
     return report
 
 
+def generation_record(
+    task: ImageTask,
+    spec: GeneratorSpec,
+    *,
+    pipeline: str,
+    scheduler: str,
+    dtype: str,
+    size: tuple[int, int],
+    file: str,
+    fmt: str,
+    sha256: str,
+    chunk: int,
+    rank: int,
+) -> dict[str, Any]:
+    """The done-log record of one finished image (``size`` is width, height; ``file`` is relative to the
+    run directory): the one place its fields are laid out, for the stage and for tools that build runs."""
+    return {
+        "image_id": task.image_id,
+        "prompt_id": task.prompt_id,
+        "prompt": task.prompt,
+        "generator": spec.generator_column,
+        "generator_name": spec.name,
+        "model_id": spec.model_id,
+        "revision": spec.revision,
+        "pipeline": pipeline,
+        "scheduler": scheduler,
+        "steps": spec.steps,
+        "guidance_scale": task.guidance_scale,
+        "seed": task.seed,
+        "sample_index": task.sample_index,
+        "height": size[1],
+        "width": size[0],
+        "dtype": dtype,
+        "file": file,
+        "format": fmt,
+        "image_sha256": sha256,
+        "chunk": chunk,
+        "rank": rank,
+    }
+
+
 class _ChunkRunner:
     """Runs chunks through a generator and stores their images.
 
@@ -242,29 +283,19 @@ class _ChunkRunner:
             path = self.run_dir.image_path(task.image_id, self.ext)
             atomic_write_bytes(path, data)
             records.append(
-                {
-                    "image_id": task.image_id,
-                    "prompt_id": task.prompt_id,
-                    "prompt": task.prompt,
-                    "generator": spec.generator_column,
-                    "generator_name": spec.name,
-                    "model_id": spec.model_id,
-                    "revision": spec.revision,
-                    "pipeline": pipeline,
-                    "scheduler": scheduler,
-                    "steps": spec.steps,
-                    "guidance_scale": task.guidance_scale,
-                    "seed": task.seed,
-                    "sample_index": task.sample_index,
-                    "height": image.height,
-                    "width": image.width,
-                    "dtype": dtype,
-                    "file": str(path.relative_to(self.run_dir.root)),
-                    "format": self.fmt,
-                    "image_sha256": hashlib.sha256(data).hexdigest(),
-                    "chunk": chunk.index,
-                    "rank": self.rank,
-                }
+                generation_record(
+                    task,
+                    spec,
+                    pipeline=pipeline,
+                    scheduler=scheduler,
+                    dtype=dtype,
+                    size=(image.width, image.height),
+                    file=str(path.relative_to(self.run_dir.root)),
+                    fmt=self.fmt,
+                    sha256=hashlib.sha256(data).hexdigest(),
+                    chunk=chunk.index,
+                    rank=self.rank,
+                )
             )
         self.stage_log.record_done(records)
         for rec in records:
