@@ -32,31 +32,64 @@ def urllib_download(url: str, dest: Path, *, timeout: float = 60.0) -> None:
 
 
 def cached_download(
-    url: str, dest: Path, *, sha256: str | None = None, downloader: Downloader | None = None
+    url: str,
+    dest: Path,
+    *,
+    sha256: str | None = None,
+    check: Callable[[Path], None] | None = None,
+    recheck_cached: bool = True,
+    downloader: Downloader | None = None,
+    name: str | None = None,
+    error: type[Exception] = SourceError,
 ) -> Path:
-    """``dest`` if it is there (and matches ``sha256``), else download ``url`` to it, checked and atomic."""
+    """``dest`` if it is there and valid, else download ``url`` to it: into a temporary file beside it,
+    checked, then renamed into place, under a file lock (several processes may ask at once).
+
+    Valid means: ``sha256`` matches (when given) and ``check(path)`` does not raise (when given; it raises
+    an exception whose message says what is wrong, which propagates for a new download). A cached file is
+    checked again unless ``recheck_cached`` is false; one that fails is fetched again. A download that
+    fails is one line of type ``error`` naming ``name`` (default: the URL) and saying where a local copy
+    can go.
+    """
     from filelock import FileLock
 
-    def ok(path: Path) -> bool:
-        return path.is_file() and (sha256 is None or hashlib.sha256(path.read_bytes()).hexdigest() == sha256)
+    def verify(path: Path) -> None:
+        if sha256 is not None:
+            got = hashlib.sha256(path.read_bytes()).hexdigest()
+            if got != sha256:
+                raise error(f"{url}: downloaded file has sha256 {got}, expected {sha256}")
+        if check is not None:
+            check(path)
 
-    if ok(dest):
+    def cached() -> bool:
+        if not dest.is_file():
+            return False
+        if not recheck_cached:
+            return True
+        try:
+            verify(dest)
+        except Exception:  # noqa: BLE001 - replaced or damaged by hand: fetch again
+            return False
+        return True
+
+    if cached():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(dest) + ".lock"):
-        if ok(dest):
+    with FileLock(str(dest.parent / f".{dest.name}.lock")):
+        if cached():
             return dest
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
         try:
-            (downloader or urllib_download)(url, tmp)
-        except Exception as e:  # network errors come in many types; all are the user's to fix
+            try:
+                (downloader or urllib_download)(url, tmp)
+            except Exception as e:  # noqa: BLE001 - network errors come in many types; all are the user's to fix
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                what = f"{name} from {url}" if name else url
+                raise error(
+                    f"cannot download {what} ({first}); pass a local copy, or place the file at {dest}"
+                ) from None
+            verify(tmp)
+            os.replace(tmp, dest)
+        finally:
             tmp.unlink(missing_ok=True)
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise SourceError(f"cannot download {url} ({first}); pass a local copy instead") from None
-        if sha256 is not None:
-            got = hashlib.sha256(tmp.read_bytes()).hexdigest()
-            if got != sha256:
-                tmp.unlink(missing_ok=True)
-                raise SourceError(f"{url}: downloaded file has sha256 {got}, expected {sha256}")
-        os.replace(tmp, dest)
     return dest

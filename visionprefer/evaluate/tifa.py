@@ -41,7 +41,6 @@ import hashlib
 import json
 import os
 import statistics
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,13 +107,6 @@ def git_blob_sha1(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def download_url(url: str, dest: Path, *, timeout: float = 60.0) -> None:
-    """The default downloader (see :mod:`visionprefer.download`)."""
-    from ..download import urllib_download
-
-    urllib_download(url, dest, timeout=timeout)
-
-
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
@@ -173,41 +165,15 @@ def fetch_tifa_file(
     else:
         expected = None
         name = f"{Path(entry['filename']).stem}-{hashlib.sha256(url.encode()).hexdigest()[:12]}.json"
-    target = folder / name
+    from ..download import cached_download
 
-    def cached_ok() -> bool:
-        if not target.is_file():
-            return False
-        try:
-            _check_download(target.read_bytes(), expected_blob=expected, url=url)
-        except SourceError:
-            return False  # replaced or damaged by hand: fetch again
-        return True
-
-    if cached_ok():
-        return target
-    folder.mkdir(parents=True, exist_ok=True)
-    from filelock import FileLock
-
-    with FileLock(str(folder / f".{name}.lock")):
-        if cached_ok():
-            return target
-        fd, tmp_name = tempfile.mkstemp(prefix=".download-", suffix=".json", dir=folder)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
-            try:
-                (downloader or download_url)(url, tmp)
-            except Exception as e:  # noqa: BLE001 - network/HTTP errors become one-line errors
-                raise SourceError(
-                    f"cannot download {entry['filename']} from {url}: {_first_line(e)} "
-                    f"(or pass a local copy, or place it at {target})"
-                ) from None
-            _check_download(tmp.read_bytes(), expected_blob=expected, url=url)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
-    return target
+    return cached_download(
+        url,
+        folder / name,
+        check=lambda path: _check_download(path.read_bytes(), expected_blob=expected, url=url),
+        downloader=downloader,
+        name=entry["filename"],
+    )
 
 
 def resolve_tifa_file(

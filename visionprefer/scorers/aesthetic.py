@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -69,13 +68,6 @@ def write_head_info(folder: Path, *, weights: str, clip_model: str, input_dim: i
 
 
 # ------------------------------------------------------------------------------------------------ weights
-def urllib_download(url: str, dest: Path, *, timeout: float = 60.0) -> None:
-    """The default downloader (see :mod:`visionprefer.download`)."""
-    from ..download import urllib_download as download
-
-    download(url, dest, timeout=timeout)
-
-
 def load_head_state(path: Path) -> dict[str, Any]:
     """A head's state dict from a ``.pth`` (torch.save of a state dict) or a ``.safetensors`` file."""
     path = Path(path)
@@ -115,32 +107,18 @@ def download_laion_v2(
     *, cache_dir: Path | None = None, downloader: Downloader | None = None, url: str = LAION_V2_URL
 ) -> Path:
     """Path of the cached LAION v2 weights, downloading them first if needed (atomic, verified, locked)."""
-    folder = Path(cache_dir) if cache_dir is not None else cache_root() / "aesthetic"
-    target = folder / LAION_V2_FILE
-    if target.is_file():
-        return target
-    folder.mkdir(parents=True, exist_ok=True)
-    from filelock import FileLock
+    from ..download import cached_download
 
-    with FileLock(str(folder / f".{LAION_V2_FILE}.lock")):
-        if target.is_file():
-            return target
-        fd, tmp_name = tempfile.mkstemp(prefix=".download-", suffix=".pth", dir=folder)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
-            try:
-                (downloader or urllib_download)(url, tmp)
-            except Exception as e:  # noqa: BLE001 - network/HTTP errors become one-line load errors
-                raise ModelLoadError(
-                    f"cannot download the LAION aesthetic head from {url}: {first_line(e)} "
-                    f"(or place {LAION_V2_FILE} at {target})"
-                ) from None
-            build_head(load_head_state(tmp), source=url)  # refuse to cache a broken or wrong file
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
-    return target
+    folder = Path(cache_dir) if cache_dir is not None else cache_root() / "aesthetic"
+    return cached_download(
+        url,
+        folder / LAION_V2_FILE,
+        check=lambda path: build_head(load_head_state(path), source=url),  # refuse a broken or wrong file
+        recheck_cached=False,
+        downloader=downloader,
+        name="the LAION aesthetic head",
+        error=ModelLoadError,
+    )
 
 
 def resolve_head(
