@@ -1,0 +1,91 @@
+"""Network checks of the real sources behind the tiny stand-ins (``pytest -m slow``; excluded by default).
+
+Run where the Hub and GitHub are reachable: ``.venv/bin/python -m pytest -m slow tests/test_slow_sources.py``.
+Each test downloads the canonical file through the package's own code (into a temporary cache) and checks it
+against the facts the package relies on: pinned hashes and row counts of the benchmark files, the pinned
+revisions of the generator presets, the HPS v2 checkpoints and prompt sets, the LAION aesthetic head.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _online(monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+
+@pytest.mark.parametrize("name", ["partiprompts", "drawbench", "geneval", "imagereward"])
+def test_prompt_set_downloads_with_its_pinned_hash_and_row_count(name):
+    from visionprefer.evaluate.score import read_prompt_list
+    from visionprefer.prompts.benchmarks import benchmark_file, benchmark_spec
+
+    path = benchmark_file(name)  # sha256-checked against the spec
+    spec = benchmark_spec(name)
+    assert path.is_file()
+    assert len(read_prompt_list(name)) <= spec["rows"]  # cleaning may drop empty rows, never add
+
+
+def test_tifa_question_file_matches_the_published_counts():
+    import json
+
+    from visionprefer.evaluate.tifa import fetch_tifa_file
+
+    rows = json.loads(fetch_tifa_file("question_answers").read_text(encoding="utf-8"))
+    assert len(rows) == 25_829 and len({r["id"] for r in rows}) == 4_081
+    captions = json.loads(fetch_tifa_file("text_inputs").read_text(encoding="utf-8"))
+    assert len(captions) == 4_081
+
+
+@pytest.mark.parametrize("preset", ["sd15", "sd21", "dreamlike", "sdxl"])
+def test_preset_revision_exists_and_names_the_expected_pipeline(preset):
+    import json
+
+    from huggingface_hub import hf_hub_download
+
+    from visionprefer.generate.presets import PRESETS
+
+    p = PRESETS[preset]
+
+    def fetch(filename: str) -> dict:
+        path = hf_hub_download(p.model_id, filename, revision=p.revision)
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+
+    expected = "StableDiffusionXLPipeline" if preset == "sdxl" else "StableDiffusionPipeline"
+    assert fetch("model_index.json")["_class_name"] == expected
+    scheduler = fetch("scheduler/scheduler_config.json")
+    if preset == "sd21":
+        assert scheduler.get("prediction_type") == "v_prediction"
+
+
+@pytest.mark.parametrize("version", ["v2.0", "v2.1"])
+def test_hps_checkpoints_are_where_the_scorer_looks(version):
+    from huggingface_hub import HfApi
+
+    from visionprefer.scorers.hpsv2 import HPS_CHECKPOINTS, HPS_REPO
+
+    info = HfApi().get_paths_info(HPS_REPO, [HPS_CHECKPOINTS[version]])
+    assert len(info) == 1 and 1.8e9 < info[0].size < 2.1e9  # float16 ViT-H-14, about 1.97 GB
+
+
+@pytest.mark.parametrize("style", ["anime", "concept-art", "paintings", "photo"])
+def test_hps_benchmark_styles_have_800_prompts(style):
+    from visionprefer.evaluate.hpsv2 import load_benchmark_prompts
+
+    assert len(load_benchmark_prompts(style)) == 800
+
+
+def test_laion_aesthetic_head_downloads_and_fits_clip_l14(tmp_path):
+    from visionprefer.scorers.aesthetic import build_head, download_laion_v2, load_head_state
+
+    path = download_laion_v2(cache_dir=tmp_path)
+    head = build_head(load_head_state(path), source=str(path))
+    assert head.layers[0].in_features == 768  # the CLIP ViT-L/14 image embedding
