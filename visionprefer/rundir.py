@@ -225,9 +225,10 @@ class StoredRecords(Sequence[dict[str, Any]]):
 # --------------------------------------------------------------------------------------------- stage logs
 @dataclass
 class StageState:
-    """What a stage's logs say: finished records by key, and the latest failure of unfinished keys."""
+    """What a stage's logs say: finished records by key (or only the finished keys, a set, from
+    :meth:`StageLog.keys_state`), and the latest failure of unfinished keys."""
 
-    done: dict[str, dict[str, Any]] = field(default_factory=dict)
+    done: Any = field(default_factory=dict)  # dict[key, record], or set[key]
     failed: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def blocked(self, retry_failed: bool) -> set[str]:
@@ -283,6 +284,12 @@ class StageLog:
                     st.done.setdefault(key, rec)
         st.failed = self.failures(st.done.__contains__)
         return st
+
+    def keys_state(self, keep: Callable[[dict[str, Any]], bool] | None = None) -> StageState:
+        """:meth:`state` with ``done`` as the set of finished keys, not their records (a stage that only
+        asks "is this key done?" then holds some 100 bytes a key instead of the parsed record)."""
+        index = self.done_index(keep)
+        return StageState(done=set(index), failed=self.failures(index.has_record))
 
     def done_paths(self) -> list[Path]:
         """Every rank's done log, in the order readers take their union (the first record of a key wins)."""

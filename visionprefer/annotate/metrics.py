@@ -140,7 +140,7 @@ def annotate_with_metrics(
     mc = config.annotate.metrics
     tasks, waiting = metric_tasks(config, run)
     log = run.stage_log(STAGE, KEY, proc.rank)
-    state = log.state()
+    state = log.keys_state()  # finished keys only: a judge record carries every explanation
     blocked = state.blocked(retry_failed)
     report = AnnotateReport(backend="metrics", planned=len(tasks), waiting=waiting)
     report.done_before = sum(1 for t in tasks if t.annotation_id in state.done)

@@ -163,7 +163,7 @@ def annotate_with_judge(
     guide, version = load_guide(judge)
     groups, waiting = judge_groups(config, run, version)
     log = run.stage_log(STAGE, KEY, proc.rank)
-    state = log.state()
+    state = log.keys_state()  # finished keys only: a judge record carries every explanation
     blocked = state.blocked(retry_failed)
     report = AnnotateReport(backend="judge", planned=len(groups), waiting=waiting)
     report.done_before = sum(1 for g in groups if g.annotation_id in state.done)

@@ -109,7 +109,8 @@ def generate_images(
     gc = config.generate
     proc = proc or process_info()
     chunks = plan_for_run(config, run)
-    state = generation_state(run)
+    # Ids only (not the records: some 2.8 KB an image); the runner adds the images it makes.
+    state = run.stage_log(STAGE, KEY).keys_state(keep=lambda rec: _image_on_disk(run, rec))
     blocked = state.blocked(retry_failed)
     report = GenerateReport(planned=sum(len(c.tasks) for c in chunks))
     report.done_before = sum(1 for c in chunks for i in c.image_ids if i in state.done)
@@ -298,8 +299,7 @@ class _ChunkRunner:
                 )
             )
         self.stage_log.record_done(records)
-        for rec in records:
-            self.state.done[rec["image_id"]] = rec
+        self.state.done.update(rec["image_id"] for rec in records)  # a set of ids (see generate_images)
         self.report.made += len(records)
         self.report.chunks_run += 1
         self.bar.update(len(records))
