@@ -141,6 +141,25 @@ def test_validation_rejects_bad_answers():
             validate_judgement(json.dumps(data), 2, 1, 5)
 
 
+GOLDEN = Path(__file__).parent / "data" / "judge"
+EXPECTED = json.loads((GOLDEN / "expected.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED["valid"]))
+def test_golden_judge_answers_parse(name):
+    results = validate_judgement((GOLDEN / name).read_text(), 2, 1, 5)
+    got = [[*(r[a]["score"] for a in ASPECTS), r["rank"]] for r in results]
+    assert got == EXPECTED["valid"][name]
+    assert all(r[a]["explanation"] for r in results for a in ASPECTS)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED["invalid"]))
+def test_golden_bad_judge_answers_are_refused_with_the_reason(name):
+    with pytest.raises(InvalidAnswer) as err:
+        validate_judgement((GOLDEN / name).read_text(), 2, 1, 5)
+    assert str(err.value).startswith(EXPECTED["invalid"][name])
+
+
 def test_both_orders_average_and_record_the_order(tmp_path, fake_llm):
     server = fake_llm(responder="judge")
     cfg = load_config(

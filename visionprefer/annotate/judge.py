@@ -13,6 +13,7 @@ import base64
 import hashlib
 import io
 import json
+import re
 from collections.abc import Collection
 from functools import lru_cache
 from pathlib import Path
@@ -97,21 +98,58 @@ def judge_messages(
     return [{"role": "system", "content": guide}, {"role": "user", "content": content}]
 
 
+def _key(name: Any) -> str:
+    """An aspect or field name as the schema spells it: "Prompt Following", "prompt-following" and
+    "promptFollowing" all become "prompt_following"."""
+    text = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", str(name))
+    return re.sub(r"[\s\-]+", "_", text.strip()).lower()
+
+
+def _number(value: Any) -> float | None:
+    """A score given as a number, or as a numeric string ("4", "4.5", "4/5" on its own scale)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?)\s*(?:/\s*\d+(?:\.\d+)?)?\s*", value)
+        if m:
+            return float(m.group(1))
+    return None
+
+
+def _integer(value: Any) -> int | None:
+    number = _number(value)
+    return int(number) if number is not None and number == int(number) else None
+
+
 def validate_judgement(text: str, n_images: int, lo: float, hi: float) -> list[dict[str, Any]]:
-    """Per image shown (in order): ``{aspect: {score, explanation}, "rank": r}``; raises InvalidAnswer."""
+    """Per image shown (in order): ``{aspect: {score, explanation}, "rank": r}``; raises InvalidAnswer.
+
+    Strict on content (every image once, every aspect, scores inside the scale, an explanation each,
+    ranks 1..N), tolerant on form, as answers from servers without structured output come: JSON inside
+    prose or a code fence, a bare list instead of ``{"images": [...]}``, aspect names spelled with spaces,
+    hyphens or camel case, numbers as strings ("4", "4/5"), and entries without ``image`` numbers when
+    none has one (then the list order is the order shown).
+    """
     data = extract_json(text)
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+    if isinstance(data, dict):
+        data = {_key(k): v for k, v in data.items()}
+    rows = data if isinstance(data, list) else data.get("images") if isinstance(data, dict) else None
+    if not isinstance(rows, list):
         raise InvalidAnswer('expected a JSON object with an "images" list')
-    rows = data["images"]
     if len(rows) != n_images:
         raise InvalidAnswer(f"expected {n_images} image entries, got {len(rows)}")
+    if not all(isinstance(row, dict) for row in rows):
+        raise InvalidAnswer("every image entry must be an object")
+    rows = [{_key(k): v for k, v in row.items()} for row in rows]
+    if all("image" not in row for row in rows):
+        rows = [{**row, "image": i} for i, row in enumerate(rows, start=1)]
     by_index: dict[int, dict[str, Any]] = {}
     for row in rows:
-        if not isinstance(row, dict):
-            raise InvalidAnswer("every image entry must be an object")
-        idx = row.get("image")
-        if not isinstance(idx, int) or isinstance(idx, bool) or not 1 <= idx <= n_images or idx in by_index:
-            raise InvalidAnswer(f"image numbers must be 1..{n_images}, each once (got {idx!r})")
+        idx = _integer(row.get("image"))
+        if idx is None or not 1 <= idx <= n_images or idx in by_index:
+            raise InvalidAnswer(f"image numbers must be 1..{n_images}, each once (got {row.get('image')!r})")
         by_index[idx] = row
     out = []
     for idx in range(1, n_images + 1):
@@ -121,16 +159,19 @@ def validate_judgement(text: str, n_images: int, lo: float, hi: float) -> list[d
             entry = row.get(aspect)
             if not isinstance(entry, dict):
                 raise InvalidAnswer(f"image {idx}: aspect {aspect!r} is missing")
-            score = entry.get("score")
-            if isinstance(score, bool) or not isinstance(score, (int, float)) or not lo <= score <= hi:
-                raise InvalidAnswer(f"image {idx}: {aspect} score {score!r} is outside {lo:g}..{hi:g}")
+            entry = {_key(k): v for k, v in entry.items()}
+            score = _number(entry.get("score"))
+            if score is None or not lo <= score <= hi:
+                raise InvalidAnswer(
+                    f"image {idx}: {aspect} score {entry.get('score')!r} is outside {lo:g}..{hi:g}"
+                )
             explanation = entry.get("explanation")
             if not isinstance(explanation, str) or not explanation.strip():
                 raise InvalidAnswer(f"image {idx}: {aspect} has no explanation")
-            result[aspect] = {"score": float(score), "explanation": explanation.strip()}
-        rank = row.get("rank")
-        if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= n_images:
-            raise InvalidAnswer(f"image {idx}: rank {rank!r} is not in 1..{n_images}")
+            result[aspect] = {"score": score, "explanation": explanation.strip()}
+        rank = _integer(row.get("rank"))
+        if rank is None or not 1 <= rank <= n_images:
+            raise InvalidAnswer(f"image {idx}: rank {row.get('rank')!r} is not in 1..{n_images}")
         result["rank"] = rank
         out.append(result)
     return out
