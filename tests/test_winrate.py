@@ -160,3 +160,19 @@ def test_winrate_submission_validates(two_models):
     (opp,) = sub["benchmarks"]["winrate"]["summary"]["opponents"]
     assert opp["opponent"] == "B" and opp["wins"] + opp["ties"] + opp["losses"] == 12
     assert main(["leaderboard", "validate", str(out / "submission.json")]) == 0
+
+
+def test_pairwise_answers_tolerant_on_form_strict_on_content():
+    from visionprefer.evaluate.winrate import validate_pairwise
+    from visionprefer.llm import InvalidAnswer
+
+    for text, winner in [
+        ('{"winner": "A", "explanation": "sharper"}', "A"),
+        ('Verdict:\n```json\n{"Winner": "Image B", "explanation": "follows the prompt"}\n```', "B"),
+        ('{"winner": " Tie ", "explanation": "equally good"}', "tie"),
+        ('{"winner": "b", "explanation": "x"}', "B"),
+    ]:
+        assert validate_pairwise(text) == winner
+    for text in ('{"winner": "both", "explanation": "x"}', '{"explanation": "x"}', "I cannot decide."):
+        with pytest.raises(InvalidAnswer):
+            validate_pairwise(text)

@@ -34,12 +34,20 @@ PAIRWISE_SCHEMA = {
 }
 
 
+_WINNERS = {"a": "A", "image a": "A", "b": "B", "image b": "B", "tie": "tie", "draw": "tie", "equal": "tie"}
+
+
 def validate_pairwise(text: str) -> str:
+    """``"A"``, ``"B"`` or ``"tie"`` from ``{"winner": ...}``; spellings such as "Image A", "b" or "Tie"
+    (from servers without structured output) are accepted, anything else is an InvalidAnswer."""
     data = extract_json(text)
+    if isinstance(data, dict):
+        data = {str(k).strip().lower(): v for k, v in data.items()}
     winner = data.get("winner") if isinstance(data, dict) else None
-    if winner not in ("A", "B", "tie"):
+    normalised = _WINNERS.get(" ".join(winner.split()).lower()) if isinstance(winner, str) else None
+    if normalised is None:
         raise InvalidAnswer(f'"winner" must be "A", "B" or "tie", got {winner!r}')
-    return winner
+    return normalised
 
 
 def pairwise_messages(guide: str, prompt: str, url_first: str, url_second: str, detail: str) -> list[dict]:
