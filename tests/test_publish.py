@@ -78,6 +78,13 @@ def test_card_describes_every_column_and_states_the_counts(judged_run):
             assert f"| `{column}` |" in section, (name, column)
     assert "random weights" in card and "VisionPrefer" in card and "AGFSync" in card
     assert re.search(r"\| generate \| 12 \| 0 \|", card)
+    # The Hub's own card parser reads the metadata: configs, features, licence, task, size.
+    from huggingface_hub import DatasetCard
+
+    data = DatasetCard.load(run.root / "dataset" / "README.md").data
+    assert [c["config_name"] for c in data.configs] == list(CONFIG_NAMES)
+    assert {c["config_name"] for c in data.dataset_info} == set(CONFIG_NAMES)
+    assert data.task_categories == ["text-to-image"] and data.size_categories == ["n<1K"] and data.license
 
 
 def test_dpo_export_the_diffusers_way(judged_run):
