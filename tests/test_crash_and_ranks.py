@@ -120,22 +120,7 @@ def test_torchrun_two_ranks_cover_the_plan_once(tmp_path):
     reference = _images(tmp_path / "single")
 
     cfg_path = _config(tmp_path, "ranks")
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(_free_port()),
-        "-m",
-        "visionprefer",
-        "build",
-        str(cfg_path),
-        "-q",
-    ]
+    cmd = _torchrun("build", str(cfg_path), "-q")
     done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 
@@ -149,3 +134,60 @@ def test_torchrun_two_ranks_cover_the_plan_once(tmp_path):
     all_ids = [i for ids in per_rank.values() for i in ids]
     assert len(all_ids) == len(set(all_ids)) == len(reference)  # every planned image exactly once
     assert _images(run_dir) == reference
+
+
+def _torchrun(*args: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "visionprefer",
+        *args,
+    ]
+
+
+def test_ranks_waiting_for_a_long_rank0_stage_use_the_configured_timeout(tmp_path, fake_llm):
+    """Rank 1 waits at a barrier while rank 0 polishes (a single-writer stage): the wait is bounded by
+    VISIONPREFER_DIST_TIMEOUT_S (default 72 h, not the process group's 10-30 min), and running out of it is
+    one clear line."""
+    pytest.importorskip("accelerate")
+    server = fake_llm(responder="polish", latency=4.0)
+    (tmp_path / "p.txt").write_text("a cat on a sofa\n")
+    cfg = write_config(
+        tmp_path,
+        f"""\
+        run_dir: {tmp_path / "run"}
+        prompts:
+          sources: [{{path: p.txt}}]
+          polish: {{enabled: true, llm: {{base_url: "{server.base_url}", concurrency: 1, timeout_s: 30}}}}
+        generate: {{generators: [{{preset: tiny-sd15}}]}}
+        """,
+    )
+    env = {**_env(), "VISIONPREFER_DIST_TIMEOUT_S": "1.5"}
+    done = subprocess.run(
+        _torchrun("prompts", str(cfg), "-q"), env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode != 0
+    assert "visionprefer: error: rank 1: timed out waiting for the other ranks (limit 1.5 s" in done.stderr
+
+
+def test_dist_timeout_setting(monkeypatch):
+    from datetime import timedelta
+
+    from visionprefer.dist import dist_timeout
+    from visionprefer.errors import ConfigError
+
+    monkeypatch.delenv("VISIONPREFER_DIST_TIMEOUT_S", raising=False)
+    assert dist_timeout() == timedelta(hours=72)
+    monkeypatch.setenv("VISIONPREFER_DIST_TIMEOUT_S", "90")
+    assert dist_timeout() == timedelta(seconds=90)
+    monkeypatch.setenv("VISIONPREFER_DIST_TIMEOUT_S", "soon")
+    with pytest.raises(ConfigError, match="VISIONPREFER_DIST_TIMEOUT_S"):
+        dist_timeout()

@@ -3,6 +3,11 @@
 Under a launcher (``WORLD_SIZE`` > 1) the rank comes from ``accelerate.PartialState``. On a machine
 without CUDA it must be created with ``cpu=True``, otherwise every rank believes it is alone and all of
 them do all the work.
+
+Single-writer stages (prompts with LLM polishing, pairs, publish) run on rank 0 while the other ranks wait
+at a barrier, which can take hours on a large build; the process group's default timeout (10 minutes for
+NCCL, 30 for gloo) would kill those waiting ranks. So the group is created with a timeout of
+``$VISIONPREFER_DIST_TIMEOUT_S`` seconds (default 72 hours).
 """
 
 from __future__ import annotations
@@ -25,10 +30,38 @@ class ProcessInfo:
 
     def barrier(self) -> None:
         if self.state is not None and self.world_size > 1:
-            self.state.wait_for_everyone()
+            try:
+                self.state.wait_for_everyone()
+            except RuntimeError as e:  # gloo and NCCL report a timed-out collective as a RuntimeError
+                if "time" not in str(e).lower():
+                    raise
+                from .errors import RanksTimedOut
+
+                raise RanksTimedOut(
+                    f"rank {self.rank}: timed out waiting for the other ranks (limit "
+                    f"{dist_timeout().total_seconds():g} s; a single-writer stage on rank 0 may need longer: "
+                    "raise VISIONPREFER_DIST_TIMEOUT_S); finished items are kept, rerun to resume"
+                ) from None
 
 
 _CURRENT: ProcessInfo | None = None
+DEFAULT_DIST_TIMEOUT_S = 72 * 3600
+
+
+def dist_timeout() -> Any:
+    """The process group's timeout: ``$VISIONPREFER_DIST_TIMEOUT_S`` seconds, default 72 hours."""
+    from datetime import timedelta
+
+    from .errors import ConfigError
+
+    raw = os.environ.get("VISIONPREFER_DIST_TIMEOUT_S", "")
+    try:
+        seconds = float(raw) if raw.strip() else DEFAULT_DIST_TIMEOUT_S
+    except ValueError:
+        seconds = -1.0
+    if seconds <= 0:
+        raise ConfigError(f"VISIONPREFER_DIST_TIMEOUT_S must be a positive number of seconds, got {raw!r}")
+    return timedelta(seconds=seconds)
 
 
 def process_info() -> ProcessInfo:
@@ -39,7 +72,7 @@ def process_info() -> ProcessInfo:
             import torch
             from accelerate import PartialState
 
-            state = PartialState(cpu=not torch.cuda.is_available())
+            state = PartialState(cpu=not torch.cuda.is_available(), timeout=dist_timeout())
             _CURRENT = ProcessInfo(state.process_index, state.num_processes, state.local_process_index, state)
         else:
             _CURRENT = ProcessInfo()

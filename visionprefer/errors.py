@@ -10,7 +10,8 @@ either::
     ├── StageOrderError(RuntimeError)    a stage whose inputs are missing
     ├── RunDirError(RuntimeError)        a run directory that is missing or unusable
     ├── ModelLoadError(OSError)          a model that cannot be found or loaded
-    └── BudgetExceeded(RuntimeError)     a spending limit reached (the stage stops cleanly)
+    ├── BudgetExceeded(RuntimeError)     a spending limit reached (the stage stops cleanly)
+    └── RanksTimedOut(TimeoutError)      a rank waited for the others longer than the process group allows
 """
 
 from __future__ import annotations
@@ -46,3 +47,7 @@ class BudgetExceeded(VisionPreferError, RuntimeError):
     """A configured spending limit would be exceeded; work done so far is kept."""
 
     exit_code = 3
+
+
+class RanksTimedOut(VisionPreferError, TimeoutError):
+    """Under a launcher, a rank waited at a barrier longer than the process group's timeout."""
