@@ -38,27 +38,16 @@ runs); by default everything goes to a temporary folder that is deleted at the e
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-MODEL_VERSION = "1"  # bump when the model built below changes, so a --work folder does not reuse an old one
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers
+from _common import add_work_option, quiet_logs, workspace, write_prompts  # noqa: E402
 
-# Varied prompts (different lengths, so that tokenisation is not trivially identical across the batch).
-WORDS = (
-    "a photo of a cat sitting on a red sofa",
-    "two dogs playing in the snow at dawn",
-    "a blue vintage car parked by the sea",
-    "three apples and a pear on a wooden table",
-    "a lighthouse on a cliff during a storm",
-    "an astronaut riding a horse on the moon",
-    "a bowl of ramen with a soft boiled egg",
-    "a watercolor painting of a quiet harbor",
-)
+MODEL_VERSION = "1"  # bump when the model built below changes, so a --work folder does not reuse an old one
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--size", type=int, default=256, help="image height and width (multiple of 8)")
     p.add_argument("--guidance", type=float, default=7.5, help="guidance scale (> 1: classifier-free)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads for both arms")
-    p.add_argument("--work", type=Path, default=None, help="keep model and runs here (default: temp dir)")
+    add_work_option(p, "model and runs")
     return p.parse_args(argv)
 
 
@@ -204,25 +193,11 @@ def make_config(work: Path, model_dir: Path, run_dir: Path, args: argparse.Names
 # --------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    own_work = args.work is None
-    work = Path(tempfile.mkdtemp(prefix="vp-bench-gen-")) if own_work else args.work.resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    # Isolate every cache and stay offline; set before the libraries are imported.
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["HF_HOME"] = str(work / "hf-home")
-    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-    os.environ.pop("WORLD_SIZE", None)  # single process
-    try:
+    with workspace(args.work, "vp-bench-gen-") as work:  # isolated caches, offline, before the imports
         return _bench(args, work)
-    finally:
-        if own_work:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 def _bench(args: argparse.Namespace, work: Path) -> int:
-    import logging
-    import warnings
-
     import numpy as np
     import torch
 
@@ -238,14 +213,12 @@ def _bench(args: argparse.Namespace, work: Path) -> int:
     transformers.utils.logging.disable_progress_bar()
     diffusers.utils.logging.set_verbosity_error()
     transformers.utils.logging.set_verbosity_error()
-    logging.getLogger("visionprefer").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore")
+    quiet_logs()
 
     t = time.perf_counter()
     model_dir = build_model(work)
     print(f"model: {model_dir} (built/checked in {time.perf_counter() - t:.1f} s)")
-    lines = [f"{WORDS[i % len(WORDS)]}, variation {i}" for i in range(args.prompts)]
-    (work / "prompts.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_prompts(work / "prompts.txt", args.prompts)  # varied lengths: tokenisation differs in a batch
 
     runs = work / "runs"
     shutil.rmtree(runs, ignore_errors=True)

@@ -53,27 +53,17 @@ Run (from the repository root, about 65 s with the defaults, a quarter of it the
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-MODEL = "gpt-4o-2024-08-06"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers
+from _common import add_work_option, quiet_logs, workspace, write_prompts  # noqa: E402
 
-WORDS = (
-    "a photo of a cat sitting on a red sofa",
-    "two dogs playing in the snow at dawn",
-    "a blue vintage car parked by the sea",
-    "three apples and a pear on a wooden table",
-    "a lighthouse on a cliff during a storm",
-    "an astronaut riding a horse on the moon",
-    "a bowl of ramen with a soft boiled egg",
-    "a watercolor painting of a quiet harbor",
-)
+MODEL = "gpt-4o-2024-08-06"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -84,7 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--latency", type=float, default=0.1, help="server latency per request, seconds")
     p.add_argument("--rpm", type=float, default=6000, help="annotate.judge.llm.requests_per_minute")
     p.add_argument("--repeats", type=int, default=3, help="measured runs (each on a fresh annotation state)")
-    p.add_argument("--work", type=Path, default=None, help="keep models and the run here (default: temp dir)")
+    add_work_option(p, "models and the run")
     return p.parse_args(argv)
 
 
@@ -118,8 +108,7 @@ def build_images(work: Path, args: argparse.Namespace) -> int:
     from visionprefer.build import run_stage
 
     torch.set_num_threads(1)
-    lines = [f"{WORDS[i % len(WORDS)]}, variation {i}" for i in range(args.prompts)]
-    (work / "prompts.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_prompts(work / "prompts.txt", args.prompts)
     config = make_config(work, "http://127.0.0.1:9/v1", args.concurrency, args.rpm, args)
     kept = run_stage(config, "prompts", progress=False).kept
     report = run_stage(config, "generate", progress=False)
@@ -217,30 +206,21 @@ def describe(r: ArmResult, n: int) -> str:
 # --------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    own_work = args.work is None
-    work = Path(tempfile.mkdtemp(prefix="vp-bench-judge-")) if own_work else args.work.resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-    os.environ["HF_HOME"] = str(work / "hf-home")
-    os.environ["VISIONPREFER_TINY_DIR"] = str(work / "tiny-models")
-    os.environ["VISIONPREFER_CACHE"] = str(work / "hf-home" / "visionprefer")
-    os.environ["OMP_NUM_THREADS"] = "1"
-    os.environ.pop("WORLD_SIZE", None)  # single process
-    os.environ.pop("OPENAI_API_KEY", None)  # the fake server needs none; never send a real key
-    try:
+    with workspace(
+        args.work,
+        "vp-bench-judge-",
+        drop_api_key=True,
+        VISIONPREFER_TINY_DIR="{work}/tiny-models",
+        VISIONPREFER_CACHE="{work}/hf-home/visionprefer",
+        OMP_NUM_THREADS="1",
+    ) as work:
         return _bench(args, work)
-    finally:
-        if own_work:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 def _bench(args: argparse.Namespace, work: Path) -> int:
-    import logging
-
     from visionprefer.testing import FakeOpenAIServer
 
-    logging.getLogger("visionprefer").setLevel(logging.WARNING)
+    quiet_logs(warnings_too=False)
     conc, lat, rpm = args.concurrency, args.latency, args.rpm
     ideal = min(conc / lat, rpm / 60.0)
 

@@ -11,7 +11,7 @@ The run has N/4 prompts (a text file of distinct lines, through the real prompts
 (presets ``tiny-sd15`` and ``tiny-sd21``) and two guidance scales (grid mode), so the plan
 (``plan_images``) has exactly N images, four per prompt. No diffusion runs: for every planned image the
 setup hard-links one of a few small random PNGs to ``images/<ab>/<image_id>.png`` and appends the
-generation record the generate stage would write (every field of ``_ChunkRunner._write``) to
+generation record the generate stage would write (``visionprefer.generate.stage.generation_record``) to
 ``generate/done-rank0.jsonl``. ``annotate.backend`` is ``judge`` with the default ``group_size`` (all four
 images of a prompt in one group) and an ``llm`` section pointing at a closed port: no server is contacted.
 For every group of ``judge_groups(config, run, guide_version)`` the setup appends to
@@ -39,7 +39,9 @@ The check child verifies that ``pairs/pairs.jsonl`` holds exactly N/4 prompts x 
 ``image_id_0 < image_id_1`` and every ``label_0`` in {0, 0.5, 1}; and that the stage's report counted the
 same number of pairs. Each size's folder is deleted before the next size starts. Every child reports
 where it imported ``visionprefer`` from, so a run against another checkout (``PYTHONPATH=<checkout>``) can
-be confirmed.
+be confirmed (the setup uses the checkout's ``generation_record``: versions from before it cannot be
+run). The subprocesses, the memory marks and the synthetic run directory (prompts, image files,
+generation records) are helpers shared with ``bench_publish.py`` (``benchmarks/_common.py``).
 
 The last lines are the peak RSS at each size, ``bytes per image beyond the small run: X``
 ((peak at the largest size - peak at the smallest) / (largest N - smallest N)) and ``peak RSS 40k/4k:
@@ -60,16 +62,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers of bench_publish
-from bench_publish import GENERATORS, RESULT_TAG, WORDS, mb, proc_status  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers
+from _common import GENERATORS, Children, MemoryMarks, link_generated_images, mb, run_config, start_run  # noqa: E402
 
 GUIDANCE_SCALES = (3.5, 7.5)
 PER_PROMPT = len(GENERATORS) * len(GUIDANCE_SCALES)  # images per prompt (grid mode, one sample)
@@ -85,16 +83,14 @@ FILLER = (  # noqa: SIM905  (a sentence reads better than one word per line)
     "look slightly blurred near the edges with minor artifacts in the texture of small objects while "
     "proportions remain plausible and nothing unsafe offensive or disturbing appears anywhere"
 ).split()
+CHILDREN = Children(__file__, measured="measure", unit="images", forward=("seed",))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[4000, 40000], help="images per run")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic judge scores")
-    p.add_argument("--work", type=Path, default=None, help="keep run directories here (default: temp dir)")
-    p.add_argument("--setup", type=int, default=None, help=argparse.SUPPRESS)  # child: build a run dir
-    p.add_argument("--measure", type=int, default=None, help=argparse.SUPPRESS)  # child: run the stage
-    p.add_argument("--check", type=int, default=None, help=argparse.SUPPRESS)  # child: read it back
+    CHILDREN.add_options(p)
     args = p.parse_args(argv)
     if any(n < PER_PROMPT or n % PER_PROMPT for n in args.sizes):
         p.error(f"--sizes: each size must be a positive multiple of {PER_PROMPT}")
@@ -102,28 +98,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # --------------------------------------------------------------------------------------------- helpers
-def config_data(size_dir: Path) -> dict:
-    return {
-        "run_dir": str(size_dir / "run"),
-        "prompts": {"sources": [{"path": "prompts.txt"}]},
-        "generate": {
-            "generators": [{"preset": g} for g in GENERATORS],
-            "guidance_scales": list(GUIDANCE_SCALES),
-            "batch_size": 4,
-            "image_format": "png",
-            "device": "cpu",
-        },
-        "annotate": {
-            "backend": "judge",
-            "judge": {"llm": {"model": JUDGE_MODEL, "base_url": "http://127.0.0.1:9/v1"}},
-        },
-    }
-
-
 def make_config(size_dir: Path):
-    from visionprefer.config import config_from_dict
-
-    return config_from_dict(config_data(size_dir), base_dir=str(size_dir), origin="bench_pairs")
+    annotate = {
+        "backend": "judge",
+        "judge": {"llm": {"model": JUDGE_MODEL, "base_url": "http://127.0.0.1:9/v1"}},
+    }
+    return run_config(size_dir, guidance_scales=GUIDANCE_SCALES, annotate=annotate, origin="bench_pairs")
 
 
 def package_file() -> str:
@@ -141,72 +121,6 @@ def explanation(rng, aspect: str, score: int) -> str:
 
 
 # --------------------------------------------------------------------------------------------- setup child
-def write_generation(config, run, n: int) -> int:
-    """Image files (hard links to a few random PNGs) and the generate stage's done records for the plan."""
-    import hashlib
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    from visionprefer.generate.plan import plan_images, resolve_generators
-    from visionprefer.generate.stage import KEY, STAGE
-    from visionprefer.prompts.stage import load_prompts
-
-    rng = np.random.default_rng(0)
-    sources: list[tuple[Path, str]] = []
-    src_dir = run.root.parent / "png"
-    src_dir.mkdir(exist_ok=True)
-    for k in range(DISTINCT_PNGS):
-        buf = io.BytesIO()
-        pixels = rng.integers(0, 256, (IMAGE_SIDE, IMAGE_SIDE, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(buf, format="PNG")
-        path = src_dir / f"{k}.png"
-        path.write_bytes(buf.getvalue())
-        sources.append((path, hashlib.sha256(buf.getvalue()).hexdigest()))
-
-    specs = {s.name: s for s in resolve_generators(config.generate)}
-    log = run.stage_log(STAGE, KEY, 0)
-    count = 0
-    for chunk in plan_images(load_prompts(run), config.generate):
-        spec = specs[chunk.generator]
-        records = []
-        for task in chunk.tasks:
-            src, sha = sources[count % len(sources)]
-            path = run.image_path(task.image_id, "png")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            os.link(src, path)
-            records.append(  # the fields of generate.stage._ChunkRunner._write, in its order
-                {
-                    "image_id": task.image_id,
-                    "prompt_id": task.prompt_id,
-                    "prompt": task.prompt,
-                    "generator": spec.generator_column,
-                    "generator_name": spec.name,
-                    "model_id": spec.model_id,
-                    "revision": spec.revision,
-                    "pipeline": "StableDiffusionPipeline",
-                    "scheduler": "DDIMScheduler",
-                    "steps": spec.steps,
-                    "guidance_scale": task.guidance_scale,
-                    "seed": task.seed,
-                    "sample_index": task.sample_index,
-                    "height": IMAGE_SIDE,
-                    "width": IMAGE_SIDE,
-                    "dtype": "float32",
-                    "file": str(path.relative_to(run.root)),
-                    "format": "png",
-                    "image_sha256": sha,
-                    "chunk": chunk.index,
-                    "rank": 0,
-                }
-            )
-            count += 1
-        log.record_done(records)
-    log.close()
-    return count
-
-
 def write_annotations(config, run, seed: int) -> tuple[int, int]:
     """The judge stage's done record for every group; returns (groups, rank-inconsistent groups)."""
     import random
@@ -265,17 +179,11 @@ def write_annotations(config, run, seed: int) -> tuple[int, int]:
 
 def child_setup(args: argparse.Namespace, size_dir: Path) -> dict:
     """A run directory with N generated images, four per prompt, each prompt annotated by the 'judge'."""
-    from visionprefer.build import open_run, run_stage
-
     n = args.setup
     t0 = time.perf_counter()
-    size_dir.mkdir(parents=True, exist_ok=True)
-    lines = [f"{WORDS[i % len(WORDS)]}, variation {i}" for i in range(n // PER_PROMPT)]
-    (size_dir / "prompts.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    config = make_config(size_dir)
-    run = open_run(config)
-    run_stage(config, "prompts", progress=False, run=run)
-    images = write_generation(config, run, n)
+    config, run, lines = start_run(size_dir, n // PER_PROMPT, make_config)
+    chunks = link_generated_images(config, run, side=IMAGE_SIDE, distinct=DISTINCT_PNGS)
+    images = sum(len(c.tasks) for c in chunks)
     groups, inconsistent = write_annotations(config, run, args.seed)
     if images != n or groups != len(lines):
         raise SystemExit(f"setup: wrote {images} images and {groups} groups; wanted {n} and {len(lines)}")
@@ -294,9 +202,6 @@ def child_setup(args: argparse.Namespace, size_dir: Path) -> dict:
 # --------------------------------------------------------------------------------------------- measure child
 def child_measure(args: argparse.Namespace, size_dir: Path) -> dict:
     """Run the pairs stage and report memory; the caller reads the process peak from os.wait4."""
-    import inspect
-    import resource
-
     import visionprefer.annotate.judge  # noqa: F401  (imported by the stage; in the baseline)
     import visionprefer.annotate.stage as annotate_mod
     import visionprefer.generate.stage as generate_mod
@@ -304,57 +209,25 @@ def child_measure(args: argparse.Namespace, size_dir: Path) -> dict:
     from visionprefer.build import run_stage
 
     config = make_config(size_dir)
-    base = proc_status()
-    import_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    marks: list[tuple[str, int, int]] = [("after imports", base["VmRSS"], base["VmHWM"])]
-
-    def mark(label: str) -> None:
-        s = proc_status()
-        marks.append((label, s["VmRSS"], s["VmHWM"]))
-
-    def exhausted(gen, name: str):
-        try:
-            yield from gen
-        finally:
-            mark(f"{name} exhausted")
-
-    def watch(module, name: str) -> None:  # record VmRSS/VmHWM at entry and exit; behaviour unchanged
-        fn = getattr(module, name, None)
-        if fn is None:  # not in this version of the package
-            return
-
-        def wrapper(*a, **kw):
-            mark(f"{name} start")
-            result = fn(*a, **kw)
-            if inspect.isgenerator(result):  # derive_pairs now: the work happens as it is consumed
-                mark(f"{name} returned a generator")
-                return exhausted(result, name)
-            mark(f"{name} end")
-            return result
-
-        setattr(module, name, wrapper)
-
+    memory = MemoryMarks()
     # The stage imports load_feedback and the generation helpers inside its body (module attributes, so
     # the wrappers are seen); derive_pairs and write_jsonl are globals of visionprefer.pairs.stage.
-    watch(annotate_mod, "load_feedback")
-    watch(generate_mod, "generation_index")  # current versions
-    watch(generate_mod, "generation_state")  # older ones (and generation_index's callers, if any)
-    watch(pairs_mod, "derive_pairs")
-    watch(pairs_mod, "write_jsonl")
+    memory.watch(annotate_mod, "load_feedback")
+    memory.watch(generate_mod, "generation_index")  # current versions
+    memory.watch(generate_mod, "generation_state")  # older ones (and generation_index's callers, if any)
+    memory.watch(pairs_mod, "derive_pairs")  # a generator now: the work happens as it is consumed
+    memory.watch(pairs_mod, "write_jsonl")
 
     t0 = time.perf_counter()
     report = run_stage(config, "pairs", progress=False)
     seconds = time.perf_counter() - t0
-    mark("pairs end")
+    memory.mark("pairs end")
     return {
         "seconds": seconds,
         "pairs": report.pairs,
         "ties": report.ties,
         "by_aspect": report.by_aspect,
-        "rss_after_imports": base["VmRSS"],
-        "import_peak": import_peak,
-        "self_peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "marks": marks,
+        **memory.result(),
         "package": package_file(),
     }
 
@@ -403,68 +276,11 @@ def child_check(args: argparse.Namespace, size_dir: Path) -> dict:
 
 
 # --------------------------------------------------------------------------------------------- parent
-def spawn(args: argparse.Namespace, role: str, n: int, size_dir: Path) -> tuple[dict, int]:
-    """Run this script as a child; returns its RESULT record and its peak RSS (bytes) from os.wait4."""
-    cmd = [
-        sys.executable,
-        os.path.abspath(__file__),
-        f"--{role}",
-        str(n),
-        "--work",
-        str(size_dir),
-        "--seed",
-        str(args.seed),
-        "--sizes",
-        str(n),
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    stdout = proc.stdout.read()
-    proc.stdout.close()
-    _, status, rusage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        sys.stdout.write(stdout)
-        raise SystemExit(f"{role} child for {n} images failed with exit code {proc.returncode}")
-    lines = [ln for ln in stdout.splitlines() if ln.startswith(RESULT_TAG)]
-    return json.loads(lines[-1][len(RESULT_TAG) :]), rusage.ru_maxrss * 1024
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.setup is not None or args.measure is not None or args.check is not None:
-        return _child(args)
-    own_work = args.work is None
-    work = Path(tempfile.mkdtemp(prefix="vp-bench-pairs-")) if own_work else args.work.resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    # Isolate caches and stay offline; the children inherit this environment.
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["HF_DATASETS_OFFLINE"] = "1"
-    os.environ["HF_HOME"] = str(work / "hf-home")
-    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-    os.environ.pop("WORLD_SIZE", None)  # single process
-    try:
-        return _bench(args, work)
-    finally:
-        if own_work:
-            shutil.rmtree(work, ignore_errors=True)
-
-
-def _child(args: argparse.Namespace) -> int:
-    import logging
-    import warnings
-
-    logging.getLogger("visionprefer").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore")
-    size_dir = args.work.resolve()
-    if args.setup is not None:
-        result = child_setup(args, size_dir)
-    elif args.measure is not None:
-        result = child_measure(args, size_dir)
-    else:
-        result = child_check(args, size_dir)
-    print(RESULT_TAG + json.dumps(result), flush=True)
-    return 0
+    return CHILDREN.main(
+        args, "vp-bench-pairs-", _bench, setup=child_setup, measure=child_measure, check=child_check
+    )
 
 
 def _bench(args: argparse.Namespace, work: Path) -> int:
@@ -478,56 +294,48 @@ def _bench(args: argparse.Namespace, work: Path) -> int:
         "measure: each size builds its run directory in one subprocess and runs the pairs stage in a fresh "
         "one; peak RSS = ru_maxrss of the pairs process (os.wait4): interpreter + imports + stage"
     )
-    peaks: dict[int, int] = {}
-    for n in args.sizes:
-        size_dir = work / f"images-{n}"
-        shutil.rmtree(size_dir, ignore_errors=True)
-        made, _ = spawn(args, "setup", n, size_dir)
-        res, peak = spawn(args, "measure", n, size_dir)
-        chk, _ = spawn(args, "check", n, size_dir)
-        peaks[n] = peak
-        base = res["rss_after_imports"]
-        packages = sorted({made["package"], res["package"], chk["package"]})
-        print(f"{n:>6} images: visionprefer imported from {', '.join(packages)}")
-        print(
-            f"        pairs stage {res['seconds']:.1f} s ({res['pairs']} pairs, {res['ties']} ties), "
-            f"peak RSS {mb(peak)} MB, pairs.jsonl {mb(chk['bytes'])} MB "
-            f"[setup {made['seconds']:.1f} s: {made['prompts']} prompts, {made['groups']} judge records "
-            f"({made['inconsistent']} rank-inconsistent), annotate log {mb(made['annotate_bytes'])} MB, "
-            f"generate log {mb(made['generate_bytes'])} MB]"
-        )
-        print(
-            f"        memory: after imports {mb(base)} MB (import peak {mb(res['import_peak'])} MB); "
-            f"the stage adds {mb(peak - base)} MB at its peak"
-        )
-        prev_hwm = res["marks"][0][2]
-        for label, rss, hwm in res["marks"][1:]:
-            rise = (
-                f", VmHWM +{mb(hwm - prev_hwm)} MB since the previous mark"
-                if hwm - prev_hwm >= 2**20 / 20
-                else ""
-            )
-            print(f"          {label:<36} RSS {mb(rss):>7} MB, VmHWM {mb(hwm):>7} MB{rise}")
-            prev_hwm = max(prev_hwm, hwm)
-        problems = list(chk["problems"])
-        if res["pairs"] != chk["rows"]:
-            problems.append(f"the stage reported {res['pairs']} pairs, the file holds {chk['rows']}")
-        status = "OK" if not problems else "FAILED: " + "; ".join(problems)
-        print(
-            f"        check: {chk['rows']} rows = {made['prompts']} prompts x {PAIRS_PER_PROMPT} pairs x "
-            f"{len(ASPECT_ROWS)} aspects, labels {chk['labels']}: {status}"
-        )
-        if problems:
-            return 1
-        shutil.rmtree(size_dir, ignore_errors=True)
+    peaks = CHILDREN.run_sizes(args, work, report)
+    if peaks is None:
+        return 1
     small, large = min(args.sizes), max(args.sizes)
     for n in args.sizes:
         print(f"peak RSS at {n} images: {mb(peaks[n])} MB")
     if large > small:
         print(f"bytes per image beyond the small run: {(peaks[large] - peaks[small]) / (large - small):.0f}")
-    label = f"{large // 1000}k/{small // 1000}k" if small >= 1000 else f"{large}/{small}"
-    print(f"peak RSS {label}: {peaks[large] / peaks[small]:.2f}")
+    print(CHILDREN.peak_ratio_line(peaks))
     return 0
+
+
+def report(n: int, made: dict, res: dict, peak: int, chk: dict) -> bool:
+    """Print one size's results; True when its checks passed."""
+    packages = sorted({made["package"], res["package"], chk["package"]})
+    print(f"{n:>6} images: visionprefer imported from {', '.join(packages)}")
+    print(
+        f"        pairs stage {res['seconds']:.1f} s ({res['pairs']} pairs, {res['ties']} ties), "
+        f"peak RSS {mb(peak)} MB, pairs.jsonl {mb(chk['bytes'])} MB "
+        f"[setup {made['seconds']:.1f} s: {made['prompts']} prompts, {made['groups']} judge records "
+        f"({made['inconsistent']} rank-inconsistent), annotate log {mb(made['annotate_bytes'])} MB, "
+        f"generate log {mb(made['generate_bytes'])} MB]"
+    )
+    print(CHILDREN.memory_line(res, peak, "the stage"))
+    prev_hwm = res["marks"][0][2]
+    for label, rss, hwm in res["marks"][1:]:
+        rise = (
+            f", VmHWM +{mb(hwm - prev_hwm)} MB since the previous mark"
+            if hwm - prev_hwm >= 2**20 / 20
+            else ""
+        )
+        print(f"          {label:<36} RSS {mb(rss):>7} MB, VmHWM {mb(hwm):>7} MB{rise}")
+        prev_hwm = max(prev_hwm, hwm)
+    problems = list(chk["problems"])
+    if res["pairs"] != chk["rows"]:
+        problems.append(f"the stage reported {res['pairs']} pairs, the file holds {chk['rows']}")
+    status = "OK" if not problems else "FAILED: " + "; ".join(problems)
+    print(
+        f"        check: {chk['rows']} rows = {made['prompts']} prompts x {PAIRS_PER_PROMPT} pairs x "
+        f"{len(ASPECT_ROWS)} aspects, labels {chk['labels']}: {status}"
+    )
+    return not problems
 
 
 if __name__ == "__main__":

@@ -47,28 +47,17 @@ Run (from the repository root, about 25 s with the defaults)::
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-MODEL = "gpt-4o-mini"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers
+from _common import add_work_option, quiet_logs, workspace, write_prompts  # noqa: E402
 
-# Varied, safe, non-chatty prompts (none starts like a chat reply, none mentions an unsafe word).
-WORDS = (
-    "a photo of a cat sitting on a red sofa",
-    "two dogs playing in the snow at dawn",
-    "a blue vintage car parked by the sea",
-    "three apples and a pear on a wooden table",
-    "a lighthouse on a cliff during a storm",
-    "an astronaut riding a horse on the moon",
-    "a bowl of ramen with a soft boiled egg",
-    "a watercolor painting of a quiet harbor",
-)
+MODEL = "gpt-4o-mini"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -79,16 +68,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--baseline-requests", type=int, default=40, help="prompts for the concurrency-1 run")
     p.add_argument("--repeats", type=int, default=3, help="measured runs (each into a fresh run dir)")
     p.add_argument("--probe-requests", type=int, default=20, help="requests for the zero-latency probe")
-    p.add_argument("--work", type=Path, default=None, help="keep prompts and runs here (default: temp dir)")
+    add_work_option(p, "prompts and runs")
     return p.parse_args(argv)
 
 
 # --------------------------------------------------------------------------------------------- helpers
-def write_prompts(path: Path, n: int, tag: str) -> None:
-    lines = [f"{WORDS[i % len(WORDS)]},  {tag} variation {i}" for i in range(n)]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
 def make_config(work: Path, prompts_file: Path, run_dir: Path, base_url: str, concurrency: int):
     from visionprefer.config import config_from_dict
 
@@ -151,7 +135,7 @@ def run_arm(server, work: Path, name: str, n: int, concurrency: int) -> ArmResul
     from visionprefer.rundir import read_jsonl
 
     prompts_file = work / f"{name}.txt"
-    write_prompts(prompts_file, n, name)
+    write_prompts(prompts_file, n, infix=f",  {name} ")  # safe, non-chatty, distinct across runs
     run_dir = work / "runs" / name
     shutil.rmtree(run_dir, ignore_errors=True)  # fresh: an empty response cache
     config = make_config(work, prompts_file, run_dir, server.base_url, concurrency)
@@ -189,26 +173,14 @@ def run_arm(server, work: Path, name: str, n: int, concurrency: int) -> ArmResul
 # --------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    own_work = args.work is None
-    work = Path(tempfile.mkdtemp(prefix="vp-bench-polish-")) if own_work else args.work.resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["HF_HOME"] = str(work / "hf-home")
-    os.environ.pop("WORLD_SIZE", None)  # single process
-    os.environ.pop("OPENAI_API_KEY", None)  # the fake server needs none; never send a real key
-    try:
+    with workspace(args.work, "vp-bench-polish-", drop_api_key=True) as work:
         return _bench(args, work)
-    finally:
-        if own_work:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 def _bench(args: argparse.Namespace, work: Path) -> int:
-    import logging
-
     from visionprefer.testing import FakeOpenAIServer
 
-    logging.getLogger("visionprefer").setLevel(logging.WARNING)
+    quiet_logs(warnings_too=False)
     n, conc, lat = args.requests, args.concurrency, args.latency
     ideal = conc / lat
 

@@ -12,8 +12,8 @@ The run has N/2 prompts (a text file of distinct lines, through the real prompts
 images. No diffusion runs: for every planned image the setup hard-links one of ``--distinct`` small random
 PNGs (``--image-size`` pixels square, 64 by default: about 12 KB each, like the tiny models' noise) to
 ``images/<ab>/<image_id>.png`` and appends the generation record the generate stage would write
-(``_ChunkRunner._write``: every metadata field, ``file``, ``format``, ``image_sha256``, ``chunk``,
-``rank``) to ``generate/done-rank0.jsonl``. ``annotate.backend`` is ``none``: no feedback, no pairs, so the
+(``visionprefer.generate.stage.generation_record``: every metadata field, ``file``, ``format``,
+``image_sha256``, ``chunk``, ``rank``) to ``generate/done-rank0.jsonl``. ``annotate.backend`` is ``none``: no feedback, no pairs, so the
 dataset is the ``images`` and ``prompts`` configs (``pairs`` and ``dpo`` are written empty).
 
 Each size runs in two fresh subprocesses of this script: ``--setup N`` builds the run directory, then
@@ -28,7 +28,8 @@ wrappers around the unmodified functions), so growth with N can be traced to a s
 After publishing, a third child (``--check N``, so that reading the output does not count towards the
 peak) checks with pyarrow that ``data/images`` holds exactly N rows (and ``data/prompts`` N/2), that the
 image bytes of the first row group match their ``image_sha256``, and that ``README.md`` (written last)
-exists. Each size's folder is deleted before the next size starts.
+exists. Each size's folder is deleted before the next size starts. The subprocesses, the memory marks and
+the synthetic run directory are helpers shared with ``bench_pairs.py`` (``benchmarks/_common.py``).
 
 The last line is ``peak RSS 50k/5k: X.XX`` (the publish process's peak at the largest size ÷ at the
 smallest; the target is ≤ 1.2).
@@ -46,27 +47,14 @@ checks, and kept when they fail); by default everything goes to a temporary fold
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-WORDS = (
-    "a photo of a cat sitting on a red sofa",
-    "two dogs playing in the snow at dawn",
-    "a blue vintage car parked by the sea",
-    "three apples and a pear on a wooden table",
-    "a lighthouse on a cliff during a storm",
-    "an astronaut riding a horse on the moon",
-    "a bowl of ramen with a soft boiled egg",
-    "a watercolor painting of a quiet harbor",
-)
-GENERATORS = ("tiny-sd15", "tiny-sd21")
-RESULT_TAG = "RESULT "
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers
+from _common import GENERATORS, Children, MemoryMarks, link_generated_images, mb, run_config, start_run  # noqa: E402
+
+CHILDREN = Children(__file__, measured="publish", unit="rows", forward=("image_size", "distinct"))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -74,131 +62,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sizes", type=int, nargs="+", default=[5000, 50000], help="image rows per run")
     p.add_argument("--image-size", type=int, default=64, help="side of the synthetic PNGs in pixels")
     p.add_argument("--distinct", type=int, default=64, help="distinct PNG files (hard-linked per image)")
-    p.add_argument("--work", type=Path, default=None, help="keep run directories here (default: temp dir)")
-    p.add_argument("--setup", type=int, default=None, help=argparse.SUPPRESS)  # child: build a run dir
-    p.add_argument("--publish", type=int, default=None, help=argparse.SUPPRESS)  # child: publish it
-    p.add_argument("--check", type=int, default=None, help=argparse.SUPPRESS)  # child: read it back
+    CHILDREN.add_options(p)
     args = p.parse_args(argv)
     if any(n < len(GENERATORS) or n % len(GENERATORS) for n in args.sizes):
         p.error(f"--sizes: each size must be a positive multiple of {len(GENERATORS)}")
     return args
 
 
-# --------------------------------------------------------------------------------------------- helpers
-def proc_status() -> dict[str, int]:
-    """VmRSS and VmHWM of this process in bytes (Linux /proc)."""
-    out: dict[str, int] = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(("VmRSS:", "VmHWM:")):
-                key, value = line.split(":", 1)
-                out[key] = int(value.split()[0]) * 1024
-    return out
-
-
-def mb(n: float) -> str:
-    return f"{n / 2**20:.1f}"
-
-
-def config_data(size_dir: Path) -> dict:
-    return {
-        "run_dir": str(size_dir / "run"),
-        "prompts": {"sources": [{"path": "prompts.txt"}]},
-        "generate": {
-            "generators": [{"preset": g} for g in GENERATORS],
-            "guidance_scales": [7.5],
-            "batch_size": 4,
-            "image_format": "png",
-            "device": "cpu",
-        },
-        "annotate": {"backend": "none"},
-    }
-
-
 def make_config(size_dir: Path):
-    from visionprefer.config import config_from_dict
-
-    return config_from_dict(config_data(size_dir), base_dir=str(size_dir), origin="bench_publish")
+    return run_config(size_dir, guidance_scales=(7.5,), annotate={"backend": "none"}, origin="bench_publish")
 
 
 # --------------------------------------------------------------------------------------------- setup child
 def child_setup(args: argparse.Namespace, size_dir: Path) -> dict:
     """A run directory with N planned images, all 'generated': prompts stage, image files, done records."""
-    import hashlib
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    from visionprefer.build import open_run, run_stage
-    from visionprefer.generate.plan import plan_images, resolve_generators
-    from visionprefer.generate.stage import KEY, STAGE, generation_state
-    from visionprefer.prompts.stage import load_prompts
+    from visionprefer.generate.stage import generation_state
 
     n = args.setup
     t0 = time.perf_counter()
-    size_dir.mkdir(parents=True, exist_ok=True)
-    lines = [f"{WORDS[i % len(WORDS)]}, variation {i}" for i in range(n // len(GENERATORS))]
-    (size_dir / "prompts.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    config = make_config(size_dir)
-    run = open_run(config)
-    run_stage(config, "prompts", progress=False, run=run)
-
-    # A few distinct random PNGs, hard-linked per image: real, decodable files at little disk and time.
-    rng = np.random.default_rng(0)
-    side = args.image_size
-    sources: list[tuple[Path, str]] = []
-    src_dir = size_dir / "png"
-    src_dir.mkdir(exist_ok=True)
-    for k in range(args.distinct):
-        buf = io.BytesIO()
-        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(buf, format="PNG")
-        data = buf.getvalue()
-        path = src_dir / f"{k}.png"
-        path.write_bytes(data)
-        sources.append((path, hashlib.sha256(data).hexdigest()))
-
-    specs = {s.name: s for s in resolve_generators(config.generate)}
-    chunks = plan_images(load_prompts(run), config.generate)
-    log = run.stage_log(STAGE, KEY, 0)
-    count = 0
-    for chunk in chunks:
-        spec = specs[chunk.generator]
-        records = []
-        for task in chunk.tasks:
-            src, sha = sources[count % len(sources)]
-            path = run.image_path(task.image_id, "png")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            os.link(src, path)
-            records.append(  # the fields of generate.stage._ChunkRunner._write, in its order
-                {
-                    "image_id": task.image_id,
-                    "prompt_id": task.prompt_id,
-                    "prompt": task.prompt,
-                    "generator": spec.generator_column,
-                    "generator_name": spec.name,
-                    "model_id": spec.model_id,
-                    "revision": spec.revision,
-                    "pipeline": "StableDiffusionPipeline",
-                    "scheduler": "DDIMScheduler",
-                    "steps": spec.steps,
-                    "guidance_scale": task.guidance_scale,
-                    "seed": task.seed,
-                    "sample_index": task.sample_index,
-                    "height": side,
-                    "width": side,
-                    "dtype": "float32",
-                    "file": str(path.relative_to(run.root)),
-                    "format": "png",
-                    "image_sha256": sha,
-                    "chunk": chunk.index,
-                    "rank": 0,
-                }
-            )
-            count += 1
-        log.record_done(records)
-    log.close()
+    config, run, lines = start_run(size_dir, n // len(GENERATORS), make_config)
+    chunks = link_generated_images(config, run, side=args.image_size, distinct=args.distinct)
     planned = {t.image_id for c in chunks for t in c.tasks}
+    count = sum(len(c.tasks) for c in chunks)
     done = generation_state(run).done
     if count != n or len(planned) != n or not planned <= done.keys():
         raise SystemExit(f"setup: planned {len(planned)}, wrote {count}, done {len(done)}; wanted {n}")
@@ -208,8 +93,6 @@ def child_setup(args: argparse.Namespace, size_dir: Path) -> dict:
 # --------------------------------------------------------------------------------------------- publish child
 def child_publish(args: argparse.Namespace, size_dir: Path) -> dict:
     """Publish the run directory and report memory; the caller reads the process peak from os.wait4."""
-    import resource
-
     import datasets  # noqa: F401  (imported by the stage; here so that the baseline includes it)
     import pyarrow.parquet  # noqa: F401
 
@@ -218,51 +101,23 @@ def child_publish(args: argparse.Namespace, size_dir: Path) -> dict:
     from visionprefer.build import run_stage
 
     config = make_config(size_dir)
-    base = proc_status()
-    import_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    marks: list[tuple[str, int, int]] = [("after imports", base["VmRSS"], base["VmHWM"])]
-
-    def watch(module, name: str) -> None:  # record VmRSS/VmHWM at entry and exit; behaviour unchanged
-        fn = getattr(module, name)
-
-        def wrapper(*a, **kw):
-            label = f"{name}({a[0].name})" if name == "write_shards" else name  # the config's folder
-            s = proc_status()
-            marks.append((f"{label} start", s["VmRSS"], s["VmHWM"]))
-            try:
-                return fn(*a, **kw)
-            finally:
-                s = proc_status()
-                marks.append((f"{label} end", s["VmRSS"], s["VmHWM"]))
-
-        setattr(module, name, wrapper)
-
-    for name in ("collect", "write_shards", "render_card"):
-        watch(stage_mod, name)
-    watch(status_mod, "run_status")
+    memory = MemoryMarks()
+    memory.watch(stage_mod, "collect")
+    memory.watch(stage_mod, "write_shards", lambda folder, *a, **kw: f"write_shards({folder.name})")
+    memory.watch(stage_mod, "render_card")
+    memory.watch(status_mod, "run_status")
     try:  # the HTML build report, written by publish after the card (newer package versions)
         import visionprefer.publish.report as report_mod
     except ImportError:
         pass
     else:
-        watch(report_mod, "write_report")
+        memory.watch(report_mod, "write_report")
 
     t0 = time.perf_counter()
     report = run_stage(config, "publish", progress=False)
     seconds = time.perf_counter() - t0
-    end = proc_status()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    marks.append(("publish end", end["VmRSS"], end["VmHWM"]))
-
-    return {
-        "seconds": seconds,
-        "counts": report.counts,
-        "folder": report.folder,
-        "rss_after_imports": base["VmRSS"],
-        "import_peak": import_peak,
-        "self_peak": peak,
-        "marks": marks,
-    }
+    memory.mark("publish end")
+    return {"seconds": seconds, "counts": report.counts, "folder": report.folder, **memory.result()}
 
 
 # --------------------------------------------------------------------------------------------- check child
@@ -299,70 +154,11 @@ def child_check(args: argparse.Namespace, size_dir: Path) -> dict:
 
 
 # --------------------------------------------------------------------------------------------- parent
-def spawn(args: argparse.Namespace, role: str, n: int, size_dir: Path) -> tuple[dict, int]:
-    """Run this script as a child; returns its RESULT record and its peak RSS (bytes) from os.wait4."""
-    cmd = [
-        sys.executable,
-        os.path.abspath(__file__),
-        f"--{role}",
-        str(n),
-        "--work",
-        str(size_dir),
-        "--image-size",
-        str(args.image_size),
-        "--distinct",
-        str(args.distinct),
-        "--sizes",
-        str(n),
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    stdout = proc.stdout.read()
-    proc.stdout.close()
-    _, status, rusage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        sys.stdout.write(stdout)
-        raise SystemExit(f"{role} child for {n} rows failed with exit code {proc.returncode}")
-    lines = [ln for ln in stdout.splitlines() if ln.startswith(RESULT_TAG)]
-    return json.loads(lines[-1][len(RESULT_TAG) :]), rusage.ru_maxrss * 1024
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.setup is not None or args.publish is not None or args.check is not None:
-        return _child(args)
-    own_work = args.work is None
-    work = Path(tempfile.mkdtemp(prefix="vp-bench-pub-")) if own_work else args.work.resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    # Isolate caches and stay offline; the children inherit this environment.
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["HF_DATASETS_OFFLINE"] = "1"
-    os.environ["HF_HOME"] = str(work / "hf-home")
-    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-    os.environ.pop("WORLD_SIZE", None)  # single process
-    try:
-        return _bench(args, work)
-    finally:
-        if own_work:
-            shutil.rmtree(work, ignore_errors=True)
-
-
-def _child(args: argparse.Namespace) -> int:
-    import logging
-    import warnings
-
-    logging.getLogger("visionprefer").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore")
-    size_dir = args.work.resolve()
-    if args.setup is not None:
-        result = child_setup(args, size_dir)
-    elif args.publish is not None:
-        result = child_publish(args, size_dir)
-    else:
-        result = child_check(args, size_dir)
-    print(RESULT_TAG + json.dumps(result), flush=True)
-    return 0
+    return CHILDREN.main(
+        args, "vp-bench-pub-", _bench, setup=child_setup, measure=child_publish, check=child_check
+    )
 
 
 def _bench(args: argparse.Namespace, work: Path) -> int:
@@ -375,42 +171,33 @@ def _bench(args: argparse.Namespace, work: Path) -> int:
         "measure: each size builds its run directory in one subprocess and publishes it in a fresh one; "
         "peak RSS = ru_maxrss of the publish process (os.wait4): interpreter + imports + publish"
     )
-    peaks: dict[int, int] = {}
-    for n in args.sizes:
-        size_dir = work / f"rows-{n}"
-        shutil.rmtree(size_dir, ignore_errors=True)
-        made, _ = spawn(args, "setup", n, size_dir)
-        res, peak = spawn(args, "publish", n, size_dir)
-        chk, _ = spawn(args, "check", n, size_dir)
-        peaks[n] = peak
-        base = res["rss_after_imports"]
-        print(
-            f"{n:>6} rows: publish {res['seconds']:.1f} s ({n / res['seconds']:.0f} rows/s), "
-            f"peak RSS {mb(peak)} MB, parquet {mb(chk['parquet_bytes'])} MB in {chk['shards']} image shards "
-            f"[setup {made['seconds']:.1f} s, {made['prompts']} prompts]"
-        )
-        print(
-            f"        memory: after imports {mb(base)} MB (import peak {mb(res['import_peak'])} MB); "
-            f"publish adds {mb(peak - base)} MB at its peak"
-        )
-        prev = res["marks"][0][2]
-        for label, rss, hwm in res["marks"][1:]:
-            if label.endswith(" end"):
-                rise = f", peak +{mb(hwm - prev)} MB during it" if hwm > prev else ""
-                print(f"          {label[:-4]:<22} RSS after {mb(rss):>7} MB{rise}")
-            prev = max(prev, hwm)
-        status = "OK" if not chk["problems"] else "FAILED: " + "; ".join(chk["problems"])
-        print(
-            f"        check (pyarrow): images config {chk['rows']} rows, prompts config {chk['prompt_rows']} "
-            f"rows, sha256 of first row group's image bytes, README.md: {status}"
-        )
-        if chk["problems"]:
-            return 1
-        shutil.rmtree(size_dir, ignore_errors=True)
-    small, large = min(args.sizes), max(args.sizes)
-    label = f"{large // 1000}k/{small // 1000}k" if small >= 1000 else f"{large}/{small}"
-    print(f"peak RSS {label}: {peaks[large] / peaks[small]:.2f}")
+    peaks = CHILDREN.run_sizes(args, work, report)
+    if peaks is None:
+        return 1
+    print(CHILDREN.peak_ratio_line(peaks))
     return 0
+
+
+def report(n: int, made: dict, res: dict, peak: int, chk: dict) -> bool:
+    """Print one size's results; True when its checks passed."""
+    print(
+        f"{n:>6} rows: publish {res['seconds']:.1f} s ({n / res['seconds']:.0f} rows/s), "
+        f"peak RSS {mb(peak)} MB, parquet {mb(chk['parquet_bytes'])} MB in {chk['shards']} image shards "
+        f"[setup {made['seconds']:.1f} s, {made['prompts']} prompts]"
+    )
+    print(CHILDREN.memory_line(res, peak, "publish"))
+    prev = res["marks"][0][2]
+    for label, rss, hwm in res["marks"][1:]:
+        if label.endswith(" end"):
+            rise = f", peak +{mb(hwm - prev)} MB during it" if hwm > prev else ""
+            print(f"          {label[:-4]:<22} RSS after {mb(rss):>7} MB{rise}")
+        prev = max(prev, hwm)
+    status = "OK" if not chk["problems"] else "FAILED: " + "; ".join(chk["problems"])
+    print(
+        f"        check (pyarrow): images config {chk['rows']} rows, prompts config {chk['prompt_rows']} "
+        f"rows, sha256 of first row group's image bytes, README.md: {status}"
+    )
+    return not chk["problems"]
 
 
 if __name__ == "__main__":
