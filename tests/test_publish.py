@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from dataclasses import replace
 
 import pytest
 from PIL import Image
@@ -137,6 +138,17 @@ def test_status_says_whether_the_published_folder_is_up_to_date(judged_run, caps
     assert "run `visionprefer publish CONFIG`" in capsys.readouterr().out
     run_stage(cfg, "publish", run=run, progress=False)
     assert run_status(run.root)["stages"]["publish"]["state"] == "done"
+    # A setting that enters no key (the judge's concurrency) leaves the folder up to date ...
+    judge = cfg.annotate.judge
+    faster = replace(judge, llm=replace(judge.llm, concurrency=8))
+    cfg = replace(cfg, annotate=replace(cfg.annotate, judge=faster))
+    run_stage(cfg, "annotate", progress=False)  # nothing to do; the run's config snapshot is updated
+    assert run_status(run.root)["stages"]["publish"]["state"] == "done"
+    # ... one that changes the dataset (how aspects aggregate into `overall`) does not.
+    weights = {**cfg.annotate.aspect_weights, "aesthetic": 2.0}
+    cfg = replace(cfg, annotate=replace(cfg.annotate, aspect_weights=weights))
+    run_stage(cfg, "annotate", progress=False)
+    assert run_status(run.root)["stages"]["publish"]["state"] == "stale"
     (run.root / "dataset" / "README.md").unlink()  # as after a crash mid-publish (the card comes last)
     assert run_status(run.root)["stages"]["publish"]["state"] == "interrupted"
 

@@ -170,7 +170,9 @@ def _pairs_status(config: Any, run: RunDir) -> dict[str, Any]:
 
 
 def format_status(status: dict[str, Any]) -> str:
-    lines = [f"run {status['run_dir']}  (config {status['fingerprint']}, visionprefer {status['version']})"]
+    lines = [
+        f"run directory: {status['run_dir']}  (config {status['fingerprint']}, visionprefer {status['version']})"
+    ]
     lines.append(f"{'stage':<10} {'done':>8} {'pending':>8} {'failed':>8}  state")
     for name, st in status["stages"].items():
         pending = "-" if st.get("pending") is None else st["pending"]

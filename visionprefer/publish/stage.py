@@ -15,6 +15,7 @@ card is written last: a folder without ``README.md`` is a publish that did not f
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -290,7 +291,7 @@ def publish_dataset(config: BuildConfig, run: RunDir, *, progress: bool = True) 
             {
                 "folder": str(out.relative_to(run.root)),
                 "counts": counts,
-                "fingerprint": run.meta().get("fingerprint"),
+                "settings": publish_settings(config),
                 "inputs": input_signature(run),
             },
             indent=1,
@@ -304,6 +305,45 @@ def publish_dataset(config: BuildConfig, run: RunDir, *, progress: bool = True) 
 def published_path(run: RunDir) -> Path:
     """What the last finished publish was made from (``status`` compares it with the run as it is now)."""
     return run.root / "publish" / "published.json"
+
+
+def publish_settings(config: BuildConfig) -> str:
+    """Digest of the settings that decide what publish writes from a given set of stage outputs: which
+    images are planned (generator fingerprints, scales, samples, seed), which annotations count (judge or
+    metric keys) and how they aggregate (weights), and the publish section itself. Settings that enter no
+    key (concurrency, devices, rate limits, batch sizes) are left out, so changing them leaves a published
+    folder up to date."""
+    from ..config import fingerprint
+    from ..generate.plan import resolve_generators
+
+    gc, ann = config.generate, config.annotate
+    plan = [
+        [spec.name, spec.fingerprint(), sorted(set(spec.guidance_scales))] for spec in resolve_generators(gc)
+    ]
+    annotate: dict[str, Any] = {"backend": ann.backend, "aspect_weights": ann.aspect_weights}
+    if ann.backend == "judge":
+        from ..annotate.judge import load_guide
+
+        j = ann.judge
+        annotate["judge"] = [
+            j.llm.model,
+            load_guide(j)[1],
+            j.score_min,
+            j.score_max,
+            j.group_size,
+            j.both_orders,
+        ]
+    elif ann.backend == "metrics":
+        from ..annotate.metrics import metrics_fingerprint
+
+        annotate["metrics"] = [metrics_fingerprint(ann.metrics), ann.metrics.weights]
+    return fingerprint(
+        {
+            "plan": [plan, gc.cfg_mode, gc.images_per_prompt, gc.seed],
+            "annotate": annotate,
+            "publish": dataclasses.asdict(config.publish),
+        }
+    )
 
 
 def input_signature(run: RunDir) -> dict[str, list[int]]:
@@ -321,8 +361,8 @@ def input_signature(run: RunDir) -> dict[str, list[int]]:
 
 
 def publish_status(config: BuildConfig, run: RunDir) -> dict[str, Any]:
-    """``status`` of the publish stage: ``done`` (the folder matches the run), ``stale`` (stages or the
-    config changed since: publish again), ``interrupted`` (a publish started but did not finish) or
+    """``status`` of the publish stage: ``done`` (the folder matches the run), ``stale`` (stage outputs or
+    settings that decide the dataset changed since: publish again), ``interrupted`` (a publish started but did not finish) or
     ``not run``; ``done`` counts the rows of the ``images`` config (from the Parquet footers)."""
     folder = dataset_dir(config, run)
     row: dict[str, Any] = {"state": "not run", "done": 0, "pending": None, "failed": 0, "folder": str(folder)}
@@ -344,7 +384,7 @@ def publish_status(config: BuildConfig, run: RunDir) -> dict[str, Any]:
         return row
     same = (
         last.get("folder") == str(folder.relative_to(run.root))
-        and last.get("fingerprint") == run.meta().get("fingerprint")
+        and last.get("settings") == publish_settings(config)
         and last.get("inputs") == input_signature(run)
     )
     row["state"] = "done" if same else "stale"
