@@ -93,6 +93,23 @@ def test_polishing_stores_original_and_polished_and_counts(tmp_path, fake_llm, m
             assert b"sk-very-secret-test-key-123" not in path.read_bytes(), path
 
 
+def test_estimate_uses_the_tokens_observed_so_far(tmp_path, fake_llm):
+    server = fake_llm()
+    cfg = load_config(_config(tmp_path, server.base_url))
+    before = estimate_build(cfg)["llm"]["polish"]
+    assert before["basis"] == "heuristic"
+    run_stage(cfg, "prompts", progress=False)
+    used = run_status(tmp_path / "run")["llm"]["polish"]
+    more = [f"a watercolor of {n} boats in a harbor" for n in range(1, 7)]
+    cfg = load_config(_config(tmp_path, server.base_url, prompts=PROMPTS + more))
+    after = estimate_build(cfg)["llm"]["polish"]
+    mean_in = round(used["input_tokens"] / used["completions"])
+    mean_out = round(used["output_tokens"] / used["completions"])
+    assert (after["calls"], after["cached"], after["basis"]) == (len(more), len(PROMPTS), "observed")
+    assert (after["input_tokens"], after["output_tokens"]) == (len(more) * mean_in, len(more) * mean_out)
+    assert after["usd"] == pytest.approx(len(more) * (mean_in * 0.15 + mean_out * 0.60) / 1e6, abs=1e-4)
+
+
 def test_changing_generation_settings_repeats_no_llm_request(tmp_path, fake_llm):
     server = fake_llm()
     cfg_path = _config(tmp_path, server.base_url)

@@ -51,13 +51,17 @@ def estimate_build(config: BuildConfig) -> dict[str, Any]:
             for t in c.tasks:
                 planned[t.prompt_id] = planned.get(t.prompt_id, 0) + 1
         groups = done_keys = None
-        if run.prompts_file.exists() and done and len(done) >= sum(planned.values()):
+        if run.prompts_file.exists() and done:
             from .annotate.judge import load_guide
             from .annotate.stage import judge_groups
 
+            # Prompts whose images are all made have their groups (and maybe annotations) already; the
+            # others are estimated from the plan.
             groups, _ = judge_groups(config, run, load_guide(config.annotate.judge)[1])
             done_keys = run.stage_log("annotate", "annotation_id").done_index()
-        llm["judge"] = estimate_judge(config, planned, done_keys, groups)
+            formed = {g.prompt_id for g in groups}
+            planned = {pid: n for pid, n in planned.items() if pid not in formed}
+        llm["judge"] = estimate_judge(config, planned, done_keys, groups, _observed_judge(run))
     elif config.annotate.backend == "metrics":
         from .annotate.metrics import estimate_metrics_llm
 
@@ -113,5 +117,27 @@ def format_estimate(est: dict[str, Any]) -> str:
             f"{purpose}: {row['calls']} calls ({row.get('cached', 0)} already answered), "
             f"~{row['input_tokens']} in / ~{row['output_tokens']} out tokens, {usd}"
             + (f"; {row['moderation_calls']} moderation calls" if row.get("moderation_calls") else "")
+            + (" (tokens as observed in this run so far)" if row.get("basis") == "observed" else "")
         )
     return "\n".join(lines)
+
+
+def _observed_judge(run: Any) -> tuple[int, int, int] | None:
+    """``(images judged, input tokens, output tokens)`` of the judge so far in this run (every attempt's
+    tokens, over the images of the finished annotations), or None before a few answers."""
+    from .prompts.polish import MIN_OBSERVED_CALLS
+    from .rundir import read_jsonl
+
+    if not run.llm_dir.exists():
+        return None
+    from .llm.usage import usage_totals
+
+    row = usage_totals(run.llm_dir).get("judge")
+    if not row or row["completions"] < MIN_OBSERVED_CALLS:
+        return None
+    images = sum(
+        len(rec.get("image_ids", ()))
+        for path in sorted((run.root / "annotate").glob("done-rank*.jsonl"))
+        for rec in read_jsonl(path)
+    )
+    return (images, row["input_tokens"], row["output_tokens"]) if images else None

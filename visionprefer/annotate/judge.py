@@ -221,27 +221,35 @@ def estimate_judge(
     planned_per_prompt: dict[str, int],
     done_keys: Collection[str] | None = None,
     groups: list | None = None,
+    observed: tuple[int, int, int] | None = None,
 ) -> dict[str, Any]:
-    """Judge calls, tokens and dollars for a plan (``planned_per_prompt``: prompt id -> planned images);
-    when ``groups`` (already formed) and ``done_keys`` are given, finished annotations are not counted."""
+    """Judge calls, tokens and dollars still to spend: for ``groups`` already formed (the prompts whose
+    images are all made), those whose key is not in ``done_keys``; plus, for the prompts in
+    ``planned_per_prompt`` (prompt id -> planned images; the others), the groups they will form.
+    ``observed`` is ``(images judged, input tokens, output tokens)`` of this run so far: per image, those
+    replace the heuristic (which knows neither the real image token counts nor the answer lengths)."""
     from ..llm.usage import cost_usd, price_for
 
     judge = config.annotate.judge
     guide, _ = load_guide(judge)
     price = price_for(judge.llm.model, config.prices)
     sizes: list[int] = []
+    cached = 0
     if groups is not None:
         sizes = [len(g.image_ids) for g in groups if g.annotation_id not in (done_keys or ())]
         cached = len(groups) - len(sizes)
+    for n in planned_per_prompt.values():
+        size = judge.group_size or n
+        for start in range(0, n, size):
+            m = min(size, n - start)
+            sizes += [m] * (2 if judge.both_orders and m > 1 else 1)
+    if observed is not None:
+        images, seen_in, seen_out = observed
+        tokens_in = round(sum(sizes) * seen_in / images)
+        tokens_out = round(sum(sizes) * seen_out / images)
     else:
-        cached = 0
-        for n in planned_per_prompt.values():
-            size = judge.group_size or n
-            for start in range(0, n, size):
-                m = min(size, n - start)
-                sizes += [m] * (2 if judge.both_orders and m > 1 else 1)
-    tokens_in = sum(len(guide) // 4 + 40 + m * (image_tokens(judge) + 6) for m in sizes)
-    tokens_out = sum(m * 160 for m in sizes)  # four scores, four short explanations and a rank per image
+        tokens_in = sum(len(guide) // 4 + 40 + m * (image_tokens(judge) + 6) for m in sizes)
+        tokens_out = sum(m * 160 for m in sizes)  # four scores, four short explanations and a rank per image
     return {
         "calls": len(sizes),
         "cached": cached,
@@ -251,4 +259,5 @@ def estimate_judge(
         "usd": round(cost_usd(price, tokens_in, tokens_out, batch=judge.mode == "batch"), 4),
         "price_known": price is not None,
         "mode": judge.mode,
+        "basis": "observed" if observed is not None else "heuristic",
     }

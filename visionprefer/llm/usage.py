@@ -65,17 +65,24 @@ class UsageLog:
 
     def totals(self) -> dict[str, dict[str, Any]]:
         """Per purpose: attempts, completions, errors, tokens and dollars."""
-        sums: dict[str, dict[str, Any]] = defaultdict(
-            lambda: {
-                "attempts": 0,
-                "completions": 0,
-                "errors": 0,
-                "input_tokens": 0,
-                "output_tokens": 0,
-                "usd": 0.0,
-            }
-        )
-        for rec in self.records():
+        return usage_totals(self.folder)
+
+
+def usage_totals(folder: Path) -> dict[str, dict[str, Any]]:
+    """:meth:`UsageLog.totals` of the logs in ``folder``, read without opening a log for writing (so a
+    reader such as ``estimate`` creates no file)."""
+    sums: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {
+            "attempts": 0,
+            "completions": 0,
+            "errors": 0,
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "usd": 0.0,
+        }
+    )
+    for path in sorted(folder.glob("usage-rank*.jsonl")):
+        for rec in read_jsonl(path):
             row = sums[rec.get("purpose", "?")]
             row["attempts"] += 1
             if rec.get("outcome") == "ok":
@@ -85,4 +92,4 @@ class UsageLog:
             row["input_tokens"] += rec.get("input_tokens") or 0
             row["output_tokens"] += rec.get("output_tokens") or 0
             row["usd"] += rec.get("usd") or 0.0
-        return dict(sums)
+    return dict(sums)

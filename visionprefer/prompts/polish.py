@@ -71,6 +71,7 @@ def estimate_polish(records: list[dict[str, Any]], config: BuildConfig, folder: 
     cache = ResponseCache(folder) if folder.exists() else None
     instructions, _ = load_template(config) if pc.polish.enabled else ("", "")
     price = price_for(pc.polish.llm.model, config.prices)
+    observed = observed_per_call(folder, "polish")
     for rec in records:
         if pc.safety.mode == "moderation":
             out["moderation_calls"] += 1
@@ -85,15 +86,35 @@ def estimate_polish(records: list[dict[str, Any]], config: BuildConfig, folder: 
         if cache is not None and request_key(request) in cache:
             out["cached"] += 1
             continue
-        tokens_in = estimate_tokens(request)
-        tokens_out = len(rec["prompt"]) // 3 + 20  # the polished prompt plus the JSON around it
+        if observed is not None:  # what answered calls of this run actually cost, on average
+            tokens_in, tokens_out = observed
+        else:
+            tokens_in = estimate_tokens(request)
+            tokens_out = len(rec["prompt"]) // 3 + 20  # the polished prompt plus the JSON around it
         out["calls"] += 1
         out["input_tokens"] += tokens_in
         out["output_tokens"] += tokens_out
         out["usd"] += cost_usd(price, tokens_in, tokens_out)
     out["usd"] = round(out["usd"], 4)
     out["price_known"] = price is not None
+    out["basis"] = "observed" if observed is not None else "heuristic"
     return out
+
+
+MIN_OBSERVED_CALLS = 5  # answered calls before their mean replaces the heuristic in estimates
+
+
+def observed_per_call(folder: Path, purpose: str) -> tuple[int, int] | None:
+    """Mean input and output tokens per answered call of ``purpose`` in this run's usage log (every
+    attempt's tokens over the answers: re-asks and retries count towards the cost of an answer), or None
+    before ``MIN_OBSERVED_CALLS`` answers."""
+    from ..llm.usage import usage_totals
+
+    row = usage_totals(folder).get(purpose) if folder.exists() else None
+    if not row or row["completions"] < MIN_OBSERVED_CALLS:
+        return None
+    n = row["completions"]
+    return round(row["input_tokens"] / n), round(row["output_tokens"] / n)
 
 
 def validate_polish(text: str, original: str, max_ratio: float) -> dict[str, Any]:
