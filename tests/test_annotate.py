@@ -195,6 +195,26 @@ def test_both_orders_average_and_record_the_order(tmp_path, fake_llm):
         assert row["fidelity"]["score"] == expected
 
 
+@pytest.mark.parametrize("responder", ["judge", "judge_biased"])
+def test_both_orders_measure_position_bias(tmp_path, fake_llm, responder):
+    """The scripted judge scores an image by its pixels alone ("judge"), or adds 2 to the image shown
+    first ("judge_biased"): judged in both orders, the first is blind to order, the second is not."""
+    from visionprefer.annotate.stage import order_effects
+
+    server = fake_llm(responder=responder)
+    cfg = load_config(_config(tmp_path, server.base_url, judge_extra="    both_orders: true\n"))
+    build(cfg, progress=False)
+    effects = order_effects(cfg, open_run(cfg))
+    assert effects["groups"] == len(PROMPTS)
+    if responder == "judge":
+        assert (effects["order_agreement"], effects["first_position_gain"]) == (1.0, 0.0)
+    else:
+        assert effects["first_position_gain"] > 0 and effects["order_agreement"] < 1.0
+    assert run_status(tmp_path / "run")["stages"]["annotate"]["order_effects"] == effects
+    card = (tmp_path / "run" / "dataset" / "README.md").read_text()
+    assert "groups judged in both orders: the preference between two images" in card
+
+
 def test_changing_the_judge_reannotates_without_regenerating(tmp_path, fake_llm, capsys):
     server = fake_llm(responder="judge")
     build(load_config(_config(tmp_path, server.base_url, prompts=PROMPTS[:2])), progress=False)

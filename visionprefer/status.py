@@ -138,6 +138,11 @@ def _annotate_status(config: Any, run: RunDir) -> dict[str, Any]:
         "reasons": _top_reasons([v["reason"].split(" (")[0] for v in failed.values()]),
     }
     if backend == "judge":
+        from .annotate.stage import order_effects
+
+        effects = order_effects(config, run)
+        if effects is not None:
+            row["order_effects"] = effects
         row["rank_inconsistent"] = sum(
             1
             for rec in index.records(k for k in planned if k in index)
@@ -192,6 +197,12 @@ def format_status(status: dict[str, Any]) -> str:
             extra.append("run `visionprefer publish CONFIG` (or `build`) to bring it up to date")
         if extra:
             lines.append(f"{'':<10} " + ", ".join(extra))
+        effects = st.get("order_effects")
+        if effects and effects["groups"]:
+            lines.append(
+                f"{'':<10} both orders: {effects['groups']} groups, preference agreement "
+                f"{effects['order_agreement']:.1%}, first-position gain {effects['first_position_gain']:+.3f}"
+            )
         for reason, n in (st.get("reasons") or {}).items():
             lines.append(f"{'':<10}   {n} × {reason}")
         for gen, row in (st.get("by_generator") or {}).items():

@@ -358,6 +358,51 @@ def load_feedback(
     return feedback
 
 
+def order_effects(config: BuildConfig, run: RunDir) -> dict[str, Any] | None:
+    """How much the order shown moved the judge, from the groups judged in both orders
+    (``both_orders: true``; None otherwise):
+
+    * ``order_agreement``: over every pair of images in such a group, the fraction whose preference by
+      ``overall`` (better, worse or tied) is the same in both orders — 1.0 for a judge blind to order;
+    * ``first_position_gain``: mean ``overall`` of an image shown first minus its ``overall`` in the
+      other order (where it was shown last) — 0 without position bias, positive when the judge favours
+      the first image;
+    * ``groups``: the groups with both orders judged.
+    """
+    from itertools import combinations
+
+    judge = config.annotate.judge
+    if config.annotate.backend != "judge" or not judge.both_orders:
+        return None
+    from .judge import load_guide, overall_score
+
+    groups, _ = judge_groups(config, run, load_guide(judge)[1])
+    done = run.stage_log(STAGE, KEY).done_index()
+    groups = [g for g in groups if g.annotation_id in done]
+    shown: dict[tuple[str, ...], dict[str, tuple[tuple[str, ...], dict[str, float]]]] = {}
+    weights = config.annotate.aspect_weights
+    for g, rec in zip(groups, done.records(g.annotation_id for g in groups), strict=True):
+        overall = {i: overall_score(rec["results"][i], weights) for i in g.image_ids}
+        shown.setdefault(tuple(sorted(g.image_ids)), {})[g.order] = (g.image_ids, overall)
+    same = total = 0
+    gains: list[float] = []
+    n = 0
+    for orders in shown.values():
+        if len(orders) != 2:
+            continue
+        n += 1
+        (ids_a, a), (ids_b, b) = orders["shuffled"], orders["reversed"]
+        for i, j in combinations(sorted(a), 2):
+            total += 1
+            same += (a[i] > a[j]) - (a[i] < a[j]) == (b[i] > b[j]) - (b[i] < b[j])
+        gains += [a[ids_a[0]] - b[ids_a[0]], b[ids_b[0]] - a[ids_b[0]]]
+    return {
+        "groups": n,
+        "order_agreement": round(same / total, 4) if total else None,
+        "first_position_gain": round(sum(gains) / len(gains), 4) if gains else None,
+    }
+
+
 def _assign_ranks(feedback: dict[str, dict[str, Any]]) -> None:
     by_prompt: dict[str, list[str]] = {}
     for image_id, row in feedback.items():

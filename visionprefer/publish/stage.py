@@ -546,6 +546,14 @@ def render_card(
             f"`overall` is the weighted mean of the four aspects (weights {json.dumps(ann.aspect_weights)}); "
             "`rank` orders a prompt's images by it."
         )
+        effects = (status or {}).get("stages", {}).get("annotate", {}).get("order_effects")
+        if effects and effects["groups"]:
+            feedback_section += (
+                f"\n\nPosition bias, measured on the {effects['groups']} groups judged in both orders: the "
+                f"preference between two images (by `overall`) was the same in both orders for "
+                f"{effects['order_agreement']:.1%} of image pairs, and an image shown first scored "
+                f"{effects['first_position_gain']:+.3f} `overall` against the same image shown last."
+            )
     elif ann.backend == "metrics":
         m = ann.metrics
         feedback_section = (
