@@ -81,3 +81,26 @@ def test_duplicate_generator_names_rejected(tmp_path):
 
 def test_config_error_is_also_value_error():
     assert issubclass(ConfigError, ValueError)
+
+
+def test_a_partly_given_section_keeps_its_own_defaults():
+    """The judge's `llm` defaults differ from the generic LLM defaults (a GPT-4o snapshot, room for four
+    explanations per image); giving only some of its keys must not fall back to the generic ones."""
+    from visionprefer.config import LLMConfig, config_from_dict
+
+    base = {
+        "run_dir": "r",
+        "prompts": {"sources": [{"path": "p.txt"}]},
+        "generate": {"generators": [{"preset": "sd15"}]},
+    }
+    default_judge = config_from_dict(base).annotate.judge.llm
+    assert (default_judge.model, default_judge.max_tokens) != (LLMConfig().model, LLMConfig().max_tokens)
+    partial = config_from_dict(
+        {**base, "annotate": {"backend": "judge", "judge": {"llm": {"base_url": "http://127.0.0.1:1/v1"}}}}
+    ).annotate.judge.llm
+    assert (partial.model, partial.max_tokens) == (default_judge.model, default_judge.max_tokens)
+    assert partial.base_url == "http://127.0.0.1:1/v1"
+    given = config_from_dict(
+        {**base, "annotate": {"judge": {"llm": {"model": "local-vlm", "max_tokens": 900}}}}
+    ).annotate.judge.llm
+    assert (given.model, given.max_tokens) == ("local-vlm", 900)

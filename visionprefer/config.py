@@ -255,7 +255,7 @@ class GenerateConfig:
 
 
 ASPECTS = ("prompt_following", "fidelity", "aesthetic", "harmlessness")
-METRICS = ("vqa", "clip", "aesthetic", "cq")
+METRICS = ("vqa", "clip", "aesthetic", "cq", "pickscore", "hpsv2")
 
 
 @dataclass(frozen=True)
@@ -317,6 +317,14 @@ class MetricsConfig:
     aesthetic_clip_model: str = "openai/clip-vit-large-patch14"  # the CLIP the head was trained on
     cq_model: str | None = None  # e.g. hustvl/yolos-tiny: adds the CQ count/category score; None: off
     cq_threshold: float = 0.9
+    # Reward models as metrics (None: off): PickScore (yuvalkirstain/PickScore_v1; logit_scale x cosine)
+    # and HPS v2 / v2.1 (100 x cosine, as its benchmark reports it), e.g. to label pairs by a reward model.
+    pickscore_model: str | None = None
+    pickscore_processor: str | None = None  # default: laion/CLIP-ViT-H-14-laion2B-s32B-b79K's processor
+    hpsv2_version: Literal["v2.0", "v2.1"] | None = None
+    hpsv2_checkpoint: str | None = (
+        None  # a local .pt; default: the version's file from the Hub repo xswu/HPSv2
+    )
     # total = sum of weight x metric; metrics are vqa in [0, 1], clip = 100 x cosine, aesthetic on the AVA ~1-10
     # scale, so these defaults put the three on comparable ranges. (AGFSync's released build_dataset.py uses
     # 0.85 x CLIP + 0.15 x aesthetic with VILA's 0-100 aesthetic and no VQA; on these scales that is
@@ -416,6 +424,9 @@ class BuildConfig:
                 or Path(self.base_dir, src["hf_dataset"]).exists()
             ):
                 src["hf_dataset"] = str(self.resolve_path(src["hf_dataset"]).resolve())
+        metrics = data["annotate"]["metrics"]
+        if metrics["hpsv2_checkpoint"] is not None:
+            metrics["hpsv2_checkpoint"] = str(self.resolve_path(metrics["hpsv2_checkpoint"]).resolve())
         if data["annotate"]["judge"]["guides"] is not None:
             data["annotate"]["judge"]["guides"] = str(
                 self.resolve_path(data["annotate"]["judge"]["guides"]).resolve()
@@ -587,6 +598,17 @@ def _build(cls: type, data: Any, where: str) -> Any:
     for name, f in fields.items():
         if name in data:
             kwargs[name] = _convert(hints[name], data[name], f"{prefix}{name}")
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+            if dataclasses.is_dataclass(default) and type(kwargs[name]) is type(default):
+                # A partly given section keeps the field's own defaults for the rest: the judge's `llm`
+                # stays a GPT-4o snapshot with room for long answers when only `base_url` is given, say.
+                kept = {
+                    k.name: getattr(default, k.name)
+                    for k in dataclasses.fields(default)
+                    if k.name not in data[name] and not k.metadata.get("internal")
+                }
+                if kept:
+                    kwargs[name] = dataclasses.replace(kwargs[name], **kept)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{prefix}{name}: required key is missing")
     try:
