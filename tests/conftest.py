@@ -30,6 +30,11 @@ def _isolated_env(monkeypatch, tmp_path_factory, tiny_dir):
     monkeypatch.setenv("VISIONPREFER_CACHE", str(hf_home / "visionprefer"))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.delenv("WORLD_SIZE", raising=False)
+    # datasets reads HF_DATASETS_CACHE once, at import: point the imported constant at this test's folder
+    # too, so that no test is served another test's cached dataset.
+    import datasets.config
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", hf_home / "datasets")
     try:
         import torch
 

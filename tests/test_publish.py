@@ -67,6 +67,24 @@ def test_every_config_loads_offline_and_counts_match_status(judged_run):
     )  # 12 rows, 5 per shard
 
 
+def test_two_builds_each_load_their_own_rows(judged_run, tmp_path):
+    """`load_dataset` keys its cache for a local folder on the card's metadata and the folder's name
+    (every build's is `dataset`), not on its path: the card's split sizes keep two builds apart."""
+    from datasets import load_dataset
+
+    cfg, run = judged_run
+    (tmp_path / "one.txt").write_text(PROMPTS[0] + "\n")
+    other = replace(
+        cfg,
+        run_dir=str(tmp_path / "other"),
+        prompts=replace(cfg.prompts, sources=(replace(cfg.prompts.sources[0], path="one.txt"),)),
+    )
+    build(other, progress=False)
+    assert len(load_dataset(str(run.root / "dataset"), split="train")) == 12
+    assert len(load_dataset(str(tmp_path / "other" / "dataset"), split="train")) == 4
+    assert len(load_dataset(str(tmp_path / "other" / "dataset"), "pairs", split="train")) == 6 * 5
+
+
 def test_card_describes_every_column_and_states_the_counts(judged_run):
     _, run = judged_run
     card = (run.root / "dataset" / "README.md").read_text()

@@ -405,7 +405,25 @@ def size_category(n: int) -> str:
     return "10M<n<100M"
 
 
-def card_yaml(config: BuildConfig, counts: dict[str, int]) -> str:
+def split_sizes(folder: Path, name: str) -> dict[str, int]:
+    """Bytes of one config's shards, from the Parquet footers: ``num_bytes`` (uncompressed, about the Arrow
+    size in memory) and ``download_size`` (the files)."""
+    import pyarrow.parquet as pq
+
+    pattern = config_paths(name)
+    num_bytes = download = 0
+    for path in sorted(folder.glob(pattern)):
+        meta = pq.ParquetFile(path).metadata
+        num_bytes += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        download += path.stat().st_size
+    return {"num_bytes": num_bytes, "download_size": download}
+
+
+def card_yaml(config: BuildConfig, counts: dict[str, int], folder: Path | None = None) -> str:
+    """The card's YAML header. With ``folder`` (the written dataset), each config's ``dataset_info`` also
+    records its split sizes, as ``push_to_hub`` does: besides informing the viewer, that makes two builds'
+    cards differ, and ``load_dataset``'s cache for a local folder is keyed on the card's metadata, not on
+    the folder (two folders with identical cards would be served one cache)."""
     import yaml
 
     meta: dict[str, Any] = {
@@ -426,7 +444,13 @@ def card_yaml(config: BuildConfig, counts: dict[str, int]) -> str:
         if name == "images":
             entry["default"] = True
         meta["configs"].append(entry)
-        meta["dataset_info"].append({"config_name": name, "features": features(name)._to_yaml_list()})
+        info: dict[str, Any] = {"config_name": name, "features": features(name)._to_yaml_list()}
+        if folder is not None:
+            size = split_sizes(folder, name)
+            info["splits"] = [{"name": "train", "num_bytes": size["num_bytes"], "num_examples": counts[name]}]
+            info["download_size"] = size["download_size"]
+            info["dataset_size"] = size["num_bytes"]
+        meta["dataset_info"].append(info)
     return yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=1000).strip()
 
 
@@ -561,9 +585,17 @@ def render_card(
             f"{'LLM-written' if m.questions == 'llm' else 'template'} yes/no questions about the prompt's elements that "
             f"`{m.vqa_model if m.vqa_backend == 'blip' else (m.vqa_llm.model if m.vqa_llm else 'the VLM')}` answers as "
             f"expected), the **CLIP score** (100 × cosine, `{m.clip_model}`) and the **LAION aesthetic score** "
-            f"(predictor v2 `{m.aesthetic_model}` on `{m.aesthetic_clip_model}` embeddings). "
-            f"`metrics.total` = weighted sum with weights {json.dumps(m.weights)}; `overall` equals it. The four aspect "
-            "columns are null in this build."
+            f"(predictor v2 `{m.aesthetic_model}` on `{m.aesthetic_clip_model}` embeddings)"
+            + (
+                f"; the **CQ score** (count and category agreement of `{m.cq_model}` detections above "
+                f"{m.cq_threshold:g} with the prompt's nouns and numbers)"
+                if m.cq_model
+                else ""
+            )
+            + (f"; **PickScore** (`{m.pickscore_model}`, logit scale × cosine)" if m.pickscore_model else "")
+            + (f"; **HPS {m.hpsv2_version}** (100 × cosine)" if m.hpsv2_version else "")
+            + f". `metrics.total` = weighted sum with weights {json.dumps(m.weights)}; `overall` equals it. "
+            "The four aspect columns are null in this build."
         )
     else:
         feedback_section = "No feedback was computed in this build: the feedback columns are null."
@@ -659,7 +691,7 @@ def render_card(
         )
 
     values = {
-        "yaml": card_yaml(config, counts),
+        "yaml": card_yaml(config, counts, dataset_dir(config, run)),
         "pretty_name": config.publish.pretty_name or Path(config.run_dir).name,
         "description": config.publish.description
         or (
