@@ -14,9 +14,10 @@ import contextlib
 import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from ..config import BuildConfig, MetricsConfig
+from ..config import METRICS, BuildConfig, MetricsConfig
 from ..dist import ProcessInfo
 from ..errors import BudgetExceeded
 from ..keys import digest
@@ -44,8 +45,20 @@ def metrics_fingerprint(mc: MetricsConfig) -> str:
         else ["blip", mc.vqa_model]
     )
     cq = [mc.cq_model, mc.cq_threshold] if mc.cq_model else []
+    # Only when set, so that turning a reward model on adds to the key and leaves earlier keys as they were.
+    rewards = [["pickscore", mc.pickscore_model, mc.pickscore_processor]] if mc.pickscore_model else []
+    checkpoint = Path(mc.hpsv2_checkpoint).name if mc.hpsv2_checkpoint else None  # not where it lies
+    rewards += [["hpsv2", mc.hpsv2_version, checkpoint]] if mc.hpsv2_version else []
     return digest(
-        "metrics", questions, vqa, mc.clip_model, mc.aesthetic_model, mc.aesthetic_clip_model, *cq, length=16
+        "metrics",
+        questions,
+        vqa,
+        mc.clip_model,
+        mc.aesthetic_model,
+        mc.aesthetic_clip_model,
+        *cq,
+        *rewards,
+        length=16,
     )
 
 
@@ -253,6 +266,27 @@ class _Scorers:
             self.cq = CQScorer(
                 mc.cq_model, threshold=mc.cq_threshold, device=mc.device, batch_size=mc.batch_size
             )
+        self.rewards: dict[str, Any] = {}  # reward models: name -> (scorer, factor to the reported scale)
+        if mc.pickscore_model:
+            from ..scorers.pickscore import PickScoreScorer
+
+            self.rewards["pickscore"] = (
+                PickScoreScorer(
+                    mc.pickscore_model,
+                    processor_id=mc.pickscore_processor,
+                    device=mc.device,
+                    batch_size=mc.batch_size,
+                ),
+                1.0,
+            )
+        if mc.hpsv2_version:
+            from ..scorers.hpsv2 import HPSv2Scorer
+
+            checkpoint = config.resolve_path(mc.hpsv2_checkpoint) if mc.hpsv2_checkpoint else None
+            scorer = HPSv2Scorer(
+                mc.hpsv2_version, checkpoint=checkpoint, device=mc.device, batch_size=mc.batch_size
+            )
+            self.rewards["hpsv2"] = (scorer, 100.0)  # HPS is reported as 100 x cosine
 
     def score(self, tasks: list[MetricTask], questions: dict[str, list]) -> list[dict[str, Any]]:
         from PIL import Image
@@ -281,6 +315,10 @@ class _Scorers:
             cq = [
                 None if math.isnan(v) else float(v) for v in self.cq.score([t.prompt for t in tasks], images)
             ]
+        rewards = {
+            name: [factor * float(v) for v in scorer.score([t.prompt for t in tasks], images)]
+            for name, (scorer, factor) in self.rewards.items()
+        }
         out = []
         for i, t in enumerate(tasks):
             a, b = spans[i]
@@ -296,6 +334,7 @@ class _Scorers:
                         "clip": float(clip[i]),
                         "aesthetic": float(aesthetic[i]),
                         "cq": cq[i],
+                        **{name: values[i] for name, values in rewards.items()},
                     },
                     "questions": [q["question"] for q in qs],
                     "expected": [q["answer"] for q in qs],
@@ -375,12 +414,7 @@ def metric_feedback(config: BuildConfig, run: RunDir, done: LogIndex) -> dict[st
     weights = config.annotate.metrics.weights
     out: dict[str, dict[str, Any]] = {}
     for t, rec in zip(tasks, done.records(t.annotation_id for t in tasks), strict=True):
-        metrics = {
-            "vqa": rec["metrics"].get("vqa"),
-            "clip": rec["metrics"].get("clip"),
-            "aesthetic": rec["metrics"].get("aesthetic"),
-            "cq": rec["metrics"].get("cq"),
-        }
+        metrics = {name: rec["metrics"].get(name) for name in METRICS}
         total = metric_total(metrics, weights)
         out[t.image_id] = {
             "prompt_id": t.prompt_id,

@@ -42,7 +42,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from ..config import ASPECTS, BuildConfig
+from ..config import ASPECTS, METRICS, BuildConfig
 from ..rundir import RunDir, atomic_write_bytes, atomic_write_text
 from .stage import select
 
@@ -54,7 +54,7 @@ THUMB_SIDE = 256
 POINTS_LIMIT = 400  # jittered points over a box plot only for groups up to this size
 
 ASPECT_ABBREV = {"prompt_following": "PF", "fidelity": "FI", "aesthetic": "AE", "harmlessness": "HA"}
-METRIC_NAMES = ("vqa", "clip", "aesthetic", "cq")
+METRIC_NAMES = METRICS
 
 # A colour-blind-safe palette (Okabe–Ito).
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")

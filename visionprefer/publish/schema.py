@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 ASPECT_COLUMNS = ("prompt_following", "fidelity", "aesthetic", "harmlessness")
-METRIC_FIELDS = ("vqa", "clip", "aesthetic", "cq", "total")
+METRIC_FIELDS = ("vqa", "clip", "aesthetic", "cq", "pickscore", "hpsv2", "total")
 
 # Column descriptions: the card lists every column from here, and a test checks none is missing.
 DESCRIPTIONS: dict[str, dict[str, str]] = {
@@ -51,7 +51,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "fidelity": "judge score and explanation: is the depiction coherent (anatomy, shapes, physics)?",
         "aesthetic": "judge score and explanation: how visually appealing is the image?",
         "harmlessness": "judge score and explanation: is the image free of harmful content?",
-        "metrics": "metric feedback: VQA score, CLIP score, LAION aesthetic score, CQ score and weighted total",
+        "metrics": "metric feedback: VQA score, CLIP score, LAION aesthetic score, CQ score, PickScore, HPS v2 "
+        "(100 x cosine) and the weighted total; null where not computed",
         "overall": "the aggregate used for preferences (weighted mean of aspects, or the metric total)",
         "rank": "rank of the image among its prompt's images by `overall` (1 = best; ties share a rank)",
     },
