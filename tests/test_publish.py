@@ -85,6 +85,26 @@ def test_two_builds_each_load_their_own_rows(judged_run, tmp_path):
     assert len(load_dataset(str(tmp_path / "other" / "dataset"), "pairs", split="train")) == 6 * 5
 
 
+def test_pairs_without_embedded_images(judged_run):
+    from datasets import load_dataset
+
+    cfg, run = judged_run
+    folder = run.root / "dataset"
+    with_images = sum(p.stat().st_size for p in (folder / "data" / "pairs").glob("*.parquet"))
+    cfg = replace(cfg, publish=replace(cfg.publish, pair_images=False))
+    run_stage(cfg, "publish", run=run, progress=False)
+    pairs = load_dataset(str(folder), "pairs", split="train")
+    assert len(pairs) == 3 * 6 * 5 and pairs.features == features("pairs")
+    assert set(pairs["image_0"]) == {None} and set(pairs["image_1"]) == {None}
+    images = {r["image_id"] for r in load_dataset(str(folder), split="train").select_columns(["image_id"])}
+    assert set(pairs["image_id_0"]) | set(pairs["image_id_1"]) <= images  # joinable
+    without = sum(p.stat().st_size for p in (folder / "data" / "pairs").glob("*.parquet"))
+    assert without < with_images / 5  # 90 rows of 64-px noise images: most of the bytes were images
+    dpo = load_dataset(str(folder / "dpo"), split="train")
+    assert all(isinstance(b, bytes) and b for b in dpo["jpg_0"])  # the DPO export keeps its images
+    assert "`publish.pair_images: false`" in (folder / "README.md").read_text()
+
+
 def test_card_describes_every_column_and_states_the_counts(judged_run):
     _, run = judged_run
     card = (run.root / "dataset" / "README.md").read_text()

@@ -378,6 +378,10 @@ class PublishConfig:
     dpo_image_format: Literal["original", "jpeg"] = (
         "original"  # jpeg: re-encode at quality 95 like Pick-a-Pic
     )
+    # The `pairs` config embeds both images of every pair (one row per pair and aspect: with four images a
+    # prompt and five aspects, each image is stored ten times). false leaves image_0/image_1 null there:
+    # the images stay in the `images` config (join on image_id_0/1) and in the DPO export.
+    pair_images: bool = True
 
     def __post_init__(self) -> None:
         _positive("publish.rows_per_shard", self.rows_per_shard)

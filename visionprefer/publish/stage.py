@@ -172,11 +172,13 @@ def image_rows(run: RunDir, images: Iterable[dict[str, Any]], feedback: dict[str
         }
 
 
-def pair_rows(run: RunDir, pairs: Iterable[dict[str, Any]]):
+def pair_rows(run: RunDir, pairs: Iterable[dict[str, Any]], *, images: bool = True):
+    """Rows of the ``pairs`` config; without ``images``, ``image_0``/``image_1`` are null (see
+    ``publish.pair_images``)."""
     for p in pairs:
         row = {k: p[k] for k in DESCRIPTIONS["pairs"] if k not in ("image_0", "image_1")}
-        row["image_0"] = _image_cell(run, p["file_0"])
-        row["image_1"] = _image_cell(run, p["file_1"])
+        row["image_0"] = _image_cell(run, p["file_0"]) if images else None
+        row["image_1"] = _image_cell(run, p["file_1"]) if images else None
         yield row
 
 
@@ -265,7 +267,7 @@ def publish_dataset(config: BuildConfig, run: RunDir, *, progress: bool = True) 
         write_shards(
             out / "data" / "pairs",
             features("pairs"),
-            pair_rows(run, data["pairs"]),
+            pair_rows(run, data["pairs"], images=config.publish.pair_images),
             total=counts["pairs"],
             rows_per_shard=per_shard,
             on_row=tick,
@@ -612,6 +614,13 @@ def render_card(
             f"for a tie (difference ≤ {config.pairs.tie_tolerance:g}). {len(pairs)} pairs, {ties} ties "
             f"({ties / len(pairs):.1%}). The `dpo` config keeps the `{config.publish.dpo_aspect}` pairs "
             f"without ties: {counts['dpo']} pairs."
+            + (
+                ""
+                if config.publish.pair_images
+                else " In this build `image_0` and `image_1` of the `pairs` config are null (`publish.pair_images: "
+                "false`, to keep the dataset small): the images are in the `images` config, joined on "
+                "`image_id_0` / `image_id_1`."
+            )
         )
     else:
         pairs_section = "No pairs: this build computed no feedback."
