@@ -49,6 +49,27 @@ def write_config(folder: Path, body: str, name: str = "config.yaml") -> Path:
     return path
 
 
+def metrics_build(tmp_path: Path, prompts: list[str], metrics: str):
+    """A loaded config: ``prompts`` through tiny-sd15 and tiny-sd21 at two scales (four images a prompt),
+    annotated by the metrics backend with the tiny CLIP and aesthetic head plus ``metrics`` (YAML mapping
+    entries, one per line)."""
+    from visionprefer.config import load_config
+
+    (tmp_path / "p.txt").write_text("\n".join(prompts) + "\n", encoding="utf-8")
+    extra = textwrap.indent(textwrap.dedent(metrics).strip(), "    ")
+    return load_config(
+        write_config(
+            tmp_path,
+            f"run_dir: {tmp_path / 'run'}\n"
+            "prompts: {sources: [{path: p.txt}]}\n"
+            "generate: {generators: [{preset: tiny-sd15}, {preset: tiny-sd21}], guidance_scales: [3.0, 7.5]}\n"
+            "annotate:\n  backend: metrics\n  metrics:\n"
+            "    clip_model: tiny-clip\n    aesthetic_model: tiny-aesthetic\n    aesthetic_clip_model: tiny-clip\n"
+            f"{extra}\n",
+        )
+    )
+
+
 PROMPTS = [
     "a photo of a cat sitting on a red sofa",
     "two dogs playing in the snow",

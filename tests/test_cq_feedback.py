@@ -6,27 +6,21 @@ import pytest
 
 from visionprefer.annotate.stage import load_feedback
 from visionprefer.build import build, open_run
-from visionprefer.config import load_config
 from visionprefer.scorers.cq import CQScorer
 
-from .conftest import write_config
+from .conftest import metrics_build
 
 
 def test_build_ranks_images_by_cq(tmp_path):
-    (tmp_path / "p.txt").write_text("two dogs and a cat\n")
-    cfg = load_config(
-        write_config(
-            tmp_path,
-            f"""\
-run_dir: {tmp_path / "run"}
-prompts: {{sources: [{{path: p.txt}}]}}
-generate: {{generators: [{{preset: tiny-sd15}}, {{preset: tiny-sd21}}], guidance_scales: [3.0, 7.5]}}
-annotate:
-  backend: metrics
-  metrics: {{vqa_model: tiny-blip, clip_model: tiny-clip, aesthetic_model: tiny-aesthetic,
-             aesthetic_clip_model: tiny-clip, cq_model: tiny-yolos, cq_threshold: 0.0, weights: {{cq: 1.0}}}}
-""",
-        )
+    cfg = metrics_build(
+        tmp_path,
+        ["two dogs and a cat"],
+        """
+        vqa_model: tiny-blip
+        cq_model: tiny-yolos
+        cq_threshold: 0.0
+        weights: {cq: 1.0}
+        """,
     )
     build(cfg, progress=False)
     run = open_run(cfg)
@@ -58,22 +52,17 @@ def test_reward_models_as_build_feedback(tmp_path):
     from visionprefer.scorers.pickscore import PickScoreScorer
 
     checkpoint = write_tiny_hpsv2_checkpoint(tmp_path / "hps")
-    (tmp_path / "p.txt").write_text("two dogs and a cat\na red car\n")
-    cfg = load_config(
-        write_config(
-            tmp_path,
-            f"""\
-run_dir: {tmp_path / "run"}
-prompts: {{sources: [{{path: p.txt}}]}}
-generate: {{generators: [{{preset: tiny-sd15}}, {{preset: tiny-sd21}}], guidance_scales: [3.0, 7.5]}}
-annotate:
-  backend: metrics
-  metrics: {{vqa_model: tiny-blip, clip_model: tiny-clip, aesthetic_model: tiny-aesthetic,
-             aesthetic_clip_model: tiny-clip, pickscore_model: tiny-clip, pickscore_processor: tiny-clip,
-             hpsv2_version: v2.1, hpsv2_checkpoint: hps/{checkpoint.name},
-             weights: {{pickscore: 1.0, hpsv2: 0.5}}}}
-""",
-        )
+    cfg = metrics_build(
+        tmp_path,
+        ["two dogs and a cat", "a red car"],
+        f"""
+        vqa_model: tiny-blip
+        pickscore_model: tiny-clip
+        pickscore_processor: tiny-clip
+        hpsv2_version: v2.1
+        hpsv2_checkpoint: hps/{checkpoint.name}
+        weights: {{pickscore: 1.0, hpsv2: 0.5}}
+        """,
     )
     build(cfg, progress=False)
     run = open_run(cfg)

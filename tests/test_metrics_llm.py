@@ -9,39 +9,27 @@ import pytest
 
 from visionprefer.annotate.stage import load_feedback
 from visionprefer.build import build, open_run
-from visionprefer.config import load_config
 from visionprefer.estimate import estimate_build
 from visionprefer.scorers import template_questions
 from visionprefer.status import run_status
 
-from .conftest import write_config
+from .conftest import metrics_build
 
 PROMPTS = ["two dogs playing in the snow", "a red apple on a wooden table"]
 
 
 def _config(tmp_path, base_url: str):
-    (tmp_path / "p.txt").write_text("\n".join(PROMPTS) + "\n")
     llm = f"{{model: gpt-4o-mini, base_url: '{base_url}', concurrency: 4, backoff_s: 0.01}}"
-    return load_config(
-        write_config(
-            tmp_path,
-            f"""\
-run_dir: {tmp_path / "run"}
-prompts: {{sources: [{{path: p.txt}}]}}
-generate: {{generators: [{{preset: tiny-sd15}}, {{preset: tiny-sd21}}], guidance_scales: [3.0, 7.5]}}
-annotate:
-  backend: metrics
-  metrics:
-    questions: llm
-    question_llm: {llm}
-    vqa_backend: vlm
-    vqa_llm: {llm}
-    clip_model: tiny-clip
-    aesthetic_model: tiny-aesthetic
-    aesthetic_clip_model: tiny-clip
-    weights: {{vqa: 1.0}}
-""",
-        )
+    return metrics_build(
+        tmp_path,
+        PROMPTS,
+        f"""
+        questions: llm
+        question_llm: {llm}
+        vqa_backend: vlm
+        vqa_llm: {llm}
+        weights: {{vqa: 1.0}}
+        """,
     )
 
 
