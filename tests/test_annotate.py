@@ -213,6 +213,8 @@ def test_both_orders_measure_position_bias(tmp_path, fake_llm, responder):
     assert run_status(tmp_path / "run")["stages"]["annotate"]["order_effects"] == effects
     card = (tmp_path / "run" / "dataset" / "README.md").read_text()
     assert "groups judged in both orders: the preference between two images" in card
+    report = (tmp_path / "run" / "report" / "index.html").read_text()
+    assert "<h3>Position bias</h3>" in report and f"<b>{effects['order_agreement']:.1%}</b>" in report
 
 
 def test_changing_the_judge_reannotates_without_regenerating(tmp_path, fake_llm, capsys):

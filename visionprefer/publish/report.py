@@ -467,6 +467,17 @@ def write_report(
                 )
                 parts.append("<h3>Judge score histogram</h3>")
                 parts.append(_img(src, "images per rounded score and aspect"))
+            effects = (status.get("stages", {}).get("annotate") or {}).get("order_effects")
+            if effects and effects["groups"]:
+                parts.append("<h3>Position bias</h3>")
+                parts.append(
+                    f"<p>{effects['groups']} groups were judged in two orders (shuffled, then reversed). The "
+                    "preference between two images by <code>overall</code> was the same in both orders for "
+                    f"<b>{effects['order_agreement']:.1%}</b> of image pairs (1.0 for a judge blind to order); "
+                    "an image shown first scored "
+                    f"<b>{effects['first_position_gain']:+.3f}</b> <code>overall</code> against the same image "
+                    "shown last (0 without position bias). Scores in this dataset average both orders.</p>"
+                )
         sections.append("\n".join(parts))
 
         # ----------------------------------------------------------------- win rates
