@@ -1,7 +1,8 @@
 """A scripted OpenAI-compatible HTTP server on 127.0.0.1, for tests, benchmarks and dry runs.
 
 It answers ``POST /v1/chat/completions`` and ``POST /v1/moderations`` with realistic scripted answers
-(``--responder``), adds latency, and mixes in faults deterministically (``--faults 429:0.05,500:0.05,...``):
+(``--responder``), each ``--latency`` seconds after the request arrived (its own work included), and mixes in
+faults deterministically (``--faults 429:0.05,500:0.05,...``):
 the decision for a request depends on the seed, the request body and how many times that body was seen,
 so a retried request can succeed. Every request is logged as a JSON line (``--log``) so tests can count
 what reached the server. The server stops by itself after ``--max-seconds`` or ``--max-requests``.
@@ -449,6 +450,8 @@ def make_handler(state: FakeState) -> type[BaseHTTPRequestHandler]:
         # delayed ACK (~40 ms per request on a kept-alive connection).
         disable_nagle_algorithm = True
 
+        _answer_at = 0.0  # monotonic time at which the current answer may leave (see do_POST)
+
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             pass
 
@@ -459,6 +462,10 @@ def make_handler(state: FakeState) -> type[BaseHTTPRequestHandler]:
             headers: dict[str, str] | None = None,
             content_type: str = "application/json",
         ) -> None:
+            wait = self._answer_at - time.monotonic()
+            self._answer_at = 0.0  # one answer per request on a kept-alive connection
+            if wait > 0:
+                time.sleep(wait)
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(payload)))
@@ -586,12 +593,16 @@ def make_handler(state: FakeState) -> type[BaseHTTPRequestHandler]:
 
         # online ------------------------------------------------------------------------------------
         def do_POST(self) -> None:  # noqa: N802
+            arrived = time.monotonic()
             raw = self._read_body()
             path = urlsplit(self.path).path.rstrip("/")
             if path.endswith("/files"):
                 return self._post_file(raw)
             if path.endswith("/batches"):
                 return self._post_batch(raw)
+            # The answer leaves `latency` seconds after the request arrived, this server's own work included
+            # (as an API's latency includes its own), rather than after the work.
+            self._answer_at = arrived + state.args.latency
             key = hashlib.sha256(raw).hexdigest()
             attempt, fault = state.decide(key)
             args = state.args
@@ -605,8 +616,6 @@ def make_handler(state: FakeState) -> type[BaseHTTPRequestHandler]:
                     "auth": self.headers.get("Authorization", "")[:12],
                 }
             )
-            if args.latency:
-                time.sleep(args.latency)
             if fault == "429":
                 return self._send(
                     429,
