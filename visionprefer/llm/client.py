@@ -330,6 +330,13 @@ class LLMClient:
                     ) from None
                 last_error = f"HTTP {status}: {message}"
                 if status not in (408, 409, 429) and status < 500:
+                    if "response_format" in request and any(
+                        w in message.lower() for w in ("response_format", "json_schema", "schema")
+                    ):
+                        last_error += (
+                            "; a server without JSON-schema output needs the llm's structured_output "
+                            "set to json_object or none"
+                        )
                     return LLMResult(ok=False, error=last_error, kind="permanent")
                 delay = retry_after_seconds(e.response.headers if e.response is not None else None)
                 if delay is not None and delay > cfg.max_retry_after_s:

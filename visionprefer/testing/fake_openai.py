@@ -642,6 +642,12 @@ def make_handler(state: FakeState) -> type[BaseHTTPRequestHandler]:
                 return self._send(200, json.dumps(answer_moderation(body)).encode())
             if not self.path.rstrip("/").endswith("/chat/completions"):
                 return self._send(404, b'{"error": {"message": "no such endpoint"}}')
+            if args.no_json_schema and (body.get("response_format") or {}).get("type") == "json_schema":
+                return self._send(
+                    400,
+                    b'{"error": {"message": "response_format type json_schema is not supported", '
+                    b'"type": "invalid_request_error"}}',
+                )
             if args.model and body.get("model") != args.model:
                 return self._send(
                     404, json.dumps({"error": {"message": f"model {body.get('model')} not found"}}).encode()
@@ -662,6 +668,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--timeout-sleep", type=float, default=3.0, help="how long a 'timeout' fault stalls")
     p.add_argument("--retry-after-ms", type=float, default=50.0)
     p.add_argument("--model", default="", help="if set, other model names get a 404")
+    p.add_argument(
+        "--no-json-schema",
+        action="store_true",
+        help="refuse response_format json_schema with a 400, as servers without structured output do",
+    )
     p.add_argument("--log", default="", help="JSONL log of every request")
     p.add_argument("--max-seconds", type=float, default=600.0)
     p.add_argument("--max-requests", type=int, default=100_000)
