@@ -378,3 +378,26 @@ def test_unreachable_server_is_one_clear_error(tmp_path, monkeypatch):
     assert not h.state.exists()  # nothing was uploaded, so nothing to resume
     h.close()
     client.close()
+
+
+def test_ranks_share_the_budget(tmp_path, fake_llm, monkeypatch):
+    """Under a launcher each of N ranks submits its share: it may commit 1/N of what the budget leaves."""
+    from visionprefer.llm.client import estimate_tokens
+
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    server = fake_llm(extra_args=["--batch-polls", "1"])
+    probe = _llm(server.base_url)
+    requests = _requests(probe, 2)
+    est = max(
+        cost_usd(price_for(MODEL, {}), estimate_tokens(r), probe.max_tokens, batch=True) for r in requests
+    )
+    for ranks, answered in (
+        (2, 1),
+        (1, 2),
+    ):  # 2.5 requests' worth: half of it holds one request, all of it two
+        h = Harness(tmp_path / f"ranks{ranks}", server, max_requests=10, max_cost_usd=2.5 * est)
+        h.runner.ranks = ranks
+        results = h.run(requests)
+        assert sum(f is None for f in results.values()) == answered
+        assert sum(f is not None and f.kind == "budget" for f in results.values()) == 2 - answered
+        h.close()

@@ -43,5 +43,6 @@ def submit_judge_batch(
         usage=usage,
         purpose="judge",
         price=price_for(judge.llm.model, config.prices),
+        ranks=proc.world_size,
     ) as runner:
         return runner.run(requests)

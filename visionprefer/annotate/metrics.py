@@ -214,7 +214,12 @@ def _questions_for(
     async def main() -> None:
         nonlocal budget
         llm = LLMClient(
-            mc.question_llm, folder=run.llm_dir, purpose="questions", prices=config.prices, rank=proc.rank
+            mc.question_llm,
+            folder=run.llm_dir,
+            purpose="questions",
+            prices=config.prices,
+            rank=proc.rank,
+            ranks=proc.world_size,
         )
 
         async def one(prompt: str) -> Any:
@@ -230,7 +235,7 @@ def _questions_for(
             budget |= result.kind == "budget"
 
         async with llm:
-            await run_bounded(prompts, one, done, workers=2 * mc.question_llm.concurrency)
+            await run_bounded(prompts, one, done, workers=2 * llm.concurrency)
 
     asyncio.run(main())
     if budget:
@@ -364,7 +369,12 @@ class _Scorers:
             )
         answers: list[str | None] = [None] * len(questions)
         llm = LLMClient(
-            vlm, folder=self.run.llm_dir, purpose="vqa", prices=self.config.prices, rank=self.proc.rank
+            vlm,
+            folder=self.run.llm_dir,
+            purpose="vqa",
+            prices=self.config.prices,
+            rank=self.proc.rank,
+            ranks=self.proc.world_size,
         )
         urls: dict[int, str] = {}
         for image in images:
@@ -395,7 +405,7 @@ class _Scorers:
             answers[i] = result.value
 
         async with llm:
-            await run_bounded(range(len(questions)), one, done, workers=2 * vlm.concurrency)
+            await run_bounded(range(len(questions)), one, done, workers=2 * llm.concurrency)
         return [a or "" for a in answers]
 
     def close(self) -> None:

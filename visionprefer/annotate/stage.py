@@ -191,6 +191,7 @@ def annotate_with_judge(
             purpose="judge",
             prices=config.prices,
             rank=proc.rank,
+            ranks=proc.world_size,  # the groups are split across ranks: so are the limits and the budget
             batch_pricing=judge.mode == "batch",
         )
         budget_hit = False
@@ -261,7 +262,7 @@ def annotate_with_judge(
 
         async with llm:
             if judge.mode != "batch":
-                await run_bounded(todo, one, done, workers=2 * judge.llm.concurrency)
+                await run_bounded(todo, one, done, workers=2 * llm.concurrency)
                 return budget_hit
             # Batch mode: submit, collect into the cache, validate by replaying it; invalid answers are
             # re-asked (the validation error quoted, as online) in a further batch, up to the retry budget.
@@ -277,7 +278,7 @@ def annotate_with_judge(
                 )
                 batch_failures.update(answered)
                 reasks.clear()
-                await run_bounded(groups_now, one, done, workers=2 * judge.llm.concurrency)
+                await run_bounded(groups_now, one, done, workers=2 * llm.concurrency)
                 if not reasks:
                     break
                 groups_now = [g for g, _ in reasks.values()]

@@ -219,6 +219,7 @@ class BatchRunner:
         purpose: str,
         price: PriceConfig | None,
         endpoint: str = CHAT_ENDPOINT,
+        ranks: int = 1,
     ):
         if llm.max_cost_usd is not None and price is None:
             raise ConfigError(
@@ -235,6 +236,9 @@ class BatchRunner:
         self.purpose = purpose
         self.price = price
         self.endpoint = endpoint
+        self.ranks = (
+            ranks  # processes submitting this stage's requests: each may commit 1/ranks of the budget
+        )
         self.stats = BatchStats()
         self.budget_hit = False
         self._state: dict[str, Any] = {"version": STATE_VERSION, "batches": []}
@@ -347,9 +351,11 @@ class BatchRunner:
         line sizes and estimated dollars."""
         cfg = self.llm
         spent = reserved = 0.0
+        allowance = None  # what this rank may have in flight: its share of what the budget leaves
         if cfg.max_cost_usd is not None:
             spent = self.usage.totals().get(self.purpose, {}).get("usd", 0.0)
             reserved = sum(e.get("est_usd", 0.0) for e in self._state["batches"] if not e.get("collected"))
+            allowance = max(0.0, cfg.max_cost_usd - spent) / self.ranks
         new_keys: list[str] = []
         sizes: list[int] = []
         estimates: list[float] = []
@@ -374,8 +380,8 @@ class BatchRunner:
                 request.get("max_tokens") or request.get("max_completion_tokens") or cfg.max_tokens
             )
             est = cost_usd(self.price, estimate_tokens(request), out_tokens, batch=True)
-            if cfg.max_cost_usd is not None:
-                if spent + reserved + est > cfg.max_cost_usd:
+            if allowance is not None:
+                if reserved + est > allowance:
                     self.budget_hit = True
                     results[key] = BatchFailure(
                         "budget",

@@ -154,8 +154,13 @@ class LLMClient:
         purpose: str,
         prices: dict[str, PriceConfig] | None = None,
         rank: int = 0,
+        ranks: int = 1,
         batch_pricing: bool = False,
     ):
+        """``ranks`` is the number of processes that split this stage's requests (each a rank of a launch):
+        the configured limits are for the whole launch, so this process takes 1/``ranks`` of the
+        concurrency (rounded up), of the requests and tokens per minute, and of what remains of
+        ``max_cost_usd`` (so that together the ranks never exceed it)."""
         self.config = config
         self.purpose = purpose
         self.folder = folder
@@ -170,13 +175,23 @@ class LLMClient:
         self.cache = ResponseCache(folder, rank)
         self.usage = UsageLog(folder, rank)
         self.spent = self.usage.totals().get(purpose, {}).get("usd", 0.0)
+        # The dollars this process may reach: what is spent (by every rank so far) plus its share of the rest.
+        self.budget = (
+            None
+            if config.max_cost_usd is None
+            else self.spent + max(0.0, config.max_cost_usd - self.spent) / ranks
+        )
+        self.concurrency = max(1, -(-config.concurrency // ranks))
         self.budget_hit = False
         self.requests_sent = 0
         self._reserved = 0.0
         self._any_success = False
         self._client: Any = None
         self._sem: asyncio.Semaphore | None = None
-        self._limiter = RateLimiter(config.requests_per_minute, config.tokens_per_minute)
+        self._limiter = RateLimiter(
+            config.requests_per_minute / ranks if config.requests_per_minute else None,
+            config.tokens_per_minute / ranks if config.tokens_per_minute else None,
+        )
 
     # lifecycle -------------------------------------------------------------------------------------
     def _api_key(self) -> str:
@@ -201,7 +216,7 @@ class LLMClient:
             timeout=self.config.timeout_s,
             http_client=openai.DefaultAsyncHttpxClient(verify=_ssl_context(), timeout=self.config.timeout_s),
         )
-        self._sem = asyncio.Semaphore(self.config.concurrency)
+        self._sem = asyncio.Semaphore(self.concurrency)
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -295,7 +310,7 @@ class LLMClient:
         last_error = "no attempt"
         only_connection_errors = True
         for attempt in range(1, cfg.max_attempts + 1):
-            if cfg.max_cost_usd is not None and self.spent + self._reserved + est_cost > cfg.max_cost_usd:
+            if self.budget is not None and self.spent + self._reserved + est_cost > self.budget:
                 self.budget_hit = True
                 return LLMResult(
                     ok=False,
