@@ -1,4 +1,4 @@
-"""Crash safety (kill -9 mid-generation) and multi-process generation under torchrun on CPU."""
+"""Crash safety (kill -9 mid-generation) and multi-process builds under torchrun on CPU."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from visionprefer.generate.plan import plan_images
 from visionprefer.generate.stage import generation_state
 from visionprefer.prompts.stage import load_prompts
 from visionprefer.rundir import read_jsonl
+from visionprefer.status import run_status
 
 from .conftest import write_config
 
@@ -191,3 +192,38 @@ def test_dist_timeout_setting(monkeypatch):
     monkeypatch.setenv("VISIONPREFER_DIST_TIMEOUT_S", "soon")
     with pytest.raises(ConfigError, match="VISIONPREFER_DIST_TIMEOUT_S"):
         dist_timeout()
+
+
+def test_torchrun_judge_splits_the_groups_and_publishes_once(tmp_path, fake_llm):
+    """The whole build under a launcher with the VLM judge: each rank judges its share of the groups (each
+    group asked once in all), rank 0 derives the pairs and publishes."""
+    pytest.importorskip("accelerate")
+    server = fake_llm(responder="judge")
+    (tmp_path / "p.txt").write_text("".join(f"a photo of object number {i}\n" for i in range(6)))
+    cfg = write_config(
+        tmp_path,
+        f"""\
+        run_dir: {tmp_path / "run"}
+        prompts: {{sources: [{{path: p.txt}}]}}
+        generate: {{generators: [{{preset: tiny-sd15}}, {{preset: tiny-sd21}}], batch_size: 4}}
+        annotate:
+          backend: judge
+          judge: {{image_max_side: 64, llm: {{base_url: "{server.base_url}", concurrency: 4}}}}
+        """,
+    )
+    done = subprocess.run(
+        _torchrun("build", str(cfg), "-q"), env=_env(), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    per_rank = {
+        p.name: [r["annotation_id"] for r in read_jsonl(p)]
+        for p in (tmp_path / "run" / "annotate").glob("done-rank*.jsonl")
+    }
+    assert sorted(per_rank) == ["done-rank0.jsonl", "done-rank1.jsonl"] and all(per_rank.values())
+    ids = [i for v in per_rank.values() for i in v]
+    assert len(ids) == len(set(ids)) == 6
+    asked = [r for r in server.requests() if r["path"].endswith("/chat/completions")]
+    assert len(asked) == 6 and len({r["key"] for r in asked}) == 6
+    st = run_status(tmp_path / "run")["stages"]
+    # 6 prompts x 1 pair (two images each) x 5 aspects (four and overall)
+    assert (st["annotate"]["done"], st["pairs"]["pairs"], st["publish"]["state"]) == (6, 6 * 1 * 5, "done")
