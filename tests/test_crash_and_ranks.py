@@ -211,10 +211,14 @@ def test_torchrun_judge_splits_the_groups_and_publishes_once(tmp_path, fake_llm)
           judge: {{image_max_side: 64, llm: {{base_url: "{server.base_url}", concurrency: 4}}}}
         """,
     )
+    # A fresh tiny-model folder: each rank builds the tiny model it needs first (transformers saves weights
+    # only on rank 0 of a process group, so the factory builds outside it).
+    env = {**_env(), "VISIONPREFER_TINY_DIR": str(tmp_path / "tiny")}
     done = subprocess.run(
-        _torchrun("build", str(cfg), "-q"), env=_env(), capture_output=True, text=True, timeout=300
+        _torchrun("build", str(cfg), "-q"), env=env, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    assert len(list((tmp_path / "tiny").glob("tiny-sd*-v*"))) == 2
     per_rank = {
         p.name: [r["annotation_id"] for r in read_jsonl(p)]
         for p in (tmp_path / "run" / "annotate").glob("done-rank*.jsonl")
@@ -227,3 +231,34 @@ def test_torchrun_judge_splits_the_groups_and_publishes_once(tmp_path, fake_llm)
     st = run_status(tmp_path / "run")["stages"]
     # 6 prompts x 1 pair (two images each) x 5 aspects (four and overall)
     assert (st["annotate"]["done"], st["pairs"]["pairs"], st["publish"]["state"]) == (6, 6 * 1 * 5, "done")
+
+
+def test_torchrun_metric_feedback_writes_each_prompts_questions_once(tmp_path, fake_llm):
+    """Metric feedback with LLM-written questions under a launcher: a prompt's images stay on one rank, so
+    its questions are asked (and paid for) once."""
+    pytest.importorskip("accelerate")
+    server = fake_llm(responder="metrics")
+    llm = f"{{model: gpt-4o-mini, base_url: '{server.base_url}', concurrency: 2}}"
+    (tmp_path / "p.txt").write_text("".join(f"{n} red apples on a table\n" for n in range(2, 8)))
+    cfg = write_config(
+        tmp_path,
+        f"""\
+        run_dir: {tmp_path / "run"}
+        prompts: {{sources: [{{path: p.txt}}]}}
+        generate: {{generators: [{{preset: tiny-sd15}}, {{preset: tiny-sd21}}], batch_size: 4}}
+        annotate:
+          backend: metrics
+          metrics: {{questions: llm, question_llm: {llm}, vqa_model: tiny-blip, clip_model: tiny-clip,
+                     aesthetic_model: tiny-aesthetic, aesthetic_clip_model: tiny-clip}}
+        """,
+    )
+    done = subprocess.run(
+        _torchrun("build", str(cfg), "-q"), env=_env(), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    asked = [r for r in server.requests() if r["path"].endswith("/chat/completions")]
+    assert len(asked) == len({r["key"] for r in asked}) == 6  # one question call per prompt
+    per_rank = [list(read_jsonl(p)) for p in sorted((tmp_path / "run" / "annotate").glob("done-rank*.jsonl"))]
+    assert len(per_rank) == 2 and all(per_rank)
+    prompts_of = [{r["prompt_id"] for r in recs} for recs in per_rank]
+    assert not (prompts_of[0] & prompts_of[1]) and sum(len(r) for r in per_rank) == 12

@@ -158,7 +158,11 @@ def annotate_with_metrics(
     report = AnnotateReport(backend="metrics", planned=len(tasks), waiting=waiting)
     report.done_before = sum(1 for t in tasks if t.annotation_id in state.done)
     report.blocked = sum(1 for t in tasks if t.annotation_id in blocked and t.annotation_id not in state.done)
-    mine = [t for i, t in enumerate(tasks) if i % proc.world_size == proc.rank]
+    # Whole prompts per rank: a prompt's questions are then written (and paid for) by one rank only.
+    prompt_no: dict[str, int] = {}
+    for t in tasks:
+        prompt_no.setdefault(t.prompt_id, len(prompt_no))
+    mine = [t for t in tasks if prompt_no[t.prompt_id] % proc.world_size == proc.rank]
     todo = [t for t in mine if t.annotation_id not in state.done and t.annotation_id not in blocked]
     if not todo:
         return report

@@ -52,7 +52,10 @@ def tiny_model_path(name: str) -> Path:
             return target
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
         try:
-            TINY_BUILDERS[name](tmp)
+            if _in_process_group():
+                _build_in_child(name, tmp)
+            else:
+                TINY_BUILDERS[name](tmp)
             (tmp / ".complete").write_text(FACTORY_VERSION)
             if target.exists():  # an incomplete folder left by a crash
                 shutil.rmtree(target)
@@ -61,6 +64,43 @@ def tiny_model_path(name: str) -> Path:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _in_process_group() -> bool:
+    """Whether this process is one rank of an initialised torch.distributed group."""
+    import sys
+
+    if "torch" not in sys.modules:
+        return False
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
+
+
+def _build_in_child(name: str, folder: Path) -> None:
+    """Build ``name`` into ``folder`` in a fresh process outside the launch: transformers' ``save_pretrained``
+    writes weights only on rank 0 of an initialised process group, so a tiny model first needed by another
+    rank would be saved without them."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in _LAUNCH_VARIABLES}
+    done = subprocess.run(
+        [sys.executable, "-m", "visionprefer.models.tiny", name, str(folder)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        from ..errors import ModelLoadError
+
+        lines = done.stderr.strip().splitlines()
+        raise ModelLoadError(f"cannot build tiny model {name!r}: {lines[-1] if lines else 'no output'}")
+
+
+_LAUNCH_VARIABLES = frozenset(
+    {"WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT"}
+)
 
 
 # --------------------------------------------------------------------------------------------- tokenizer
@@ -439,3 +479,9 @@ TINY_BUILDERS: dict[str, Callable[[Path], None]] = {
     "tiny-blip": _build_blip,
     "tiny-yolos": _build_yolos,
 }
+
+
+if __name__ == "__main__":  # ``python -m visionprefer.models.tiny NAME FOLDER``: see _build_in_child
+    import sys
+
+    TINY_BUILDERS[sys.argv[1]](Path(sys.argv[2]))
