@@ -345,11 +345,18 @@ def test_batch_mode_submits_collects_and_resumes(tmp_path, fake_llm):
     assert (first.made, first.failed) == (0, 12)  # submitted, not finished: pending, transient
     st = run_status(tmp_path / "run")["stages"]["annotate"]
     assert st["failed_transient"] == 12 and st["failed_permanent"] == 0
+    assert (st["batches"]["in_flight"], st["batches"]["requests_in_flight"], st["batches"]["collected"]) == (
+        3,
+        12,
+        0,
+    )
     creates = [r for r in server.requests() if r.get("path") == "/v1/batches" and r.get("method") == "POST"]
     assert len(creates) == 3  # 12 requests, 5 per file
     cfg_path.write_text(cfg_path.read_text().replace("max_wait_s: 0.0", "max_wait_s: 30"))
     second = build(load_config(cfg_path), progress=False).stages["annotate"]
     assert second.made == 12
+    batches = run_status(tmp_path / "run")["stages"]["annotate"]["batches"]
+    assert (batches["in_flight"], batches["collected"]) == (0, 3)
     creates_after = [
         r for r in server.requests() if r.get("path") == "/v1/batches" and r.get("method") == "POST"
     ]

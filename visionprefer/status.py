@@ -138,6 +138,9 @@ def _annotate_status(config: Any, run: RunDir) -> dict[str, Any]:
         "reasons": _top_reasons([v["reason"].split(" (")[0] for v in failed.values()]),
     }
     if backend == "judge":
+        batches = _batch_status(run)
+        if batches is not None:
+            row["batches"] = batches
         from .annotate.stage import order_effects
 
         effects = order_effects(config, run)
@@ -149,6 +152,35 @@ def _annotate_status(config: Any, run: RunDir) -> dict[str, Any]:
             if not rec.get("rank_consistent", True)
         )
     return row
+
+
+def _batch_status(run: RunDir) -> dict[str, Any] | None:
+    """The judge's Batch API submissions from every rank's state file: batches still in flight (by their
+    last polled status) with their requests, and batches collected; None when batch mode was never used."""
+    import json
+
+    paths = sorted((run.root / "annotate").glob("batches-rank*.json"))
+    if not paths:
+        return None
+    in_flight: Counter[str] = Counter()
+    requests = collected = 0
+    for path in paths:
+        try:
+            entries = json.loads(path.read_text(encoding="utf-8")).get("batches", [])
+        except (OSError, ValueError):
+            continue  # the runner reports a damaged state file itself
+        for entry in entries:
+            if entry.get("collected"):
+                collected += 1
+            else:
+                in_flight[entry.get("status") or "submitted"] += 1
+                requests += len(entry.get("custom_ids") or ())
+    return {
+        "in_flight": sum(in_flight.values()),
+        "in_flight_by_status": dict(in_flight),
+        "requests_in_flight": requests,
+        "collected": collected,
+    }
 
 
 def _pairs_status(config: Any, run: RunDir) -> dict[str, Any]:
@@ -197,6 +229,14 @@ def format_status(status: dict[str, Any]) -> str:
             extra.append("run `visionprefer publish CONFIG` (or `build`) to bring it up to date")
         if extra:
             lines.append(f"{'':<10} " + ", ".join(extra))
+        batches = st.get("batches")
+        if batches:
+            states = ", ".join(f"{k} {v}" for k, v in sorted(batches["in_flight_by_status"].items()))
+            lines.append(
+                f"{'':<10} Batch API: {batches['in_flight']} batches in flight"
+                + (f" ({states}; {batches['requests_in_flight']} requests)" if batches["in_flight"] else "")
+                + f", {batches['collected']} collected; the same command polls them again"
+            )
         effects = st.get("order_effects")
         if effects and effects["groups"]:
             lines.append(
