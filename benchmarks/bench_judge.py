@@ -3,9 +3,9 @@
 What is measured
 ----------------
 ``visionprefer.testing.FakeOpenAIServer`` (a scripted OpenAI-compatible server in a subprocess on
-127.0.0.1, responder ``judge``) answers every chat completion a fixed server-side latency after
-it arrived (``--latency``, default 100 ms, the server's own work included). The judge's LLM config allows ``--concurrency`` requests in flight
-(default 16) and ``--rpm`` requests per minute (default 6,000). No client can do better than
+127.0.0.1, responder ``judge``) answers every chat completion a fixed server-side latency after it
+arrived (``--latency``, default 100 ms, the server's own work included). The judge's LLM config allows
+``--concurrency`` requests in flight (default 16) and ``--rpm`` requests per minute (default 6,000). No client can do better than
 ``min(concurrency / latency, rpm / 60)`` requests per second (min(160, 100) = 100 req/s with the
 defaults): that is the ideal.
 

@@ -3,9 +3,10 @@
 What is measured
 ----------------
 ``visionprefer.testing.FakeOpenAIServer`` (a scripted OpenAI-compatible server in a subprocess on
-127.0.0.1, responder ``polish``) answers every chat completion a fixed server-side latency after
-it arrived (``--latency``, default 100 ms, the server's own work included). With ``--concurrency`` requests in flight (default 16), no client can do
-better than ``concurrency / latency`` requests per second (160 req/s with the defaults): that is the ideal.
+127.0.0.1, responder ``polish``) answers every chat completion a fixed server-side latency after it
+arrived (``--latency``, default 100 ms, the server's own work included). With ``--concurrency`` requests in
+flight (default 16), no client can do better than ``concurrency / latency`` requests per second (160 req/s
+with the defaults): that is the ideal.
 
 * **measured arm**: ``visionprefer.build.run_stage(config, "prompts", progress=False)``, the real stage
   with ``prompts.polish.enabled: true`` and ``prompts.polish.llm: {model: gpt-4o-mini, base_url: <server>,

@@ -364,8 +364,8 @@ def input_signature(run: RunDir) -> dict[str, list[int]]:
 
 def publish_status(config: BuildConfig, run: RunDir) -> dict[str, Any]:
     """``status`` of the publish stage: ``done`` (the folder matches the run), ``stale`` (stage outputs or
-    settings that decide the dataset changed since: publish again), ``interrupted`` (a publish started but did not finish) or
-    ``not run``; ``done`` counts the rows of the ``images`` config (from the Parquet footers)."""
+    settings that decide the dataset changed since: publish again), ``interrupted`` (a publish started but
+    did not finish) or ``not run``; ``done`` counts the rows of the ``images`` config (Parquet footers)."""
     folder = dataset_dir(config, run)
     row: dict[str, Any] = {"state": "not run", "done": 0, "pending": None, "failed": 0, "folder": str(folder)}
     try:
