@@ -125,19 +125,17 @@ def format_estimate(est: dict[str, Any]) -> str:
 def _observed_judge(run: Any) -> tuple[int, int, int] | None:
     """``(images judged, input tokens, output tokens)`` of the judge so far in this run (every attempt's
     tokens, over the images of the finished annotations), or None before a few answers."""
-    from .prompts.polish import MIN_OBSERVED_CALLS
+    from .llm.usage import MIN_OBSERVED_CALLS, usage_totals
     from .rundir import read_jsonl
 
     if not run.llm_dir.exists():
         return None
-    from .llm.usage import usage_totals
-
     row = usage_totals(run.llm_dir).get("judge")
     if not row or row["completions"] < MIN_OBSERVED_CALLS:
         return None
     images = sum(
         len(rec.get("image_ids", ()))
-        for path in sorted((run.root / "annotate").glob("done-rank*.jsonl"))
+        for path in run.stage_log("annotate", "annotation_id").done_paths()
         for rec in read_jsonl(path)
     )
     return (images, row["input_tokens"], row["output_tokens"]) if images else None

@@ -93,3 +93,17 @@ def usage_totals(folder: Path) -> dict[str, dict[str, Any]]:
             row["output_tokens"] += rec.get("output_tokens") or 0
             row["usd"] += rec.get("usd") or 0.0
     return dict(sums)
+
+
+MIN_OBSERVED_CALLS = 5  # answered calls before their mean replaces the heuristic in estimates
+
+
+def observed_per_call(folder: Path, purpose: str) -> tuple[int, int] | None:
+    """Mean input and output tokens per answered call of ``purpose`` in the usage logs in ``folder`` (every
+    attempt's tokens over the answers: re-asks and retries count towards the cost of an answer), or None
+    before ``MIN_OBSERVED_CALLS`` answers."""
+    row = usage_totals(folder).get(purpose) if folder.exists() else None
+    if not row or row["completions"] < MIN_OBSERVED_CALLS:
+        return None
+    n = row["completions"]
+    return round(row["input_tokens"] / n), round(row["output_tokens"] / n)

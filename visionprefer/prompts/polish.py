@@ -62,7 +62,7 @@ def estimate_polish(records: list[dict[str, Any]], config: BuildConfig, folder: 
     """Calls, tokens and dollars polishing ``records`` would still cost (answers in the cache are free)."""
     from ..llm import chat_request, estimate_tokens
     from ..llm.cache import ResponseCache, request_key
-    from ..llm.usage import cost_usd, price_for
+    from ..llm.usage import cost_usd, observed_per_call, price_for
 
     pc = config.prompts
     out = {"calls": 0, "cached": 0, "input_tokens": 0, "output_tokens": 0, "usd": 0.0, "moderation_calls": 0}
@@ -99,22 +99,6 @@ def estimate_polish(records: list[dict[str, Any]], config: BuildConfig, folder: 
     out["price_known"] = price is not None
     out["basis"] = "observed" if observed is not None else "heuristic"
     return out
-
-
-MIN_OBSERVED_CALLS = 5  # answered calls before their mean replaces the heuristic in estimates
-
-
-def observed_per_call(folder: Path, purpose: str) -> tuple[int, int] | None:
-    """Mean input and output tokens per answered call of ``purpose`` in this run's usage log (every
-    attempt's tokens over the answers: re-asks and retries count towards the cost of an answer), or None
-    before ``MIN_OBSERVED_CALLS`` answers."""
-    from ..llm.usage import usage_totals
-
-    row = usage_totals(folder).get(purpose) if folder.exists() else None
-    if not row or row["completions"] < MIN_OBSERVED_CALLS:
-        return None
-    n = row["completions"]
-    return round(row["input_tokens"] / n), round(row["output_tokens"] / n)
 
 
 def validate_polish(text: str, original: str, max_ratio: float) -> dict[str, Any]:
