@@ -351,9 +351,11 @@ def publish_settings(config: BuildConfig) -> str:
 def input_signature(run: RunDir) -> dict[str, list[int]]:
     """Size and modification time of every file the dataset is made from (prompts, the generate and
     annotate done logs, the pairs): when any of them changes, the published folder is out of date."""
-    files = [run.prompts_file, run.root / "pairs" / "pairs.jsonl"]
-    for stage in ("generate", "annotate"):
-        files.extend(sorted((run.root / stage).glob("done-rank*.jsonl")))
+    from ..pairs.stage import pairs_path
+
+    files = [run.prompts_file, pairs_path(run)]
+    for stage, key in (("generate", "image_id"), ("annotate", "annotation_id")):
+        files.extend(run.stage_log(stage, key).done_paths())
     out = {}
     for path in files:
         if path.exists():
@@ -376,11 +378,7 @@ def publish_status(config: BuildConfig, run: RunDir) -> dict[str, Any]:
         if folder.exists():
             row["state"] = "interrupted"
         return row
-    import pyarrow.parquet as pq
-
-    row["done"] = sum(
-        pq.ParquetFile(p).metadata.num_rows for p in (folder / "data" / "images").glob("*.parquet")
-    )
+    row["done"] = split_sizes(folder, "images")["num_rows"]
     if last is None:  # a folder published by an older version, or copied in: nothing to compare with
         row["state"] = "done"
         return row
@@ -408,17 +406,17 @@ def size_category(n: int) -> str:
 
 
 def split_sizes(folder: Path, name: str) -> dict[str, int]:
-    """Bytes of one config's shards, from the Parquet footers: ``num_bytes`` (uncompressed, about the Arrow
-    size in memory) and ``download_size`` (the files)."""
+    """One config's shards, from the Parquet footers: ``num_rows``, ``num_bytes`` (uncompressed, about the
+    Arrow size in memory) and ``download_size`` (the files)."""
     import pyarrow.parquet as pq
 
-    pattern = config_paths(name)
-    num_bytes = download = 0
-    for path in sorted(folder.glob(pattern)):
+    rows = num_bytes = download = 0
+    for path in sorted(folder.glob(config_paths(name))):
         meta = pq.ParquetFile(path).metadata
+        rows += meta.num_rows
         num_bytes += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
         download += path.stat().st_size
-    return {"num_bytes": num_bytes, "download_size": download}
+    return {"num_rows": rows, "num_bytes": num_bytes, "download_size": download}
 
 
 def card_yaml(config: BuildConfig, counts: dict[str, int], folder: Path | None = None) -> str:
