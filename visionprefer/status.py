@@ -111,12 +111,19 @@ def run_status(run_dir: str | Path) -> dict[str, Any]:
 
 
 def _annotate_status(config: Any, run: RunDir) -> dict[str, Any]:
-    from .annotate.stage import KEY, STAGE, planned_annotations
+    from .annotate.stage import KEY, STAGE, judge_groups, planned_annotations
 
     backend = config.annotate.backend
     if backend == "none":
         return {"state": "off", "backend": "none", "done": 0, "pending": 0, "failed": 0}
-    keys, waiting = planned_annotations(config, run)
+    groups = None
+    if backend == "judge":  # the groups also serve the order effects below: formed once
+        from .annotate.judge import load_guide
+
+        groups, waiting = judge_groups(config, run, load_guide(config.annotate.judge)[1])
+        keys = [g.annotation_id for g in groups]
+    else:
+        keys, waiting = planned_annotations(config, run)
     log = run.stage_log(STAGE, KEY)
     index = log.done_index()  # a judge record holds every image's scores and explanations: not loaded
     planned = set(keys)
@@ -143,7 +150,7 @@ def _annotate_status(config: Any, run: RunDir) -> dict[str, Any]:
             row["batches"] = batches
         from .annotate.stage import order_effects
 
-        effects = order_effects(config, run)
+        effects = order_effects(config, run, groups=groups, done=index)
         if effects is not None:
             row["order_effects"] = effects
         row["rank_inconsistent"] = sum(

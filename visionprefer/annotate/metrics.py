@@ -153,7 +153,7 @@ def annotate_with_metrics(
     mc = config.annotate.metrics
     tasks, waiting = metric_tasks(config, run)
     log = run.stage_log(STAGE, KEY, proc.rank)
-    state = log.keys_state()  # finished keys only: a judge record carries every explanation
+    state = log.keys_state()  # finished keys only, not their records
     blocked = state.blocked(retry_failed)
     report = AnnotateReport(backend="metrics", planned=len(tasks), waiting=waiting)
     report.done_before = sum(1 for t in tasks if t.annotation_id in state.done)

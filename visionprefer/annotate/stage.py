@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,7 @@ from ..config import ASPECTS, BuildConfig
 from ..dist import ProcessInfo, process_info
 from ..errors import BudgetExceeded
 from ..keys import digest
-from ..rundir import RunDir, StoredRecords
+from ..rundir import LogIndex, RunDir, StoredRecords
 
 STAGE = "annotate"
 KEY = "annotation_id"
@@ -113,6 +114,13 @@ def judge_groups(config: BuildConfig, run: RunDir, guide_version: str) -> tuple[
                     )
                 )
     return groups, waiting
+
+
+def judged_groups(groups: list[Group], done: LogIndex) -> Iterator[tuple[Group, dict[str, Any]]]:
+    """The groups that have a done record (``done`` indexes the annotate stage's done logs), each with its
+    record, read one at a time."""
+    present = [g for g in groups if g.annotation_id in done]
+    return zip(present, done.records(g.annotation_id for g in present), strict=True)
 
 
 def planned_annotations(config: BuildConfig, run: RunDir) -> tuple[list[str], int]:
@@ -322,8 +330,7 @@ def load_feedback(
 
         _, version = load_guide(config.annotate.judge)
         groups, _ = judge_groups(config, run, version)
-        groups = [g for g in groups if g.annotation_id in done]
-        for g, rec in zip(groups, done.records(g.annotation_id for g in groups), strict=True):
+        for g, rec in judged_groups(groups, done):
             for image_id in g.image_ids:
                 result = rec["results"][image_id]
                 row = feedback.get(image_id)
@@ -359,9 +366,12 @@ def load_feedback(
     return feedback
 
 
-def order_effects(config: BuildConfig, run: RunDir) -> dict[str, Any] | None:
+def order_effects(
+    config: BuildConfig, run: RunDir, *, groups: list[Group] | None = None, done: LogIndex | None = None
+) -> dict[str, Any] | None:
     """How much the order shown moved the judge, from the groups judged in both orders
-    (``both_orders: true``; None otherwise):
+    (``both_orders: true``; None otherwise). ``groups`` (the current judge groups) and ``done`` (the index
+    of the annotate done logs) are derived from the run unless the caller has them already:
 
     * ``order_agreement``: over every pair of images in such a group, the fraction whose preference by
       ``overall`` (better, worse or tied) is the same in both orders — 1.0 for a judge blind to order;
@@ -377,12 +387,13 @@ def order_effects(config: BuildConfig, run: RunDir) -> dict[str, Any] | None:
         return None
     from .judge import load_guide, overall_score
 
-    groups, _ = judge_groups(config, run, load_guide(judge)[1])
-    done = run.stage_log(STAGE, KEY).done_index()
-    groups = [g for g in groups if g.annotation_id in done]
+    if groups is None:
+        groups, _ = judge_groups(config, run, load_guide(judge)[1])
+    if done is None:
+        done = run.stage_log(STAGE, KEY).done_index()
     shown: dict[tuple[str, ...], dict[str, tuple[tuple[str, ...], dict[str, float]]]] = {}
     weights = config.annotate.aspect_weights
-    for g, rec in zip(groups, done.records(g.annotation_id for g in groups), strict=True):
+    for g, rec in judged_groups(groups, done):
         overall = {i: overall_score(rec["results"][i], weights) for i in g.image_ids}
         shown.setdefault(tuple(sorted(g.image_ids)), {})[g.order] = (g.image_ids, overall)
     same = total = 0
