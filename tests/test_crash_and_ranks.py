@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -194,30 +195,41 @@ def test_dist_timeout_setting(monkeypatch):
         dist_timeout()
 
 
+def _torchrun_build(
+    tmp_path: Path, prompts: list[str], annotate: str, env: dict[str, str] | None = None
+) -> None:
+    """``visionprefer build`` under torchrun (2 ranks) of ``prompts`` through tiny-sd15 and tiny-sd21 with
+    the given ``annotate`` section (YAML), into ``tmp_path/run``."""
+    (tmp_path / "p.txt").write_text("".join(f"{p}\n" for p in prompts))
+    cfg = write_config(
+        tmp_path,
+        f"run_dir: {tmp_path / 'run'}\n"
+        "prompts: {sources: [{path: p.txt}]}\n"
+        "generate: {generators: [{preset: tiny-sd15}, {preset: tiny-sd21}], batch_size: 4}\n"
+        "annotate:\n" + textwrap.indent(textwrap.dedent(annotate).strip(), "  ") + "\n",
+    )
+    done = subprocess.run(
+        _torchrun("build", str(cfg), "-q"), env=env or _env(), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 def test_torchrun_judge_splits_the_groups_and_publishes_once(tmp_path, fake_llm):
     """The whole build under a launcher with the VLM judge: each rank judges its share of the groups (each
     group asked once in all), rank 0 derives the pairs and publishes."""
     pytest.importorskip("accelerate")
     server = fake_llm(responder="judge")
-    (tmp_path / "p.txt").write_text("".join(f"a photo of object number {i}\n" for i in range(6)))
-    cfg = write_config(
-        tmp_path,
-        f"""\
-        run_dir: {tmp_path / "run"}
-        prompts: {{sources: [{{path: p.txt}}]}}
-        generate: {{generators: [{{preset: tiny-sd15}}, {{preset: tiny-sd21}}], batch_size: 4}}
-        annotate:
-          backend: judge
-          judge: {{image_max_side: 64, llm: {{base_url: "{server.base_url}", concurrency: 4}}}}
-        """,
-    )
     # A fresh tiny-model folder: each rank builds the tiny model it needs first (transformers saves weights
     # only on rank 0 of a process group, so the factory builds outside it).
-    env = {**_env(), "VISIONPREFER_TINY_DIR": str(tmp_path / "tiny")}
-    done = subprocess.run(
-        _torchrun("build", str(cfg), "-q"), env=env, capture_output=True, text=True, timeout=300
+    _torchrun_build(
+        tmp_path,
+        [f"a photo of object number {i}" for i in range(6)],
+        f"""
+        backend: judge
+        judge: {{image_max_side: 64, llm: {{base_url: "{server.base_url}", concurrency: 4}}}}
+        """,
+        env={**_env(), "VISIONPREFER_TINY_DIR": str(tmp_path / "tiny")},
     )
-    assert done.returncode == 0, done.stderr[-3000:]
     assert len(list((tmp_path / "tiny").glob("tiny-sd*-v*"))) == 2
     per_rank = {
         p.name: [r["annotation_id"] for r in read_jsonl(p)]
@@ -239,23 +251,15 @@ def test_torchrun_metric_feedback_writes_each_prompts_questions_once(tmp_path, f
     pytest.importorskip("accelerate")
     server = fake_llm(responder="metrics")
     llm = f"{{model: gpt-4o-mini, base_url: '{server.base_url}', concurrency: 2}}"
-    (tmp_path / "p.txt").write_text("".join(f"{n} red apples on a table\n" for n in range(2, 8)))
-    cfg = write_config(
+    _torchrun_build(
         tmp_path,
-        f"""\
-        run_dir: {tmp_path / "run"}
-        prompts: {{sources: [{{path: p.txt}}]}}
-        generate: {{generators: [{{preset: tiny-sd15}}, {{preset: tiny-sd21}}], batch_size: 4}}
-        annotate:
-          backend: metrics
-          metrics: {{questions: llm, question_llm: {llm}, vqa_model: tiny-blip, clip_model: tiny-clip,
-                     aesthetic_model: tiny-aesthetic, aesthetic_clip_model: tiny-clip}}
+        [f"{n} red apples on a table" for n in range(2, 8)],
+        f"""
+        backend: metrics
+        metrics: {{questions: llm, question_llm: {llm}, vqa_model: tiny-blip, clip_model: tiny-clip,
+                   aesthetic_model: tiny-aesthetic, aesthetic_clip_model: tiny-clip}}
         """,
     )
-    done = subprocess.run(
-        _torchrun("build", str(cfg), "-q"), env=_env(), capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
     asked = [r for r in server.requests() if r["path"].endswith("/chat/completions")]
     assert len(asked) == len({r["key"] for r in asked}) == 6  # one question call per prompt
     per_rank = [list(read_jsonl(p)) for p in sorted((tmp_path / "run" / "annotate").glob("done-rank*.jsonl"))]
