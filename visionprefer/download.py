@@ -13,7 +13,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import SourceError
+from .errors import SourceError, first_line
 
 Downloader = Callable[[str, Path], None]
 
@@ -83,7 +83,7 @@ def cached_download(
             try:
                 (downloader or urllib_download)(url, tmp)
             except Exception as e:  # noqa: BLE001 - network errors come in many types; all are the user's to fix
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                first = first_line(e)
                 what = f"{name} from {url}" if name else url
                 raise error(
                     f"cannot download {what} ({first}); pass a local copy, or place the file at {dest}"

@@ -51,3 +51,10 @@ class BudgetExceeded(VisionPreferError, RuntimeError):
 
 class RanksTimedOut(VisionPreferError, TimeoutError):
     """Under a launcher, a rank waited at a barrier longer than the process group's timeout."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty): what one-line
+    errors quote of a library's multi-line one."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, SourceError
+from ..errors import ConfigError, SourceError, first_line
 from ..rundir import atomic_write_text, write_jsonl
 
 STYLES = ("anime", "concept-art", "paintings", "photo")
@@ -35,7 +35,7 @@ def load_benchmark_prompts(style: str, benchmark_dir: str | Path | None = None) 
         try:
             path = Path(hf_hub_download(HPD_REPO, f"benchmark/{style}.json", repo_type="dataset"))
         except Exception as e:  # network, auth, offline mode: all the user's to fix
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             raise SourceError(
                 f"HPS v2 prompts for {style!r}: cannot download from {HPD_REPO} ({first}); "
                 "pass --benchmark-dir with the benchmark/*.json files"

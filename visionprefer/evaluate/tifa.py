@@ -107,11 +107,6 @@ def git_blob_sha1(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def _parse_json(data: bytes, name: str) -> Any:
     if not data.strip():
         raise SourceError(f"{name}: empty file, expected JSON")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
-from ..errors import ConfigError, ModelLoadError
+from ..errors import ConfigError, ModelLoadError, first_line
 from .plan import GeneratorSpec
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class DiffusersTextToImage:
                 kwargs.update(safety_checker=None, requires_safety_checker=False)
             pipe = DiffusionPipeline.from_pretrained(path, **kwargs)
         except (OSError, ValueError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             raise ModelLoadError(
                 f"cannot load generator {spec.name!r} from {spec.model_id}"
                 f"{'@' + spec.revision if spec.revision else ''}: {first}"

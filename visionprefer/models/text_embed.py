@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ModelLoadError
+from ..errors import ModelLoadError, first_line
 
 
 def resolve_model_path(model_id: str) -> Any:
@@ -28,7 +28,7 @@ class SentenceEmbedder:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
             self.model = AutoModel.from_pretrained(path)
         except (OSError, ValueError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             raise ModelLoadError(f"cannot load sentence-embedding model {model_id!r}: {first}") from None
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"

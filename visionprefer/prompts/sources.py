@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import SourceConfig
-from ..errors import SourceError
+from ..errors import SourceError, first_line
 
 # Tried in order when no column is configured: PartiPrompts uses "Prompt", DrawBench "Prompts".
 DEFAULT_COLUMNS = ("prompt", "Prompt", "prompts", "Prompts", "caption", "text")
@@ -260,7 +260,7 @@ def _read_hf(src: SourceConfig, path: Path) -> Iterator[RawPrompt | RawFailure]:
     try:
         ds = datasets.load_dataset(target, src.subset, **kwargs)
     except (FileNotFoundError, ValueError, OSError, datasets.exceptions.DatasetNotFoundError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise SourceError(f"hf_dataset {src.hf_dataset!r}: cannot load ({first})") from None
     col = _pick_column(src, list(ds.column_names), Path(str(src.hf_dataset)))
     for index, value in enumerate(ds[col]):
