@@ -58,3 +58,64 @@ def first_line(error: BaseException) -> str:
     errors quote of a library's multi-line one."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+# --------------------------------------------------------------------------------------------- failure kinds
+# Every recorded per-item failure (a prompt, an image, an annotation, a question set, a VQA answer) carries
+# one of these in its ``failure_kind`` field, beside the free-text ``reason`` (the detail) and the retry
+# class ``kind`` (``transient``: retried by the next run; ``permanent``: only with ``--retry-failed``).
+# ``status`` counts failures per kind with one example each. The vocabulary is small and fixed on purpose:
+# add a kind only for a cause a user would act on differently.
+FAILURE_KINDS: dict[str, str] = {
+    "invalid_json": "the answer is not JSON",
+    "schema": "the answer is JSON but not in the requested format (missing fields, values outside the scale)",
+    "refusal": "the model refused to answer",
+    "empty": "the model returned an empty answer",
+    "truncated": "the answer was cut off at max_tokens",
+    "timeout": "the request timed out",
+    "rate_limited": "the server answered 429 (rate or token limit)",
+    "server_error": "the server answered 5xx",
+    "connection": "the server could not be reached",
+    "bad_request": "the server rejected the request (a 4xx other than 429)",
+    "bad_response": "the server's response body could not be read",
+    "budget": "max_cost_usd would be exceeded; nothing was sent",
+    "batch_pending": "the Batch API has not answered yet",
+    "batch_expired": "the Batch API batch expired, failed or was cancelled before answering",
+    "batch_output": "a line of a Batch API output file could not be parsed",
+    "image_unreadable": "an image file is missing or cannot be decoded",
+    "model_error": "a local model raised an error (out of memory, a bad input shape, ...)",
+    "invalid_input": "the item itself is invalid (an empty prompt, a bad setting for it)",
+    "other": "anything else (the reason says what)",
+}
+
+
+def classify_failure(reason: str | None) -> str:
+    """The failure kind of a free-text ``reason``, for records written before failures carried a
+    ``failure_kind`` (and for errors whose kind the caller does not know)."""
+    text = (reason or "").lower()
+    rules = (
+        ("budget", ("max_cost_usd", "budget:")),
+        ("batch_pending", ("batch not collected", "not answered yet", "still pending", "batch pending")),
+        ("batch_expired", ("expired", "cancelled", "batch failed")),
+        ("refusal", ("refusal",)),
+        ("empty", ("empty answer",)),
+        ("invalid_json", ("not valid json", "invalid json")),
+        ("rate_limited", ("http 429", "rate limit", "rate_limit")),
+        ("server_error", ("http 5",)),
+        ("timeout", ("timeout", "timed out")),
+        ("connection", ("connection error", "cannot reach")),
+        ("bad_request", ("http 4",)),
+        ("bad_response", ("bad response",)),
+        ("image_unreadable", ("cannot identify image", "image file", "unreadable")),
+        ("schema", ("invalid answer", "expected", "outside", "missing", "must be", "not in")),
+    )
+    for kind, needles in rules:
+        if any(n in text for n in needles):
+            return kind
+    return "other"
+
+
+def failure_kind_of(record: dict) -> str:
+    """A failure record's kind: its ``failure_kind`` field, else classified from its reason."""
+    kind = record.get("failure_kind")
+    return kind if kind in FAILURE_KINDS else classify_failure(record.get("reason"))
