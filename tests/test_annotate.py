@@ -149,7 +149,7 @@ def test_group_requests_quote_the_prompt_and_keep_the_rubric(tmp_path, fake_llm)
     header = json.loads(messages[1]["content"][0]["text"])
     assert header == {"prompt": attack, "num_images": 2, "scale": [1, 5]}
     assert [p["type"] for p in messages[1]["content"]] == ["text", "text", "image_url", "text", "image_url"]
-    assert judge_schema(2)["properties"]["images"]["minItems"] == 2
+    assert judge_schema(2)["required"] == ["image_1", "image_2"]
     assert len(load_feedback(cfg, run)) == 2
 
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
 
-from .errors import RunDirError
+from .errors import FAILURE_KINDS, RunDirError, classify_failure
 
 MARKER = "run.json"
 
@@ -264,11 +264,32 @@ class StageLog:
         for record in records:
             self._done.append(record)
 
-    def record_failed(self, keys: Iterable[str], *, reason: str, kind: str, raw: str | None = None) -> None:
+    def record_failed(
+        self,
+        keys: Iterable[str],
+        *,
+        reason: str,
+        kind: str,
+        raw: str | None = None,
+        failure_kind: str | None = None,
+    ) -> None:
+        """One failure record per key: ``reason`` (the detail), ``kind`` (``transient`` or ``permanent``:
+        whether the next run retries it), ``failure_kind`` (the cause, from
+        :data:`~visionprefer.errors.FAILURE_KINDS`; classified from the reason when not given) and the raw
+        answer, if any."""
+        if failure_kind not in FAILURE_KINDS:
+            failure_kind = classify_failure(reason)
         now = time.time()
         for key in keys:
             self._failed.append(
-                {self.key_field: key, "reason": reason, "kind": kind, "raw": raw, "time": now}
+                {
+                    self.key_field: key,
+                    "reason": reason,
+                    "kind": kind,
+                    "failure_kind": failure_kind,
+                    "raw": raw,
+                    "time": now,
+                }
             )
 
     def close(self) -> None:

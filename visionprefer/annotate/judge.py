@@ -3,8 +3,10 @@
 The system message is the annotation guide (``judge.md`` + the four aspect rubrics); its content hash is
 the guide version stored with every annotation. The user message starts with a JSON header
 ``{"prompt", "num_images", "scale"}`` — the prompt travels only as quoted data — followed by the images as
-base64 data URLs, labelled in the order shown. Answers are requested against a JSON schema and validated:
-every image once, every aspect, every score inside the scale, an explanation for each, ranks 1..N.
+base64 data URLs, labelled in the order shown. Answers are requested against a JSON schema built for the
+request (:func:`judge_schema`) that is as tight as the validation: every instance of it is accepted, and
+the ranks it cannot constrain are checked and repaired (:func:`settle_ranks`). Answers from servers
+without structured output are validated strictly on content and tolerantly on form.
 """
 
 from __future__ import annotations
@@ -41,31 +43,62 @@ def load_guide(judge: JudgeConfig) -> tuple[str, str]:
     return text, hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
-def judge_schema(n_images: int) -> dict[str, Any]:
+# Portable structured output. The schema is the strictest subset that OpenAI strict mode, vLLM (xgrammar,
+# guidance, outlines), llama.cpp / Ollama, Anthropic and Gemini accept: every object lists all of its
+# properties as required with ``additionalProperties: false``; no numeric ranges, string lengths or array
+# bounds (Anthropic rejects them, Gemini ignores some); enums are lists of strings, because Gemini types
+# ``enum`` as repeated string and refuses integer members. So a score is one of "1".."5" (the configured
+# scale) and a rank one of "1".."N", and each image is its own required property ``image_1``..``image_N``
+# (an array could not say "exactly N, each image once" portably). OpenAI caps a schema at 1,000 enum
+# values in total (500 before 2025): above ``INLINE_ENUM_LIMIT`` the score enum is defined once under
+# ``$defs`` and referenced (local ``$ref``s are resolved by OpenAI, Anthropic, vLLM and llama.cpp).
+INLINE_ENUM_LIMIT = 500
+SCHEMA_VERSION = 2  # enters the annotation key: a new answer format re-annotates
+
+
+def image_field(i: int) -> str:
+    """The answer's property for the ``i``-th image shown (1-based)."""
+    return f"image_{i}"
+
+
+def score_values(lo: int, hi: int) -> list[str]:
+    return [str(v) for v in range(int(lo), int(hi) + 1)]
+
+
+def judge_schema(n_images: int, lo: int = 1, hi: int = 5) -> dict[str, Any]:
+    """The response schema of a judge request showing ``n_images`` images, scored on ``lo``..``hi``.
+
+    Every instance of it is an acceptable answer (see :func:`validate_judgement`): one object per image,
+    four aspects each with an explanation and a score from the scale, and a rank from 1..N. What no
+    portable schema can say (ranks all different and agreeing with the scores) is checked after the fact
+    and repaired (:func:`settle_ranks`), never a reason to discard the scores.
+    """
+    scores = score_values(lo, hi)
+    ranks = [str(r) for r in range(1, n_images + 1)]
+    inline = n_images * (len(ASPECTS) * len(scores) + len(ranks)) <= INLINE_ENUM_LIMIT
+    score: dict[str, Any] = {"type": "string", "enum": scores} if inline else {"$ref": "#/$defs/score"}
     aspect = {
         "type": "object",
-        "properties": {"score": {"type": "number"}, "explanation": {"type": "string"}},
-        "required": ["score", "explanation"],
+        "properties": {"explanation": {"type": "string"}, "score": score},
+        "required": ["explanation", "score"],
         "additionalProperties": False,
     }
-    item = {
+    image = {
         "type": "object",
-        "properties": {
-            "image": {"type": "integer"},
-            **dict.fromkeys(ASPECTS, aspect),
-            "rank": {"type": "integer"},
-        },
-        "required": ["image", *ASPECTS, "rank"],
+        "properties": {**{a: aspect for a in ASPECTS}, "rank": {"type": "string", "enum": ranks}},
+        "required": [*ASPECTS, "rank"],
         "additionalProperties": False,
     }
-    return {
+    fields = [image_field(i) for i in range(1, n_images + 1)]
+    schema: dict[str, Any] = {
         "type": "object",
-        "properties": {
-            "images": {"type": "array", "items": item, "minItems": n_images, "maxItems": n_images}
-        },
-        "required": ["images"],
+        "properties": {f: image for f in fields},
+        "required": fields,
         "additionalProperties": False,
     }
+    if not inline:
+        schema["$defs"] = {"score": {"type": "string", "enum": scores}}
+    return schema
 
 
 @lru_cache(maxsize=256)  # a group and its reversed order reuse the same images
@@ -123,21 +156,59 @@ def _integer(value: Any) -> int | None:
     return int(number) if number is not None and number == int(number) else None
 
 
-def validate_judgement(text: str, n_images: int, lo: float, hi: float) -> list[dict[str, Any]]:
-    """Per image shown (in order): ``{aspect: {score, explanation}, "rank": r}``; raises InvalidAnswer.
+def _schema_validator(n_images: int, lo: int, hi: int) -> Any:
+    import jsonschema
 
-    Strict on content (every image once, every aspect, scores inside the scale, an explanation each,
-    ranks 1..N), tolerant on form, as answers from servers without structured output come: JSON inside
-    prose or a code fence, a bare list instead of ``{"images": [...]}``, aspect names spelled with spaces,
-    hyphens or camel case, numbers as strings ("4", "4/5"), and entries without ``image`` numbers when
-    none has one (then the list order is the order shown).
+    return _cached_validator(n_images, int(lo), int(hi), jsonschema.Draft202012Validator)
+
+
+@lru_cache(maxsize=64)
+def _cached_validator(n_images: int, lo: int, hi: int, cls: Any) -> Any:
+    return cls(judge_schema(n_images, lo, hi))
+
+
+def _from_schema_instance(data: dict[str, Any], n_images: int) -> list[dict[str, Any]]:
+    out = []
+    for i in range(1, n_images + 1):
+        row = data[image_field(i)]
+        result: dict[str, Any] = {
+            a: {"score": float(row[a]["score"]), "explanation": row[a]["explanation"].strip()}
+            for a in ASPECTS
+        }
+        result["rank"] = int(row["rank"])
+        out.append(result)
+    return out
+
+
+_IMAGE_FIELD = re.compile(r"image_?(\d+)")
+
+
+def validate_judgement(text: str, n_images: int, lo: float, hi: float) -> list[dict[str, Any]]:
+    """Per image shown (in order): ``{aspect: {score, explanation}, "rank": r}`` (``r`` as the model
+    stated it; see :func:`settle_ranks`); raises InvalidAnswer.
+
+    An answer that is an instance of :func:`judge_schema` (what a server with structured output returns)
+    is always accepted, whatever its ranks and however short its explanations. Any other answer (servers
+    without structured output) is validated strictly on content — every image once, every aspect, scores
+    inside the scale, an explanation each, ranks 1..N — and tolerantly on form: JSON inside prose or a
+    code fence, the older ``{"images": [...]}`` list (or a bare list), aspect names spelled with spaces,
+    hyphens or camel case, numbers as strings ("4", "4/5"), and entries without ``image`` numbers when none
+    has one (then the list order is the order shown).
     """
     data = extract_json(text)
+    if isinstance(data, dict) and _schema_validator(n_images, lo, hi).is_valid(data):
+        return _from_schema_instance(data, n_images)
     if isinstance(data, dict):
         data = {_key(k): v for k, v in data.items()}
-    rows = data if isinstance(data, list) else data.get("images") if isinstance(data, dict) else None
+    rows: Any = None
+    if isinstance(data, dict) and "images" not in data:
+        numbered = {m: v for k, v in data.items() if (m := _IMAGE_FIELD.fullmatch(k))}
+        if numbered:  # the per-image properties of the schema, loosely spelled
+            rows = [{**v, "image": m.group(1)} if isinstance(v, dict) else v for m, v in numbered.items()]
+    if rows is None:
+        rows = data if isinstance(data, list) else data.get("images") if isinstance(data, dict) else None
     if not isinstance(rows, list):
-        raise InvalidAnswer('expected a JSON object with an "images" list')
+        raise InvalidAnswer(f"expected a JSON object with the properties image_1..image_{n_images}")
     if len(rows) != n_images:
         raise InvalidAnswer(f"expected {n_images} image entries, got {len(rows)}")
     if not all(isinstance(row, dict) for row in rows):
@@ -177,9 +248,34 @@ def validate_judgement(text: str, n_images: int, lo: float, hi: float) -> list[d
     return out
 
 
+def settle_ranks(
+    results: list[dict[str, Any]], weights: dict[str, float]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The judgement with ranks that are a permutation of 1..N agreeing with the scores, and the issues
+    found in the ranks the model stated (empty when they were already such).
+
+    Ranks are where a schema-valid answer can still be incoherent: two images ranked the same, or an
+    image ranked below one it beats on every aspect. Such answers keep their scores and explanations (the
+    product); their ranks are derived again, deterministically: by the weighted overall score, the
+    model's own ranks breaking ties, then the order shown. Each image keeps ``stated_rank``.
+    """
+    issues = rank_issues(results, weights)
+    stated = [r["rank"] for r in results]
+    for rank in sorted(set(stated)):
+        shown = [i + 1 for i, r in enumerate(stated) if r == rank]
+        if len(shown) > 1:
+            issues.append(f"rank {rank} given to images {', '.join(map(str, shown))}")
+    if issues:
+        order = sorted(range(len(results)), key=lambda i: (-overall_score(results[i], weights), stated[i], i))
+        final = {i: r for r, i in enumerate(order, start=1)}
+    else:
+        final = dict(enumerate(stated))
+    return [{**r, "rank": final[i], "stated_rank": stated[i]} for i, r in enumerate(results)], issues
+
+
 def rank_issues(results: list[dict[str, Any]], weights: dict[str, float]) -> list[str]:
     """Pairs whose stated ranks contradict their scores: one image at least as good on every aspect and
-    better on one, yet ranked below; and pairs whose weighted overall differs but whose ranks are equal."""
+    better on one, yet not ranked above the other. (Equal ranks are reported by :func:`settle_ranks`.)"""
     issues = []
     for i, a in enumerate(results):
         for j, b in enumerate(results):
@@ -193,8 +289,6 @@ def rank_issues(results: list[dict[str, Any]], weights: dict[str, float]) -> lis
                 issues.append(
                     f"images {i + 1} and {j + 1}: ranks {a['rank']}/{b['rank']} contradict their scores"
                 )
-            elif a["rank"] == b["rank"] and overall_score(a, weights) != overall_score(b, weights):
-                issues.append(f"images {i + 1} and {j + 1}: equal rank {a['rank']} for different scores")
     return issues
 
 

@@ -22,9 +22,10 @@ from typing import Any
 
 from ..config import ASPECTS, BuildConfig
 from ..dist import ProcessInfo, process_info
-from ..errors import BudgetExceeded
+from ..errors import BudgetExceeded, classify_failure
 from ..keys import digest
 from ..rundir import LogIndex, RunDir, StoredRecords
+from .judge import SCHEMA_VERSION as JUDGE_SCHEMA_VERSION
 
 STAGE = "annotate"
 KEY = "annotation_id"
@@ -102,6 +103,7 @@ def judge_groups(config: BuildConfig, run: RunDir, guide_version: str) -> tuple[
                     judge.llm.model,
                     guide_version,
                     [judge.score_min, judge.score_max],
+                    JUDGE_SCHEMA_VERSION,
                 )
                 groups.append(
                     Group(
@@ -165,7 +167,7 @@ def annotate_with_judge(
 ) -> AnnotateReport:
     from ..llm import LLMClient, chat_request, run_bounded
     from ..progress import progress_bar
-    from .judge import judge_messages, judge_schema, load_guide, rank_issues, validate_judgement
+    from .judge import judge_messages, judge_schema, load_guide, settle_ranks, validate_judgement
 
     judge = config.annotate.judge
     guide, version = load_guide(judge)
@@ -186,7 +188,7 @@ def annotate_with_judge(
     def build_request(group: Group) -> dict[str, Any]:
         messages = judge_messages(guide, group.prompt, list(group.files), judge)
         return chat_request(
-            judge.llm, messages, schema=judge_schema(len(group.files)), schema_name="judgement"
+            judge.llm, messages, schema=judge_schema(len(group.files), lo, hi), schema_name="judgement"
         )
 
     batch_failures: dict[str, Any] = {}  # request key -> why the Batch API has not answered it
@@ -222,7 +224,12 @@ def annotate_with_judge(
                 failure = batch_failures.get(request_key(result.pending))
                 if failure is not None:  # not answered by the batch: its reason, not a generic one
                     return LLMResult(
-                        ok=False, kind=failure.kind, error=f"batch: {failure.error}", text=result.text
+                        ok=False,
+                        kind=failure.kind,
+                        error=f"batch: {failure.error}",
+                        text=result.text,
+                        failure_kind=getattr(failure, "failure_kind", None)
+                        or classify_failure(failure.error),
                     )
                 if last_round:
                     return result
@@ -238,7 +245,7 @@ def annotate_with_judge(
             if result is None:  # batch mode: waits for its re-ask
                 return
             if result.ok:
-                issues = rank_issues(result.value, weights)
+                results, issues = settle_ranks(result.value, weights)
                 log.record_done(
                     [
                         {
@@ -249,7 +256,7 @@ def annotate_with_judge(
                             "judge": judge.llm.model,
                             "guide_version": version,
                             "scale": [lo, hi],
-                            "results": dict(zip(group.image_ids, result.value, strict=True)),
+                            "results": dict(zip(group.image_ids, results, strict=True)),
                             "rank_consistent": not issues,
                             "rank_issues": issues,
                         }
@@ -259,12 +266,16 @@ def annotate_with_judge(
             else:
                 budget_hit |= result.kind == "budget"
                 kind = "transient" if result.kind in ("transient", "budget") else "permanent"
+                failure_kind = result.failure_kind or classify_failure(result.error)
                 log.record_failed(
-                    [group.annotation_id], reason=result.error or "failed", kind=kind, raw=result.text
+                    [group.annotation_id],
+                    reason=result.error or "failed",
+                    kind=kind,
+                    raw=result.text,
+                    failure_kind=failure_kind,
                 )
                 report.failed += 1
-                key = (result.error or "failed").split(" (")[0]
-                report.failures[key] = report.failures.get(key, 0) + 1
+                report.failures[failure_kind] = report.failures.get(failure_kind, 0) + 1
             bar.update(1)
             bar.set_postfix_str(f"${llm.spent:.4f}")
 

@@ -23,15 +23,22 @@ from ..llm import InvalidAnswer, extract_json
 from ..resources import data_path
 from ..rundir import atomic_write_text, write_jsonl
 
-PAIRWISE_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "winner": {"type": "string", "enum": ["A", "B", "tie"]},
-        "explanation": {"type": "string"},
-    },
-    "required": ["winner", "explanation"],
-    "additionalProperties": False,
-}
+WINNERS = ("A", "B", "tie")
+
+
+def pairwise_schema() -> dict[str, Any]:
+    """The pairwise judge's response schema, in the portable subset of the pointwise judge's
+    (``annotate.judge.judge_schema``): every property required, ``additionalProperties: false``, a string
+    enum. Every instance of it is accepted by :func:`validate_pairwise`."""
+    return {
+        "type": "object",
+        "properties": {
+            "explanation": {"type": "string"},
+            "winner": {"type": "string", "enum": list(WINNERS)},
+        },
+        "required": ["explanation", "winner"],
+        "additionalProperties": False,
+    }
 
 
 _WINNERS = {"a": "A", "image a": "A", "b": "B", "image b": "B", "tie": "tie", "draw": "tie", "equal": "tie"}
@@ -91,7 +98,7 @@ def judge_pairs(
                 request = chat_request(
                     llm_config,
                     pairwise_messages(guide, prompts[i], first, second, detail),
-                    schema=PAIRWISE_SCHEMA,
+                    schema=pairwise_schema(),
                     schema_name="verdict",
                 )
                 result = await llm.call(request, validate=validate_pairwise)

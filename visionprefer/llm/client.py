@@ -39,7 +39,14 @@ T = TypeVar("T")
 
 
 class InvalidAnswer(Exception):
-    """Raised by a validator: the answer came back but is not acceptable (the message says why)."""
+    """Raised by a validator: the answer came back but is not acceptable (the message says why).
+
+    ``kind`` is the failure kind it is recorded under (:data:`~visionprefer.errors.FAILURE_KINDS`):
+    ``schema`` unless the validator says otherwise (``invalid_json``, ``refusal``, ``empty``, ...)."""
+
+    def __init__(self, message: str, kind: str = "schema"):
+        super().__init__(message)
+        self.kind = kind
 
 
 class LLMUnreachable(VisionPreferError, ConnectionError):
@@ -56,7 +63,8 @@ class LLMResult:
     value: Any = None
     text: str | None = None  # the last raw answer (kept with a failure)
     error: str | None = None
-    kind: str | None = None  # for failures: "transient", "permanent" or "budget"
+    kind: str | None = None  # for failures: "transient", "permanent" or "budget" (whether it is retried)
+    failure_kind: str | None = None  # for failures: the cause, from errors.FAILURE_KINDS
     cached: bool = False  # answered from the response cache (no request sent)
     # With ``send=False``: the request that must be answered (e.g. by the Batch API) before this item can
     # be settled — the first request, or the re-ask of an invalid answer.
@@ -250,7 +258,7 @@ class LLMClient:
         ``--retry-failed``) and caches the new ones.
         """
         rounds = 1 + (self.config.invalid_retries if "messages" in request else 0)
-        last_error, last_text, all_cached = "no answer", None, True
+        last_error, last_text, all_cached, last_kind = "no answer", None, True, "schema"
         for _ in range(rounds):
             key = request_key(request)
             entry = None if refresh else self.cache.get(key)
@@ -259,7 +267,14 @@ class LLMClient:
                     error = "no answer yet (batch not collected)"
                 else:
                     error = f"re-ask not answered yet (after invalid answer: {last_error})"
-                return LLMResult(ok=False, kind="transient", error=error, text=last_text, pending=request)
+                return LLMResult(
+                    ok=False,
+                    kind="transient",
+                    error=error,
+                    text=last_text,
+                    pending=request,
+                    failure_kind="batch_pending",
+                )
             if entry is None:
                 all_cached = False
                 sent = await self._send(request, key)
@@ -269,12 +284,15 @@ class LLMClient:
             text = entry.get("text")
             try:
                 if entry.get("refusal"):
-                    raise InvalidAnswer(f"refusal: {_one_line(entry['refusal'])}")
+                    raise InvalidAnswer(f"refusal: {_one_line(entry['refusal'])}", kind="refusal")
                 if text is None or not str(text).strip():
-                    raise InvalidAnswer("empty answer")
+                    raise InvalidAnswer("empty answer", kind="empty")
                 return LLMResult(ok=True, value=validate(text), text=text, cached=all_cached)
             except InvalidAnswer as e:
                 last_error, last_text = str(e), text
+                last_kind = getattr(e, "kind", "schema")
+                if entry.get("finish_reason") == "length" and last_kind in ("invalid_json", "schema"):
+                    last_kind = "truncated"  # cut off at max_tokens: more tokens, not a re-ask, would help
                 if "messages" in request:
                     request = {
                         **request,
@@ -294,6 +312,7 @@ class LLMClient:
             text=last_text,
             kind="permanent",
             cached=all_cached,
+            failure_kind=last_kind,
         )
 
     async def replay(self, request: dict[str, Any], *, validate: Callable[[str], Any]) -> LLMResult:
@@ -307,7 +326,7 @@ class LLMClient:
         est_in = estimate_tokens(request)
         est_out = cfg.max_tokens if "messages" in request else 0
         est_cost = cost_usd(self.price, est_in, est_out, batch=self.batch_pricing)
-        last_error = "no attempt"
+        last_error, last_kind = "no attempt", "other"
         only_connection_errors = True
         for attempt in range(1, cfg.max_attempts + 1):
             if self.budget is not None and self.spent + self._reserved + est_cost > self.budget:
@@ -317,6 +336,7 @@ class LLMClient:
                     kind="budget",
                     error=f"budget: max_cost_usd {cfg.max_cost_usd:g} would be exceeded "
                     f"(spent {self.spent:.4f})",
+                    failure_kind="budget",
                 )
             if self._sem is None:
                 raise RuntimeError("LLMClient must be used as `async with LLMClient(...) as llm`")
@@ -344,6 +364,15 @@ class LLMClient:
                         f"model {cfg.model!r} (HTTP 404: {message})"
                     ) from None
                 last_error = f"HTTP {status}: {message}"
+                last_kind = (
+                    "rate_limited"
+                    if status == 429
+                    else "timeout"
+                    if status == 408
+                    else "server_error"
+                    if status >= 500 or status == 409
+                    else "bad_request"
+                )
                 if status not in (408, 409, 429) and status < 500:
                     if "response_format" in request and any(
                         w in message.lower() for w in ("response_format", "json_schema", "schema")
@@ -352,21 +381,25 @@ class LLMClient:
                             "; a server without JSON-schema output needs the llm's structured_output "
                             "set to json_object or none"
                         )
-                    return LLMResult(ok=False, error=last_error, kind="permanent")
+                    return LLMResult(ok=False, error=last_error, kind="permanent", failure_kind=last_kind)
                 delay = retry_after_seconds(e.response.headers if e.response is not None else None)
                 if delay is not None and delay > cfg.max_retry_after_s:
                     return LLMResult(
-                        ok=False, kind="transient", error=f"{last_error} (server asked to wait {delay:.0f}s)"
+                        ok=False,
+                        kind="transient",
+                        error=f"{last_error} (server asked to wait {delay:.0f}s)",
+                        failure_kind=last_kind,
                     )
             except openai.APITimeoutError:
-                last_error = f"timeout after {cfg.timeout_s:g}s"
+                last_error, last_kind = f"timeout after {cfg.timeout_s:g}s", "timeout"
                 self._record_error(key, attempt, last_error)
                 only_connection_errors = False
             except openai.APIConnectionError as e:
                 last_error = f"connection error: {_one_line(e.__cause__ or e)}"
+                last_kind = "connection"
                 self._record_error(key, attempt, last_error)
             except (openai.APIError, ValueError) as e:  # a malformed response body (JSON that does not parse)
-                last_error = f"bad response: {_one_line(e)}"
+                last_error, last_kind = f"bad response: {_one_line(e)}", "bad_response"
                 self._record_error(key, attempt, last_error)
                 only_connection_errors = False
             else:
@@ -385,7 +418,10 @@ class LLMClient:
                 f"cannot reach the LLM server at {cfg.base_url or 'api.openai.com'}: {last_error}"
             )
         return LLMResult(
-            ok=False, error=f"{last_error} (after {cfg.max_attempts} attempts)", kind="transient"
+            ok=False,
+            error=f"{last_error} (after {cfg.max_attempts} attempts)",
+            kind="transient",
+            failure_kind=last_kind,
         )
 
     async def _dispatch(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -23,4 +23,4 @@ def extract_json(text: str) -> Any:
             return json.loads(candidate)
         except ValueError:
             continue
-    raise InvalidAnswer(f"not valid JSON: {' '.join(text.split())[:120]!r}")
+    raise InvalidAnswer(f"not valid JSON: {' '.join(text.split())[:120]!r}", kind="invalid_json")

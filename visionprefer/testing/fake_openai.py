@@ -93,35 +93,40 @@ def _judge_payload(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 def answer_judge(body: dict[str, Any], *, bias: float = 0.0) -> str:
     """Scores from a hash of each image and aspect (so the same image gets the same scores in any order),
-    explanations that name the aspect, and ranks consistent with the mean score. ``bias`` adds to the
-    first image shown (a position-biased judge)."""
+    explanations that name the aspect, and ranks consistent with the mean score, in the format of the
+    request's schema (one property per image, scores and ranks as strings). ``bias`` adds to the first
+    image shown (a position-biased judge)."""
     header, images = _judge_payload(body)
     lo, hi = header.get("scale", [1, 5])
     rows = []
     for i, url in enumerate(images):
-        row: dict[str, Any] = {"image": i + 1}
+        row: dict[str, Any] = {}
         for aspect in JUDGE_ASPECTS:
             h = int(hashlib.sha256(f"{aspect}:{url}".encode()).hexdigest(), 16)
             score = lo + h % (hi - lo + 1)
             if i == 0 and bias:
                 score = min(hi, score + bias)
-            row[aspect] = {"score": score, "explanation": f"The {aspect.replace('_', ' ')} is rated {score}."}
+            row[aspect] = {"explanation": f"The {aspect.replace('_', ' ')} is rated {score}.", "score": score}
         rows.append(row)
     means = [sum(r[a]["score"] for a in JUDGE_ASPECTS) / 4 for r in rows]
     order = sorted(range(len(rows)), key=lambda i: (-means[i], i))
     for rank, i in enumerate(order, start=1):
         rows[i]["rank"] = rank
-    return json.dumps({"images": rows})
+    for row in rows:
+        for aspect in JUDGE_ASPECTS:
+            row[aspect]["score"] = f"{row[aspect]['score']:g}"
+        row["rank"] = str(row["rank"])
+    return json.dumps({f"image_{i}": row for i, row in enumerate(rows, start=1)})
 
 
 def corrupt_judge(answer: str, fault: str) -> str:
     data = json.loads(answer)
-    if not data["images"]:
+    if not data:
         return answer
     if fault == "missing_aspect":
-        del data["images"][0]["fidelity"]
+        del data["image_1"]["fidelity"]
     else:
-        data["images"][-1]["aesthetic"]["score"] = 11
+        data[f"image_{len(data)}"]["aesthetic"]["score"] = "11"
     return json.dumps(data)
 
 
