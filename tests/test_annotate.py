@@ -445,3 +445,65 @@ def test_batch_reask_still_running_is_polled_by_the_next_run(tmp_path, fake_llm)
     assert len(lines) == 12 + bad and len({r["key"] for r in lines}) == 12 + bad
     st = run_status(tmp_path / "run")["stages"]["annotate"]
     assert st["failed_transient"] == 0 and st["done"] + st["failed_permanent"] == 12
+
+
+def _answer(scores_and_ranks, lo=1):
+    """A schema-shaped answer: per image ([four scores], rank), as strings."""
+    return {
+        f"image_{i}": {
+            **{a: {"explanation": f"{a} {s}", "score": str(s)} for a, s in zip(ASPECTS, scores, strict=True)},
+            "rank": str(rank),
+        }
+        for i, (scores, rank) in enumerate(scores_and_ranks, start=1)
+    }
+
+
+def test_settle_ranks_keeps_coherent_ranks_and_repairs_the_others():
+    from visionprefer.annotate.judge import settle_ranks
+
+    weights = dict.fromkeys(ASPECTS, 1.0)
+    # Coherent: distinct, and no image ranked below one it does not beat: kept as stated (the model may
+    # weigh aspects its own way when neither image dominates).
+    coherent = validate_judgement(json.dumps(_answer([([5, 1, 1, 1], 1), ([2, 2, 2, 2], 2)])), 2, 1, 5)
+    settled, issues = settle_ranks(coherent, weights)
+    assert issues == [] and [r["rank"] for r in settled] == [1, 2] == [r["stated_rank"] for r in settled]
+    # Repeated ranks and a dominated image ranked first: scores kept, ranks derived from the weighted
+    # scores, the stated ranks breaking the tie between images 2 and 3 (equal overall).
+    bad = validate_judgement(
+        json.dumps(_answer([([1, 1, 1, 1], 1), ([3, 3, 3, 3], 2), ([3, 3, 3, 3], 1), ([4, 4, 4, 4], 3)])),
+        4,
+        1,
+        5,
+    )
+    settled, issues = settle_ranks(bad, weights)
+    assert [r["rank"] for r in settled] == [4, 3, 2, 1]
+    assert [r["stated_rank"] for r in settled] == [1, 2, 1, 3]
+    assert [r["prompt_following"]["score"] for r in settled] == [1.0, 3.0, 3.0, 4.0]
+    assert any("rank 1 given to images 1, 3" in i for i in issues)
+    assert any("contradict" in i for i in issues)
+
+
+def test_per_image_answers_outside_the_schema_are_checked_strictly():
+    good = _answer([([4, 4, 3, 5], 1), ([2, 3, 3, 5], 2)])
+    assert len(validate_judgement(json.dumps(good), 2, 1, 5)) == 2
+    loose = {k.replace("_", " ").title(): v for k, v in good.items()}  # "Image 1": json_object-mode spelling
+    assert [r["rank"] for r in validate_judgement(json.dumps(loose), 2, 1, 5)] == [1, 2]
+    cases = {
+        "expected 2 image entries": lambda d: d.update(image_3=d["image_1"]),
+        r"outside 1\.\.5": lambda d: d["image_2"]["fidelity"].update(score="9"),
+        # outside the schema (a number, not a string enum member), so the explanation is checked too
+        "no explanation": lambda d: (
+            d["image_1"].update(rank=1) or d["image_1"]["aesthetic"].update(explanation="")
+        ),
+        "rank": lambda d: d["image_2"].update(rank="3"),
+        "aspect .harmlessness. is missing": lambda d: d["image_1"].pop("harmlessness"),
+    }
+    for needle, mutate in cases.items():
+        data = json.loads(json.dumps(good))
+        mutate(data)
+        with pytest.raises(InvalidAnswer, match=needle):
+            validate_judgement(json.dumps(data), 2, 1, 5)
+    # The same empty explanation inside the schema is accepted: the schema cannot forbid it portably.
+    empty = json.loads(json.dumps(good))
+    empty["image_1"]["aesthetic"]["explanation"] = ""
+    assert validate_judgement(json.dumps(empty), 2, 1, 5)[0]["aesthetic"]["explanation"] == ""

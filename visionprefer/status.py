@@ -9,11 +9,34 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from .errors import failure_kind_of
 from .rundir import RunDir, read_jsonl
 
 
 def _top_reasons(reasons: list[str], n: int = 5) -> dict[str, int]:
     return dict(Counter(reasons).most_common(n))
+
+
+def failures_by_kind(records: Any, retry_field: str = "kind") -> dict[str, dict[str, Any]]:
+    """Every failure kind among ``records`` (failure records of one stage): its count, how many of them
+    the next run retries (``transient``) and how many only ``--retry-failed`` does (``permanent``), and
+    one example (the first reason and raw answer seen), most frequent kind first."""
+    out: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        kind = failure_kind_of(rec)
+        row = out.get(kind)
+        if row is None:
+            raw = rec.get("raw")
+            row = out[kind] = {
+                "count": 0,
+                "transient": 0,
+                "permanent": 0,
+                "example": rec.get("reason"),
+                "example_raw": raw[:300] if isinstance(raw, str) else None,
+            }
+        row["count"] += 1
+        row["transient" if rec.get(retry_field) in ("transient", "budget") else "permanent"] += 1
+    return dict(sorted(out.items(), key=lambda kv: (-kv[1]["count"], kv[0])))
 
 
 def run_status(run_dir: str | Path) -> dict[str, Any]:
@@ -81,6 +104,7 @@ def run_status(run_dir: str | Path) -> dict[str, Any]:
         "filtered": sum(1 for r in rejected if r["kind"] == "filtered"),
         "failed": len(failed_prompts),
         "reasons": _top_reasons([r["reason"].split(" (")[0] for r in rejected]),
+        "failures_by_kind": failures_by_kind(failed_prompts, retry_field="failure"),
         "failure_details": [
             {k: r.get(k) for k in ("source", "source_index", "reason", "failure", "raw")}
             for r in failed_prompts[:20]
@@ -98,6 +122,7 @@ def run_status(run_dir: str | Path) -> dict[str, Any]:
         "failed_transient": len(failed) - permanent,
         "failed_permanent": permanent,
         "reasons": _top_reasons([v["reason"] for v in failed.values()]),
+        "failures_by_kind": failures_by_kind(failed.values()),
         "by_generator": by_generator,
         "stale_records": len(index) - done,  # finished images the plan no longer has
     }
@@ -143,6 +168,7 @@ def _annotate_status(config: Any, run: RunDir) -> dict[str, Any]:
         "failed_permanent": permanent,
         "waiting_prompts": waiting,
         "reasons": _top_reasons([v["reason"].split(" (")[0] for v in failed.values()]),
+        "failures_by_kind": failures_by_kind(failed.values()),
     }
     if backend == "judge":
         batches = _batch_status(run)
@@ -250,8 +276,11 @@ def format_status(status: dict[str, Any]) -> str:
                 f"{'':<10} both orders: {effects['groups']} groups, preference agreement "
                 f"{effects['order_agreement']:.1%}, first-position gain {effects['first_position_gain']:+.3f}"
             )
-        for reason, n in (st.get("reasons") or {}).items():
-            lines.append(f"{'':<10}   {n} × {reason}")
+        for kind, row in (st.get("failures_by_kind") or {}).items():
+            retry = ", ".join(f"{row[k]} {k}" for k in ("transient", "permanent") if row[k])
+            example = " ".join(str(row["example"] or "").split())
+            example = example if len(example) <= 120 else example[:119] + "…"
+            lines.append(f"{'':<10}   {row['count']} × {kind} ({retry}), e.g. {example}")
         for gen, row in (st.get("by_generator") or {}).items():
             lines.append(f"{'':<10}   {gen}: {row['done']}/{row['planned']}")
     for purpose, row in (status.get("llm") or {}).items():

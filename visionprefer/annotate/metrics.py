@@ -19,7 +19,7 @@ from typing import Any
 
 from ..config import METRICS, BuildConfig, MetricsConfig
 from ..dist import ProcessInfo
-from ..errors import BudgetExceeded
+from ..errors import BudgetExceeded, classify_failure
 from ..keys import digest
 from ..rundir import LogIndex, RunDir
 from ..scorers.questions import ELEMENT_TYPES
@@ -167,7 +167,7 @@ def annotate_with_metrics(
     if not todo:
         return report
 
-    questions = _questions_for(config, run, sorted({t.prompt for t in todo}), proc)
+    questions, question_failures = _questions_for(config, run, sorted({t.prompt for t in todo}), proc)
     scorers = _Scorers(config, run, proc)
     try:
         with progress_bar(
@@ -178,17 +178,27 @@ def annotate_with_metrics(
                 usable = [t for t in batch if t.prompt in questions]
                 for t in batch:
                     if t.prompt not in questions:
+                        why = question_failures.get(t.prompt)
                         log.record_failed(
                             [t.annotation_id],
-                            reason="questions: no valid questions for the prompt",
-                            kind="transient",
+                            reason=f"questions: {why.error if why else 'no valid questions for the prompt'}",
+                            kind="permanent" if why is not None and why.kind == "permanent" else "transient",
+                            raw=why.text if why else None,
+                            failure_kind=why.failure_kind if why else "schema",
                         )
                         report.failed += 1
                 try:
                     records = scorers.score(usable, questions) if usable else []
                 except (RuntimeError, OSError, ValueError) as e:
                     reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
-                    log.record_failed([t.annotation_id for t in usable], reason=reason, kind="transient")
+                    cause = getattr(e, "failure_kind", None) or (
+                        "image_unreadable"
+                        if classify_failure(reason) == "image_unreadable"
+                        else "model_error"
+                    )
+                    log.record_failed(
+                        [t.annotation_id for t in usable], reason=reason, kind="transient", failure_kind=cause
+                    )
                     report.failed += len(usable)
                     report.failures[reason] = report.failures.get(reason, 0) + len(usable)
                     bar.update(len(batch))
@@ -204,15 +214,17 @@ def annotate_with_metrics(
 
 def _questions_for(
     config: BuildConfig, run: RunDir, prompts: list[str], proc: ProcessInfo
-) -> dict[str, list]:
+) -> tuple[dict[str, list], dict[str, Any]]:
+    """Per prompt, its questions; and per prompt whose question writing failed, the failed LLMResult."""
     mc = config.annotate.metrics
     if mc.questions == "template":
         from ..scorers import template_questions
 
-        return {p: template_questions(p) for p in prompts}
+        return {p: template_questions(p) for p in prompts}, {}
     from ..llm import LLMClient, chat_request, run_bounded
 
     out: dict[str, list] = {}
+    failures: dict[str, Any] = {}
     budget = False
 
     async def main() -> None:
@@ -236,6 +248,8 @@ def _questions_for(
             nonlocal budget
             if result.ok:
                 out[prompt] = result.value
+            else:
+                failures[prompt] = result
             budget |= result.kind == "budget"
 
         async with llm:
@@ -244,7 +258,15 @@ def _questions_for(
     asyncio.run(main())
     if budget:
         raise BudgetExceeded("annotate: max_cost_usd reached while writing questions; raise it and rerun")
-    return out
+    return out, failures
+
+
+class VQAFailed(RuntimeError):
+    """A VLM's VQA answer failed (after the LLM layer's retries); ``failure_kind`` says why."""
+
+    def __init__(self, message: str, failure_kind: str | None):
+        super().__init__(message)
+        self.failure_kind = failure_kind
 
 
 class _Scorers:
@@ -405,7 +427,7 @@ class _Scorers:
 
         def done(i: int, result: Any) -> None:
             if not result.ok:
-                raise RuntimeError(f"VQA answer failed: {result.error}")
+                raise VQAFailed(f"VQA answer failed: {result.error}", result.failure_kind)
             answers[i] = result.value
 
         async with llm:

@@ -61,6 +61,12 @@ def failure_kind(exc: BaseException) -> str:
     return "permanent" if isinstance(exc, (ValueError, TypeError)) else "transient"
 
 
+def failure_cause(exc: BaseException) -> str:
+    """The failure kind (``errors.FAILURE_KINDS``) of a generation error: a bad input or setting for the
+    item (ValueError/TypeError) or an error of the model (out of memory, a device error, ...)."""
+    return "invalid_input" if isinstance(exc, (ValueError, TypeError)) else "model_error"
+
+
 def generation_state(run: RunDir) -> StageState:
     """Finished and failed images; a record whose image file has vanished counts as missing."""
     state = run.stage_log(STAGE, KEY).state()
@@ -262,7 +268,12 @@ class _ChunkRunner:
             log.warning(
                 "chunk %d (%s, cfg %s) failed: %s", chunk.index, chunk.generator, chunk.guidance_scale, reason
             )
-            self.stage_log.record_failed([t.image_id for t in missing], reason=reason, kind=failure_kind(e))
+            self.stage_log.record_failed(
+                [t.image_id for t in missing],
+                reason=reason,
+                kind=failure_kind(e),
+                failure_kind=failure_cause(e),
+            )
             self.report.failed += len(missing)
             self.report.failures[reason] = self.report.failures.get(reason, 0) + len(missing)
             self.bar.update(len(missing))

@@ -218,6 +218,7 @@ def polish_and_check(
                     "kind": "failed",
                     "stage": "polish",
                     "failure": polished.kind,
+                    "failure_kind": polished.failure_kind,
                     "reason": f"polish: {polished.error}",
                     "raw": polished.text,
                 }
@@ -231,6 +232,7 @@ def polish_and_check(
                     "kind": "failed",
                     "stage": "moderation",
                     "failure": moderated.kind,
+                    "failure_kind": moderated.failure_kind,
                     "reason": f"moderation: {moderated.error}",
                     "raw": moderated.text,
                 }

@@ -36,7 +36,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-FAULTS = ("429", "500", "400", "timeout", "garbage", "refusal", "badjson", "missing_aspect", "out_of_range")
+FAULTS = (
+    "429",
+    "500",
+    "400",
+    "timeout",
+    "garbage",
+    "refusal",
+    "badjson",
+    "badcontent",
+    "missing_aspect",
+    "out_of_range",
+)
 JUDGE_ASPECTS = ("prompt_following", "fidelity", "aesthetic", "harmlessness")
 UNSAFE_WORDS = ("nude", "naked", "nsfw", "gore", "blood", "kill")
 
@@ -161,7 +172,38 @@ def answer_metrics(body: dict[str, Any]) -> str:
     return json.dumps({"questions": template_questions(str(prompt))})
 
 
+_SCHEMA_LOCK = threading.Lock()
+_STRATEGIES: dict[str, Any] = {}
+
+
+def answer_schema_random(body: dict[str, Any]) -> str:
+    """A random instance of the request's own JSON schema, drawn by hypothesis-jsonschema (an
+    implementation independent of visionprefer's): what a weak model behind a grammar engine (vLLM's
+    guided decoding, llama.cpp, Ollama ``format``) may answer at worst — any enum member, any string,
+    empty ones included. A request without a schema gets the scripted judge's answer."""
+    fmt = body.get("response_format") or {}
+    schema = (fmt.get("json_schema") or {}).get("schema") if fmt.get("type") == "json_schema" else None
+    if schema is None:
+        return answer_judge(body)
+    import warnings
+
+    from hypothesis_jsonschema import from_schema  # a test dependency: `pip install -e '.[dev]'`
+
+    with _SCHEMA_LOCK:  # hypothesis is not thread-safe; one draw at a time
+        blob = json.dumps(schema, sort_keys=True)
+        strategy = _STRATEGIES.get(blob)
+        if strategy is None:
+            strategy = _STRATEGIES[blob] = from_schema(schema)
+        with warnings.catch_warnings():
+            warnings.simplefilter(
+                "ignore"
+            )  # NonInteractiveExampleWarning: drawing outside a test is the point
+            instance = strategy.example()
+    return json.dumps(instance)
+
+
 RESPONDERS = {
+    "schema_random": answer_schema_random,
     "metrics": answer_metrics,
     "polish": answer_polish,
     "pairwise": answer_pairwise,
@@ -250,8 +292,8 @@ def chat_completion(
         content = "Sure! Here is a lovely picture idea for you: something nice."
     elif fault == "refusal":
         content, refusal = None, "I'm sorry, I can't help with that."
-    elif fault == "badjson":  # only reached for batch lines: a 200 whose content is cut-off JSON
-        content = '{"images": [{"image": 1, "prompt_following": {"sco'
+    elif fault in ("badjson", "badcontent"):  # a 200 whose content is cut-off JSON (badjson online, though,
+        content = '{"image_1": {"prompt_following": {"sco'  # breaks the response body itself)
     else:
         content = state.responder(body)
         if fault in ("missing_aspect", "out_of_range"):
