@@ -507,3 +507,44 @@ def test_per_image_answers_outside_the_schema_are_checked_strictly():
     empty = json.loads(json.dumps(good))
     empty["image_1"]["aesthetic"]["explanation"] = ""
     assert validate_judgement(json.dumps(empty), 2, 1, 5)[0]["aesthetic"]["explanation"] == ""
+
+
+def test_the_judge_runs_with_an_injected_client(tmp_path):
+    """The stage talks to its client only through JudgeClient: an in-process answerer (no server) works."""
+    from visionprefer.annotate.stage import annotate_with_judge
+    from visionprefer.dist import process_info
+    from visionprefer.llm import LLMResult
+
+    class Scripted:
+        concurrency, spent = 2, 0.0
+
+        def __init__(self):
+            self.requests = []
+
+        async def __aenter__(self):
+            return self
+
+        async def __aexit__(self, *exc):
+            return None
+
+        async def call(self, request, *, validate, refresh=False):
+            self.requests.append(request)
+            schema = request["response_format"]["json_schema"]["schema"]
+            n = len(schema["required"])
+            answer = _answer([([5 - i % 5] * 4, i + 1) for i in range(n)])
+            return LLMResult(ok=True, value=validate(json.dumps(answer)), text=json.dumps(answer))
+
+    from visionprefer.build import run_stage
+
+    cfg = load_config(_config(tmp_path, "http://127.0.0.1:9/v1", prompts=PROMPTS[:2]))  # nothing listens
+    for stage in ("prompts", "generate"):
+        run_stage(cfg, stage, progress=False)
+    run = open_run(cfg)
+    client = Scripted()
+    report = annotate_with_judge(
+        cfg, run, retry_failed=False, progress=False, proc=process_info(), client=client
+    )
+    assert (report.planned, report.made, report.failed) == (2, 2, 0)
+    assert len(client.requests) == 2
+    feedback = load_feedback(cfg, run)
+    assert len(feedback) == 8 and {row["judge"] for row in feedback.values()} == {"gpt-4o-2024-08-06"}

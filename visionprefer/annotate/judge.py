@@ -16,10 +16,10 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..config import ASPECTS, JudgeConfig
 from ..errors import ConfigError
@@ -99,6 +99,68 @@ def judge_schema(n_images: int, lo: int = 1, hi: int = 5) -> dict[str, Any]:
     if not inline:
         schema["$defs"] = {"score": {"type": "string", "enum": scores}}
     return schema
+
+
+class JudgeClient(Protocol):
+    """What the judge needs of the thing that answers its requests: the API client
+    (:class:`~visionprefer.llm.LLMClient`, OpenAI or any OpenAI-compatible server) or an in-process
+    model. ``call`` sends (or replays) one chat-completions request and returns an
+    :class:`~visionprefer.llm.LLMResult` whose ``value`` is ``validate(answer text)``; per-item failures
+    are results, never exceptions. Used as ``async with client:``."""
+
+    concurrency: int
+    spent: float
+
+    async def __aenter__(self) -> Any: ...
+
+    async def __aexit__(self, *exc: Any) -> Any: ...
+
+    async def call(
+        self, request: dict[str, Any], *, validate: Callable[[str], Any], refresh: bool = False
+    ) -> Any: ...
+
+
+class Judge:
+    """The pointwise judge's side of the contract, whatever answers it: the request for a group of
+    images (guide, quoted prompt, images, the per-request schema), the handling of an answer (validation,
+    rank settling) and the done record. The stage owns the groups, the logs and the client."""
+
+    def __init__(self, config: JudgeConfig, weights: dict[str, float]):
+        self.config = config
+        self.weights = weights
+        self.guide, self.version = load_guide(config)
+        self.lo, self.hi = config.score_min, config.score_max
+
+    def request(self, prompt: str, files: list[str]) -> dict[str, Any]:
+        """The chat-completions body that asks about ``files`` (in the order shown)."""
+        from ..llm import chat_request
+
+        return chat_request(
+            self.config.llm,
+            judge_messages(self.guide, prompt, files, self.config),
+            schema=judge_schema(len(files), self.lo, self.hi),
+            schema_name="judgement",
+        )
+
+    def validator(self, n_images: int) -> Callable[[str], list[dict[str, Any]]]:
+        """The answer check for a request showing ``n_images`` images (raises InvalidAnswer)."""
+        return lambda text: validate_judgement(text, n_images, self.lo, self.hi)
+
+    def record(self, group: Any, results: list[dict[str, Any]]) -> dict[str, Any]:
+        """The done record of ``group`` (``annotate.stage.Group``) from its validated answer."""
+        settled, issues = settle_ranks(results, self.weights)
+        return {
+            "annotation_id": group.annotation_id,
+            "prompt_id": group.prompt_id,
+            "image_ids": list(group.image_ids),
+            "order": group.order,
+            "judge": self.config.llm.model,
+            "guide_version": self.version,
+            "scale": [self.lo, self.hi],
+            "results": dict(zip(group.image_ids, settled, strict=True)),
+            "rank_consistent": not issues,
+            "rank_issues": issues,
+        }
 
 
 @lru_cache(maxsize=256)  # a group and its reversed order reuse the same images

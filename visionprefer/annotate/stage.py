@@ -26,6 +26,7 @@ from ..errors import BudgetExceeded, classify_failure
 from ..keys import digest
 from ..rundir import LogIndex, RunDir, StoredRecords
 from .judge import SCHEMA_VERSION as JUDGE_SCHEMA_VERSION
+from .judge import Judge, JudgeClient
 
 STAGE = "annotate"
 KEY = "annotation_id"
@@ -163,15 +164,22 @@ def run_annotate_stage(
 
 
 def annotate_with_judge(
-    config: BuildConfig, run: RunDir, *, retry_failed: bool, progress: bool, proc: ProcessInfo
+    config: BuildConfig,
+    run: RunDir,
+    *,
+    retry_failed: bool,
+    progress: bool,
+    proc: ProcessInfo,
+    client: JudgeClient | None = None,
 ) -> AnnotateReport:
-    from ..llm import LLMClient, chat_request, run_bounded
+    """Judge every group of this rank that is not done (nor blocked). ``client`` answers the requests
+    (default: the LLM layer's client for ``annotate.judge.llm``; the Batch API in batch mode)."""
+    from ..llm import LLMClient, run_bounded
     from ..progress import progress_bar
-    from .judge import judge_messages, judge_schema, load_guide, settle_ranks, validate_judgement
 
     judge = config.annotate.judge
-    guide, version = load_guide(judge)
-    groups, waiting = judge_groups(config, run, version)
+    proto = Judge(judge, config.annotate.aspect_weights)
+    groups, waiting = judge_groups(config, run, proto.version)
     log = run.stage_log(STAGE, KEY, proc.rank)
     state = log.keys_state()  # finished keys only: a judge record carries every explanation
     blocked = state.blocked(retry_failed)
@@ -182,20 +190,15 @@ def annotate_with_judge(
     )
     mine = [g for i, g in enumerate(groups) if i % proc.world_size == proc.rank]
     todo = [g for g in mine if g.annotation_id not in state.done and g.annotation_id not in blocked]
-    weights = config.annotate.aspect_weights
-    lo, hi = judge.score_min, judge.score_max
 
     def build_request(group: Group) -> dict[str, Any]:
-        messages = judge_messages(guide, group.prompt, list(group.files), judge)
-        return chat_request(
-            judge.llm, messages, schema=judge_schema(len(group.files), lo, hi), schema_name="judgement"
-        )
+        return proto.request(group.prompt, list(group.files))
 
     batch_failures: dict[str, Any] = {}  # request key -> why the Batch API has not answered it
     reasks: dict[str, tuple[Group, dict[str, Any]]] = {}  # batch mode: invalid answers to ask again
 
     async def annotate_all(bar: Any) -> bool:
-        llm = LLMClient(
+        llm: Any = client or LLMClient(
             judge.llm,
             folder=run.llm_dir,
             purpose="judge",
@@ -209,10 +212,7 @@ def annotate_with_judge(
 
         async def one(group: Group) -> Any:
             request = await asyncio.to_thread(build_request, group)
-            n = len(group.files)
-
-            def check(text: str) -> list[dict[str, Any]]:
-                return validate_judgement(text, n, lo, hi)
+            check = proto.validator(len(group.files))
 
             if judge.mode == "batch":
                 from ..llm import LLMResult
@@ -245,23 +245,7 @@ def annotate_with_judge(
             if result is None:  # batch mode: waits for its re-ask
                 return
             if result.ok:
-                results, issues = settle_ranks(result.value, weights)
-                log.record_done(
-                    [
-                        {
-                            "annotation_id": group.annotation_id,
-                            "prompt_id": group.prompt_id,
-                            "image_ids": list(group.image_ids),
-                            "order": group.order,
-                            "judge": judge.llm.model,
-                            "guide_version": version,
-                            "scale": [lo, hi],
-                            "results": dict(zip(group.image_ids, results, strict=True)),
-                            "rank_consistent": not issues,
-                            "rank_issues": issues,
-                        }
-                    ]
-                )
+                log.record_done([proto.record(group, result.value)])
                 report.made += 1
             else:
                 budget_hit |= result.kind == "budget"
