@@ -63,7 +63,7 @@ def metrics_fingerprint(mc: MetricsConfig) -> str:
 
 
 def metric_tasks(config: BuildConfig, run: RunDir) -> tuple[list[MetricTask], int]:
-    from .stage import finished_images
+    from .common import finished_images
 
     images, waiting = finished_images(config, run)
     fp = metrics_fingerprint(config.annotate.metrics)
@@ -148,7 +148,7 @@ def annotate_with_metrics(
     config: BuildConfig, run: RunDir, *, retry_failed: bool, progress: bool, proc: ProcessInfo
 ) -> Any:
     from ..progress import progress_bar
-    from .stage import AnnotateReport
+    from .common import AnnotateReport
 
     mc = config.annotate.metrics
     tasks, waiting = metric_tasks(config, run)

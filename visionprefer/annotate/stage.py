@@ -17,14 +17,15 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..config import ASPECTS, BuildConfig
 from ..dist import ProcessInfo, process_info
 from ..errors import BudgetExceeded, classify_failure
 from ..keys import digest
-from ..rundir import LogIndex, RunDir, StoredRecords
+from ..rundir import LogIndex, RunDir
+from .common import AnnotateReport, finished_images
 from .judge import SCHEMA_VERSION as JUDGE_SCHEMA_VERSION
 from .judge import Judge, JudgeClient
 
@@ -40,45 +41,6 @@ class Group:
     image_ids: tuple[str, ...]  # in the order shown to the judge
     order: str  # "shuffled" or "reversed"
     files: tuple[str, ...]
-
-
-@dataclass
-class AnnotateReport:
-    backend: str = "none"
-    planned: int = 0
-    done_before: int = 0
-    made: int = 0
-    failed: int = 0
-    blocked: int = 0
-    waiting: int = 0  # prompts whose images are not all finished yet
-    failures: dict[str, int] = field(default_factory=dict)
-
-
-def finished_images(config: BuildConfig, run: RunDir) -> tuple[dict[str, StoredRecords], int]:
-    """Per prompt (in prompt-file order), the generation records of its finished images (sorted by image
-    id), for prompts whose planned images are all finished or permanently failed; and the number of
-    prompts still waiting.
-
-    The plan is derived one prompt at a time and finished images are looked up in the index of the done
-    logs, so what is held is one address per image: the records stay on disk
-    (:class:`~visionprefer.rundir.StoredRecords`) and are read when a prompt's records are iterated.
-    """
-    from ..generate.plan import tasks_by_prompt
-    from ..generate.stage import generation_failures, generation_index, stored_prompts
-
-    done = generation_index(run)
-    permanent = {k for k, f in generation_failures(run, done).items() if f.get("kind") == "permanent"}
-    out: dict[str, StoredRecords] = {}
-    waiting = 0
-    for prompt, tasks in tasks_by_prompt(stored_prompts(run), config.generate):
-        ids = {t.image_id for t in tasks}
-        if any(i not in done and i not in permanent for i in ids):
-            waiting += 1
-            continue
-        finished = sorted(i for i in ids if i in done)
-        if finished:
-            out[prompt["prompt_id"]] = done.records(finished)
-    return out, waiting
 
 
 def judge_groups(config: BuildConfig, run: RunDir, guide_version: str) -> tuple[list[Group], int]:

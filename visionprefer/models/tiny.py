@@ -406,7 +406,7 @@ def _build_aesthetic(folder: Path) -> None:
     """
     import torch
 
-    from ..scorers.aesthetic import TINY_HEAD_FILE, AestheticMLP, write_head_info
+    from .aesthetic_head import TINY_HEAD_FILE, AestheticMLP, write_head_info
 
     torch.manual_seed(SEED)
     head = AestheticMLP(input_dim=16)
@@ -464,7 +464,7 @@ def _build_blip(folder: Path) -> None:
 
 
 def _build_yolos(folder: Path) -> None:
-    from ..scorers.cq import build_tiny_detector  # the detector builder lives with the CQ scorer
+    from .coco import build_tiny_detector
 
     build_tiny_detector(folder)
 

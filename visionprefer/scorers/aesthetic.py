@@ -21,50 +21,26 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..errors import ModelLoadError
+from ..models.aesthetic_head import (  # noqa: F401 (re-exported)
+    HEAD_INFO_FILE,
+    LAION_V2,
+    TINY_HEAD_FILE,
+    AestheticMLP,
+    write_head_info,
+)
 from ._common import cache_root, check_batch_size, first_line, resolve_device
 
-LAION_V2 = "laion-aesthetic-v2"
+Downloader = Callable[[str, Path], None]
+"""``downloader(url, destination)`` writes the file at ``url`` to ``destination`` (or raises)."""
+
 LAION_V2_FILE = "sac+logos+ava1-l14-linearMSE.pth"
 LAION_V2_URL = (
     "https://raw.githubusercontent.com/christophschuhmann/improved-aesthetic-predictor/main/"
     "sac%2Blogos%2Bava1-l14-linearMSE.pth"
 )
 LAION_V2_CLIP = "openai/clip-vit-large-patch14"
-TINY_HEAD_FILE = "aesthetic_head.pth"
-HEAD_INFO_FILE = "head.json"
-
-Downloader = Callable[[str, Path], None]
-"""``downloader(url, destination)`` writes the file at ``url`` to ``destination`` (or raises)."""
-
-
-class AestheticMLP(nn.Module):
-    """improved-aesthetic-predictor's MLP: Linear/Dropout only, no activations (state-dict keys ``layers.N``)."""
-
-    def __init__(self, input_dim: int = 768):
-        super().__init__()
-        self.input_dim = input_dim
-        self.layers = nn.Sequential(
-            nn.Linear(input_dim, 1024),
-            nn.Dropout(0.2),
-            nn.Linear(1024, 128),
-            nn.Dropout(0.2),
-            nn.Linear(128, 64),
-            nn.Dropout(0.1),
-            nn.Linear(64, 16),
-            nn.Linear(16, 1),
-        )
-
-    def forward(self, x):
-        return self.layers(x)
-
-
-def write_head_info(folder: Path, *, weights: str, clip_model: str, input_dim: int) -> None:
-    """Describe a head folder: which file holds the weights and which CLIP it was trained on."""
-    info = {"architecture": LAION_V2, "weights": weights, "clip_model": clip_model, "input_dim": input_dim}
-    (Path(folder) / HEAD_INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
 
 
 # ------------------------------------------------------------------------------------------------ weights

@@ -74,11 +74,11 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..models.coco import build_tiny_detector, coco_id2label  # noqa: F401 (re-exported)
 from ..models.text_embed import resolve_model_path
 from ._common import as_rgb, batches, check_batch_size, load_error, resolve_device
 from .questions import (
@@ -597,41 +597,3 @@ class CQScorer:
 
 # ------------------------------------------------------------------------------------------------ tiny model
 # COCO category ids 0..90, "N/A" at 0 and at the 10 ids COCO never used, as in HF DETR/YOLOS checkpoints.
-_COCO_UNUSED_IDS = frozenset({0, 12, 26, 29, 30, 45, 66, 68, 69, 71, 83})
-
-
-def coco_id2label() -> dict[int, str]:
-    """The 91-entry ``id2label`` of HF COCO detectors (``hustvl/yolos-tiny``): "N/A" at the unused ids."""
-    names = iter(COCO_CLASSES)
-    return {i: "N/A" if i in _COCO_UNUSED_IDS else next(names) for i in range(91)}
-
-
-def build_tiny_detector(folder: str | Path, *, seed: int = 0) -> Path:
-    """Save a random-weight YOLOS detector (32-dim, 2 layers, 10 detection tokens, COCO ``id2label``) and its
-    image processor (images resized to a 32-64 px side) to ``folder``, loadable with ``from_pretrained``."""
-    import torch
-    from transformers import YolosConfig, YolosForObjectDetection
-
-    folder = Path(folder)
-    id2label = coco_id2label()
-    config = YolosConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        image_size=[32, 32],
-        patch_size=8,
-        num_detection_tokens=10,
-        id2label=id2label,
-        label2id={v: k for k, v in id2label.items() if v != "N/A"},
-    )
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = YolosForObjectDetection(config)
-    model.save_pretrained(folder)
-    try:  # the PIL backend: the torchvision one is not a dependency
-        from transformers.models.yolos.image_processing_pil_yolos import YolosImageProcessorPil as Processor
-    except ImportError:  # pragma: no cover - transformers releases before the backend split
-        from transformers import YolosImageProcessor as Processor
-    Processor(size={"shortest_edge": 32, "longest_edge": 64}).save_pretrained(folder)
-    return folder
