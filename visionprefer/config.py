@@ -278,10 +278,39 @@ def _judge_llm() -> LLMConfig:
 
 
 @dataclass(frozen=True)
+class LocalJudgeConfig:
+    """The judge run in-process on a vision-language model (``annotate.judge.backend: local``), decoding
+    under the judge's JSON schema (llguidance's token masks with transformers; vLLM's own structured
+    output where vLLM is installed). Decoding is greedy, so a group shown the same way gets the same answer.
+    Every setting here except ``batch_size`` and ``device`` enters the annotation key."""
+
+    model: str = "Qwen/Qwen2.5-VL-7B-Instruct"  # any AutoModelForImageTextToText id or path; tiny-vlm offline
+    revision: str | None = None
+    engine: Literal["auto", "transformers", "vllm"] = "auto"  # auto: vLLM when importable, else transformers
+    device: str = "auto"  # auto: this rank's CUDA device when there is one, else the CPU
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"  # auto: bfloat16 on CUDA, else float32
+    batch_size: int = 8  # groups decoded together
+    max_new_tokens: int = 4096
+    # Explanations are capped in the grammar (the API schema cannot say so portably; this engine can), so a
+    # weak model cannot run a string on to max_new_tokens: ~60 words is more than the guide asks for.
+    max_explanation_chars: int = 400
+    groups_per_hour: float = 1800.0  # for `estimate` before any group is judged: GPU throughput assumed
+
+    def __post_init__(self) -> None:
+        _positive("annotate.judge.local.batch_size", self.batch_size)
+        _positive("annotate.judge.local.max_new_tokens", self.max_new_tokens)
+        _positive("annotate.judge.local.max_explanation_chars", self.max_explanation_chars)
+        if self.groups_per_hour <= 0:
+            raise ConfigError("annotate.judge.local.groups_per_hour: must be positive")
+
+
+@dataclass(frozen=True)
 class JudgeConfig:
     """The VLM judge: scores each image of a prompt's group on the four aspects, with explanations."""
 
     llm: LLMConfig = field(default_factory=_judge_llm)
+    backend: Literal["api", "local"] = "api"  # api: `llm` (OpenAI or a server); local: `local`, in-process
+    local: LocalJudgeConfig = field(default_factory=LocalJudgeConfig)
     mode: Literal["online", "batch"] = "online"  # batch: the OpenAI Batch API
     group_size: int | None = None  # images judged together; None: all images of a prompt
     both_orders: bool = False  # judge each group also in reversed order and average (position bias)
@@ -301,6 +330,10 @@ class JudgeConfig:
                 f"annotate.judge.score_max: {self.score_max} must be above score_min {self.score_min}"
             )
         _positive("annotate.judge.image_max_side", self.image_max_side)
+        if self.backend == "local" and self.mode == "batch":
+            raise ConfigError(
+                "annotate.judge.mode: batch is the OpenAI Batch API; the local backend runs online"
+            )
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,9 @@ def estimate_build(config: BuildConfig) -> dict[str, Any]:
             done_keys = run.stage_log("annotate", "annotation_id").done_index()
             formed = {g.prompt_id for g in groups}
             planned = {pid: n for pid, n in planned.items() if pid not in formed}
-        llm["judge"] = estimate_judge(config, planned, done_keys, groups, _observed_judge(run))
+        llm["judge"] = estimate_judge(
+            config, planned, done_keys, groups, _observed_judge(run), _observed_seconds(run)
+        )
     elif config.annotate.backend == "metrics":
         from .annotate.metrics import estimate_metrics_llm
 
@@ -119,7 +121,29 @@ def format_estimate(est: dict[str, Any]) -> str:
             + (f"; {row['moderation_calls']} moderation calls" if row.get("moderation_calls") else "")
             + (" (tokens as observed in this run so far)" if row.get("basis") == "observed" else "")
         )
+        if "gpu_hours" in row:
+            lines.append(
+                f"  local judge {row['model']}: {row['gpu_hours']} GPU-h at {row['groups_per_gpu_hour']:g} "
+                f"groups/GPU-h ({'as observed in this run' if row['gpu_basis'] == 'observed' else 'assumed: set annotate.judge.local.groups_per_hour'})"
+            )
     return "\n".join(lines)
+
+
+def _observed_seconds(run: Any) -> float | None:
+    """Seconds per judged group of the local judge in this run (its usage records' latency), or None before
+    a few groups."""
+    from .llm.usage import MIN_OBSERVED_CALLS
+    from .rundir import read_jsonl
+
+    if not run.llm_dir.exists():
+        return None
+    seconds = [
+        rec["latency_s"]
+        for path in sorted(run.llm_dir.glob("usage-rank*.jsonl"))
+        for rec in read_jsonl(path)
+        if rec.get("purpose") == "judge" and rec.get("engine") and rec.get("latency_s") is not None
+    ]
+    return sum(seconds) / len(seconds) if len(seconds) >= MIN_OBSERVED_CALLS else None
 
 
 def _observed_judge(run: Any) -> tuple[int, int, int] | None:

@@ -101,6 +101,21 @@ def judge_schema(n_images: int, lo: int = 1, hi: int = 5) -> dict[str, Any]:
     return schema
 
 
+def judge_name(judge: JudgeConfig) -> str:
+    """The model that judges: stored in every annotation's ``judge`` field."""
+    return judge.local.model if judge.backend == "local" else judge.llm.model
+
+
+def judge_identity(judge: JudgeConfig) -> Any:
+    """What of the judge's settings enters the annotation key: the API model's name (its sampling
+    parameters are in the cached request), or the local model with everything that decides its output
+    (revision, dtype, the decoding limits; decoding is always greedy)."""
+    if judge.backend != "local":
+        return judge.llm.model
+    lc = judge.local
+    return ["local", lc.model, lc.revision, lc.dtype, lc.max_new_tokens, lc.max_explanation_chars, "greedy"]
+
+
 class JudgeClient(Protocol):
     """What the judge needs of the thing that answers its requests: the API client
     (:class:`~visionprefer.llm.LLMClient`, OpenAI or any OpenAI-compatible server) or an in-process
@@ -154,7 +169,7 @@ class Judge:
             "prompt_id": group.prompt_id,
             "image_ids": list(group.image_ids),
             "order": group.order,
-            "judge": self.config.llm.model,
+            "judge": judge_name(self.config),
             "guide_version": self.version,
             "scale": [self.lo, self.hi],
             "results": dict(zip(group.image_ids, settled, strict=True)),
@@ -378,6 +393,7 @@ def estimate_judge(
     done_keys: Collection[str] | None = None,
     groups: list | None = None,
     observed: tuple[int, int, int] | None = None,
+    observed_seconds: float | None = None,
 ) -> dict[str, Any]:
     """Judge calls, tokens and dollars still to spend: for ``groups`` already formed (the prompts whose
     images are all made), those whose key is not in ``done_keys``; plus, for the prompts in
@@ -388,7 +404,7 @@ def estimate_judge(
 
     judge = config.annotate.judge
     guide, _ = load_guide(judge)
-    price = price_for(judge.llm.model, config.prices)
+    price = price_for(judge.llm.model, config.prices) if judge.backend == "api" else None
     sizes: list[int] = []
     cached = 0
     if groups is not None:
@@ -406,7 +422,7 @@ def estimate_judge(
     else:
         tokens_in = sum(len(guide) // 4 + 40 + m * (image_tokens(judge) + 6) for m in sizes)
         tokens_out = sum(m * 160 for m in sizes)  # four scores, four short explanations and a rank per image
-    return {
+    out = {
         "calls": len(sizes),
         "cached": cached,
         "images_per_call": max(sizes, default=0),
@@ -417,3 +433,19 @@ def estimate_judge(
         "mode": judge.mode,
         "basis": "observed" if observed is not None else "heuristic",
     }
+    if judge.backend == "local":
+        # In-process: no dollars, GPU time. Seconds per group as observed in this run once a few groups are
+        # judged (the usage log's latency: a batch's seconds shared by its groups), else the configured rate.
+        rate = judge.local.groups_per_hour
+        if observed_seconds is not None:
+            rate = 3600.0 / max(observed_seconds, 1e-9)
+        out.update(
+            usd=0.0,
+            price_known=True,
+            mode="local",
+            model=judge.local.model,
+            groups_per_gpu_hour=round(rate, 1),
+            gpu_hours=round(len(sizes) / rate, 3),
+            gpu_basis="observed" if observed_seconds is not None else "configured",
+        )
+    return out

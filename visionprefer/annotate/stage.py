@@ -27,7 +27,7 @@ from ..keys import digest
 from ..rundir import LogIndex, RunDir
 from .common import AnnotateReport, finished_images
 from .judge import SCHEMA_VERSION as JUDGE_SCHEMA_VERSION
-from .judge import Judge, JudgeClient
+from .judge import Judge, JudgeClient, judge_identity
 
 STAGE = "annotate"
 KEY = "annotation_id"
@@ -63,7 +63,7 @@ def judge_groups(config: BuildConfig, run: RunDir, guide_version: str) -> tuple[
                 key = digest(
                     "annotation",
                     list(shown_ids),
-                    judge.llm.model,
+                    judge_identity(judge),
                     guide_version,
                     [judge.score_min, judge.score_max],
                     JUDGE_SCHEMA_VERSION,
@@ -155,6 +155,9 @@ def annotate_with_judge(
 
     def build_request(group: Group) -> dict[str, Any]:
         return proto.request(group.prompt, list(group.files))
+
+    if client is None and judge.backend == "local" and todo:
+        client = _local_client(config, run, proc, sizes={len(g.files) for g in todo}, proto=proto)
 
     batch_failures: dict[str, Any] = {}  # request key -> why the Batch API has not answered it
     reasks: dict[str, tuple[Group, dict[str, Any]]] = {}  # batch mode: invalid answers to ask again
@@ -263,6 +266,28 @@ def annotate_with_judge(
             "run the same command to continue"
         )
     return report
+
+
+def _local_client(
+    config: BuildConfig, run: RunDir, proc: ProcessInfo, *, sizes: set[int], proto: Judge
+) -> JudgeClient:
+    """The in-process judge, its model loaded and the schema of every group size compiled: a model that is
+    not a VLM, a missing chat template or a schema the grammar engine rejects stops here, before judging."""
+    from ..errors import ConfigError
+    from ..llm.usage import UsageLog
+    from .judge import judge_schema
+    from .local_judge import LocalJudgeClient
+
+    judge = config.annotate.judge
+    if judge.llm.structured_output != "json_schema":
+        raise ConfigError(
+            "annotate.judge.llm.structured_output: the local backend always decodes under the judge's "
+            "JSON schema; leave it at json_schema"
+        )
+    client = LocalJudgeClient(judge.local, usage=UsageLog(run.llm_dir, proc.rank), rank=proc.rank)
+    for n in sorted(sizes):
+        client.check_schema(judge_schema(n, proto.lo, proto.hi))
+    return client
 
 
 # --------------------------------------------------------------------------------------------- feedback view

@@ -42,6 +42,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from ..annotate.judge import judge_name
 from ..config import ASPECTS, METRICS, BuildConfig
 from ..rundir import RunDir, atomic_write_bytes, atomic_write_text
 from .stage import select
@@ -702,7 +703,7 @@ def _header(
 ) -> str:
     ann = config.annotate
     if ann.backend == "judge":
-        feedback = f"VLM judge <code>{_e(ann.judge.llm.model)}</code>, scores {ann.judge.score_min}–{ann.judge.score_max}"
+        feedback = f"VLM judge <code>{_e(judge_name(ann.judge))}</code>, scores {ann.judge.score_min}–{ann.judge.score_max}"
     elif ann.backend == "metrics":
         feedback = "metric feedback (AGFSync: VQA, CLIP and aesthetic scores, weighted)"
     else:
