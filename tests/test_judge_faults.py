@@ -204,3 +204,19 @@ def test_status_lists_every_failure_kind_of_every_stage(tmp_path, fake_llm):
         assert f"{row['count']} × {kind}" in out
     as_json = json.loads(json.dumps(st))
     assert as_json["stages"]["annotate"]["failures_by_kind"] == annotate_kinds
+
+
+def test_an_unreadable_image_fails_its_group_only(tmp_path, fake_llm):
+    server = fake_llm(responder="judge")
+    cfg = load_config(_judge_config(tmp_path, server.base_url, PROMPTS[:3], judge="    group_size: 1\n"))
+    from visionprefer.build import run_stage
+
+    for stage in ("prompts", "generate"):
+        run_stage(cfg, stage, progress=False)
+    run = open_run(cfg)
+    broken = sorted((run.root / "images").rglob("*.png"))[0]
+    broken.write_bytes(b"not a png")
+    report = run_stage(cfg, "annotate", progress=False)
+    assert (report.made, report.failed) == (11, 1)
+    st = run_status(run.root)["stages"]["annotate"]
+    assert st["failures_by_kind"]["image_unreadable"]["count"] == 1

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..config import ASPECTS, BuildConfig
 from ..dist import ProcessInfo, process_info
-from ..errors import BudgetExceeded, classify_failure
+from ..errors import BudgetExceeded, classify_failure, first_line
 from ..keys import digest
 from ..rundir import LogIndex, RunDir
 from .common import AnnotateReport, finished_images
@@ -176,7 +176,17 @@ def annotate_with_judge(
         last_round = True  # batch mode: no re-ask after this validation round
 
         async def one(group: Group) -> Any:
-            request = await asyncio.to_thread(build_request, group)
+            from ..llm import LLMResult
+
+            try:
+                request = await asyncio.to_thread(build_request, group)
+            except (OSError, ValueError) as e:  # a missing or undecodable image: this group fails, not the stage
+                return LLMResult(
+                    ok=False,
+                    kind="transient",
+                    error=f"image unreadable: {first_line(e)}",
+                    failure_kind="image_unreadable",
+                )
             check = proto.validator(len(group.files))
 
             if judge.mode == "batch":
