@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 import warnings
 from collections.abc import Sequence
@@ -258,7 +259,7 @@ def _summarise_build(args: argparse.Namespace, report, config) -> None:
             args,
             "note: tiny random-weight models were used; the images are noise and the numbers mean nothing.",
         )
-    _say(args, f"run directory: {report.run_dir}  (see `visionprefer status {report.run_dir}`)")
+    _say(args, f"run directory: {report.run_dir}  (see `visionprefer status {shlex.quote(report.run_dir)}`)")
 
 
 def _specs(config):

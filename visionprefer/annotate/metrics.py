@@ -454,6 +454,7 @@ def estimate_metrics_llm(
     question). ``images_per_prompt`` maps prompt text -> planned images. Answers already in the response
     cache (``folder``) are free. Question counts come from the template, from cached LLM questions, or are
     assumed to be 8 per prompt."""
+    from ..estimate import round_usd
     from ..llm import InvalidAnswer, chat_request, estimate_tokens
     from ..llm.cache import ResponseCache, request_key
     from ..llm.usage import cost_usd, price_for
@@ -482,7 +483,7 @@ def estimate_metrics_llm(
             row["input_tokens"] += tokens_in
             row["output_tokens"] += tokens_out
             row["usd"] += cost_usd(price, tokens_in, tokens_out)
-        row["usd"] = round(row["usd"], 4)
+        row["usd"] = round_usd(row["usd"])
         row["price_known"] = price is not None
         out["questions"] = row
     else:
@@ -499,7 +500,7 @@ def estimate_metrics_llm(
             "cached": 0,  # VQA requests carry the image bytes: not looked up before the images exist
             "input_tokens": tokens_in,
             "output_tokens": tokens_out,
-            "usd": round(cost_usd(price, tokens_in, tokens_out), 4),
+            "usd": round_usd(cost_usd(price, tokens_in, tokens_out)),
             "price_known": price is not None,
         }
     if cache is not None:
