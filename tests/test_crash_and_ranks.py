@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -266,3 +267,48 @@ def test_torchrun_metric_feedback_writes_each_prompts_questions_once(tmp_path, f
     assert len(per_rank) == 2 and all(per_rank)
     prompts_of = [{r["prompt_id"] for r in recs} for recs in per_rank]
     assert not (prompts_of[0] & prompts_of[1]) and sum(len(r) for r in per_rank) == 12
+
+
+def test_torchrun_build_with_recorded_failures_exits_0_and_reports_the_launch_totals(tmp_path, capsys):
+    """Per-item failures recorded by a launched build: exit 0 on every rank (no torchrun traceback), rank 0's
+    summary counts the whole launch (both ranks' images), and --strict turns the failures into exit 1."""
+    pytest.importorskip("accelerate")
+    from visionprefer.cli import main
+
+    (tmp_path / "p.txt").write_text("".join(f"a photo of object number {i}\n" for i in range(4)))
+    cfg_path = write_config(
+        tmp_path,
+        f"run_dir: {tmp_path / 'run'}\n"
+        "prompts: {sources: [{path: p.txt}]}\n"
+        "generate: {generators: [{preset: tiny-sd15}, {preset: tiny-sd21}], guidance_scales: [3.0, 7.5],\n"
+        "           batch_size: 2}\n"
+        "annotate: {backend: metrics, metrics: {vqa_model: tiny-blip, clip_model: tiny-clip,\n"
+        "           aesthetic_model: tiny-aesthetic, aesthetic_clip_model: tiny-clip}}\n",
+    )
+    cfg = load_config(cfg_path)
+    run = open_run(cfg)
+    from visionprefer.build import run_stage
+
+    run_stage(cfg, "prompts", run=run)
+    run_stage(cfg, "generate", run=run, progress=False)
+    files = sorted((tmp_path / "run" / "images").rglob("*.png"))
+    assert len(files) == 16
+    files[0].write_bytes(b"not an image")  # recorded as made: annotating its batch fails (OSError)
+    for f in files[1:]:
+        f.unlink()  # made again, by both ranks
+
+    done = subprocess.run(
+        _torchrun("build", str(cfg_path)), env=_env(), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "ChildFailedError" not in done.stderr
+    out = done.stdout
+    assert "generate: 15 made, 1 already done, 0 failed, 0 skipped (permanent failures) of 16 planned" in out
+    annotated = re.search(r"annotate \(metrics\): (\d+) images annotated, 0 already done, (\d+) failed", out)
+    assert annotated and int(annotated[1]) + int(annotated[2]) == 16 and int(annotated[2]) > 0, out
+    assert f"recorded failures: {annotated[2]} items" in out
+    assert out.count("annotate (metrics):") == 1  # rank 0 alone summarises
+
+    capsys.readouterr()
+    assert main(["annotate", str(cfg_path), "-q"]) == 0  # retried, failed again: recorded, exit 0
+    assert main(["annotate", str(cfg_path), "-q", "--strict"]) == 1

@@ -156,7 +156,7 @@ def run_annotate_stage(
         from .metrics import annotate_with_metrics
 
         report = annotate_with_metrics(config, run, retry_failed=retry_failed, progress=progress, proc=proc)
-    proc.barrier()
+    proc.launch_totals(report, ("made", "failed"))  # the whole launch's counts, on every rank
     return report
 
 
