@@ -248,7 +248,8 @@ def test_torchrun_judge_splits_the_groups_and_publishes_once(tmp_path, fake_llm)
 
 def test_torchrun_metric_feedback_writes_each_prompts_questions_once(tmp_path, fake_llm):
     """Metric feedback with LLM-written questions under a launcher: a prompt's images stay on one rank, so
-    its questions are asked (and paid for) once."""
+    its questions are asked (and paid for) once. (Chunks of 4 images: two prompts each, three chunks, so
+    both ranks have some.)"""
     pytest.importorskip("accelerate")
     server = fake_llm(responder="metrics")
     llm = f"{{model: gpt-4o-mini, base_url: '{server.base_url}', concurrency: 2}}"
@@ -258,7 +259,7 @@ def test_torchrun_metric_feedback_writes_each_prompts_questions_once(tmp_path, f
         f"""
         backend: metrics
         metrics: {{questions: llm, question_llm: {llm}, vqa_model: tiny-blip, clip_model: tiny-clip,
-                   aesthetic_model: tiny-aesthetic, aesthetic_clip_model: tiny-clip}}
+                   aesthetic_model: tiny-aesthetic, aesthetic_clip_model: tiny-clip, batch_size: 4}}
         """,
     )
     asked = [r for r in server.requests() if r["path"].endswith("/chat/completions")]
@@ -312,3 +313,34 @@ def test_torchrun_build_with_recorded_failures_exits_0_and_reports_the_launch_to
     capsys.readouterr()
     assert main(["annotate", str(cfg_path), "-q"]) == 0  # retried, failed again: recorded, exit 0
     assert main(["annotate", str(cfg_path), "-q", "--strict"]) == 1
+
+
+def test_quickstart_publishes_byte_identical_parquet_under_one_and_two_processes(tmp_path):
+    """Metric feedback is scored in fixed chunks of the plan (like generation), so the quickstart built by
+    one process and by two ranks publishes the same bytes in every config, floats included."""
+    pytest.importorskip("accelerate")
+    from visionprefer.resources import data_path
+
+    quickstart = data_path("examples/quickstart.yaml")
+    build(load_config(quickstart, run_dir=str(tmp_path / "one")), progress=False)  # also builds tiny models
+    done = subprocess.run(
+        _torchrun("build", str(quickstart), "--out", str(tmp_path / "two"), "-q"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = {p.name for p in (tmp_path / "two" / "annotate").glob("done-rank*.jsonl")}
+    assert ranks == {"done-rank0.jsonl", "done-rank1.jsonl"}  # both ranks scored
+
+    def parquet(run: str) -> dict[str, bytes]:
+        folder = tmp_path / run / "dataset"
+        return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.parquet"))}
+
+    one, two = parquet("one"), parquet("two")
+    assert {k.split("/")[-2] for k in one} == {"images", "prompts", "pairs", "dpo"}
+    assert one.keys() == two.keys()
+    assert [k for k in one if one[k] != two[k]] == []
+    card = "dataset/README.md"
+    assert (tmp_path / "one" / card).read_bytes() == (tmp_path / "two" / card).read_bytes()

@@ -179,8 +179,12 @@ def run_score(
         batch_size=batch_size,
     )
     values: dict[str, list[float]] = {name: [] for name in scorers}
-    for start in range(0, len(usable), batch_size):
-        idx = usable[start : start + batch_size]
+    # Fixed chunks of the prompt list (as generation's), not of the usable images: a skipped image leaves a
+    # hole in its chunk instead of shifting every later batch, so the scores do not depend on it.
+    for start in range(0, len(rels), batch_size):
+        idx = [i for i in range(start, min(start + batch_size, len(rels))) if rels[i] in found.files]
+        if not idx:
+            continue
         got = score_images(scorers, [prompts[i] for i in idx], [found.files[rels[i]] for i in idx])
         for name, arr in got.items():
             values[name] += arr.tolist()
