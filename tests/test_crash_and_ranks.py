@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -247,7 +248,8 @@ def test_torchrun_judge_splits_the_groups_and_publishes_once(tmp_path, fake_llm)
 
 def test_torchrun_metric_feedback_writes_each_prompts_questions_once(tmp_path, fake_llm):
     """Metric feedback with LLM-written questions under a launcher: a prompt's images stay on one rank, so
-    its questions are asked (and paid for) once."""
+    its questions are asked (and paid for) once. (Chunks of 4 images: two prompts each, three chunks, so
+    both ranks have some.)"""
     pytest.importorskip("accelerate")
     server = fake_llm(responder="metrics")
     llm = f"{{model: gpt-4o-mini, base_url: '{server.base_url}', concurrency: 2}}"
@@ -257,7 +259,7 @@ def test_torchrun_metric_feedback_writes_each_prompts_questions_once(tmp_path, f
         f"""
         backend: metrics
         metrics: {{questions: llm, question_llm: {llm}, vqa_model: tiny-blip, clip_model: tiny-clip,
-                   aesthetic_model: tiny-aesthetic, aesthetic_clip_model: tiny-clip}}
+                   aesthetic_model: tiny-aesthetic, aesthetic_clip_model: tiny-clip, batch_size: 4}}
         """,
     )
     asked = [r for r in server.requests() if r["path"].endswith("/chat/completions")]
@@ -266,3 +268,79 @@ def test_torchrun_metric_feedback_writes_each_prompts_questions_once(tmp_path, f
     assert len(per_rank) == 2 and all(per_rank)
     prompts_of = [{r["prompt_id"] for r in recs} for recs in per_rank]
     assert not (prompts_of[0] & prompts_of[1]) and sum(len(r) for r in per_rank) == 12
+
+
+def test_torchrun_build_with_recorded_failures_exits_0_and_reports_the_launch_totals(tmp_path, capsys):
+    """Per-item failures recorded by a launched build: exit 0 on every rank (no torchrun traceback), rank 0's
+    summary counts the whole launch (both ranks' images), and --strict turns the failures into exit 1."""
+    pytest.importorskip("accelerate")
+    from visionprefer.cli import main
+
+    (tmp_path / "p.txt").write_text("".join(f"a photo of object number {i}\n" for i in range(4)))
+    cfg_path = write_config(
+        tmp_path,
+        f"run_dir: {tmp_path / 'run'}\n"
+        "prompts: {sources: [{path: p.txt}]}\n"
+        "generate: {generators: [{preset: tiny-sd15}, {preset: tiny-sd21}], guidance_scales: [3.0, 7.5],\n"
+        "           batch_size: 2}\n"
+        "annotate: {backend: metrics, metrics: {vqa_model: tiny-blip, clip_model: tiny-clip,\n"
+        "           aesthetic_model: tiny-aesthetic, aesthetic_clip_model: tiny-clip}}\n",
+    )
+    cfg = load_config(cfg_path)
+    run = open_run(cfg)
+    from visionprefer.build import run_stage
+
+    run_stage(cfg, "prompts", run=run)
+    run_stage(cfg, "generate", run=run, progress=False)
+    files = sorted((tmp_path / "run" / "images").rglob("*.png"))
+    assert len(files) == 16
+    files[0].write_bytes(b"not an image")  # recorded as made: annotating its batch fails (OSError)
+    for f in files[1:]:
+        f.unlink()  # made again, by both ranks
+
+    done = subprocess.run(
+        _torchrun("build", str(cfg_path)), env=_env(), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "ChildFailedError" not in done.stderr
+    out = done.stdout
+    assert "generate: 15 made, 1 already done, 0 failed, 0 skipped (permanent failures) of 16 planned" in out
+    annotated = re.search(r"annotate \(metrics\): (\d+) images annotated, 0 already done, (\d+) failed", out)
+    assert annotated and int(annotated[1]) + int(annotated[2]) == 16 and int(annotated[2]) > 0, out
+    assert f"recorded failures: {annotated[2]} items" in out
+    assert out.count("annotate (metrics):") == 1  # rank 0 alone summarises
+
+    capsys.readouterr()
+    assert main(["annotate", str(cfg_path), "-q"]) == 0  # retried, failed again: recorded, exit 0
+    assert main(["annotate", str(cfg_path), "-q", "--strict"]) == 1
+
+
+def test_quickstart_publishes_byte_identical_parquet_under_one_and_two_processes(tmp_path):
+    """Metric feedback is scored in fixed chunks of the plan (like generation), so the metrics quickstart built by
+    one process and by two ranks publishes the same bytes in every config, floats included."""
+    pytest.importorskip("accelerate")
+    from visionprefer.resources import data_path
+
+    quickstart = data_path("examples/quickstart_metrics.yaml")  # the metric-feedback quickstart
+    build(load_config(quickstart, run_dir=str(tmp_path / "one")), progress=False)  # also builds tiny models
+    done = subprocess.run(
+        _torchrun("build", str(quickstart), "--out", str(tmp_path / "two"), "-q"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = {p.name for p in (tmp_path / "two" / "annotate").glob("done-rank*.jsonl")}
+    assert ranks == {"done-rank0.jsonl", "done-rank1.jsonl"}  # both ranks scored
+
+    def parquet(run: str) -> dict[str, bytes]:
+        folder = tmp_path / run / "dataset"
+        return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.parquet"))}
+
+    one, two = parquet("one"), parquet("two")
+    assert {k.split("/")[-2] for k in one} == {"images", "prompts", "pairs", "dpo"}
+    assert one.keys() == two.keys()
+    assert [k for k in one if one[k] != two[k]] == []
+    card = "dataset/README.md"
+    assert (tmp_path / "one" / card).read_bytes() == (tmp_path / "two" / card).read_bytes()

@@ -240,3 +240,64 @@ def test_embedding_noise_candidates(small_build, tmp_path):
         # Same seeds in both runs: sample 0 (clean embedding, through the embedding code path) matches the
         # plain run up to one level; samples 1 and 2 differ because of the noise.
         assert (diff <= 1) if idx == 0 else (diff > 1), (idx, diff)
+
+
+class _Recording:
+    """Wraps the real generator; notes (prompt, guidance scale, seed) of every image it is asked for."""
+
+    def __init__(self, inner, made):
+        self.inner, self.made = inner, made
+        self.pipeline_name, self.scheduler_name, self.dtype_name = (
+            inner.pipeline_name,
+            inner.scheduler_name,
+            inner.dtype_name,
+        )
+
+    def __call__(self, prompts, *, guidance_scale, seeds, **kw):
+        self.made.extend((p, float(guidance_scale), s) for p, s in zip(prompts, seeds, strict=True))
+        return self.inner(prompts, guidance_scale=guidance_scale, seeds=seeds, **kw)
+
+
+def test_changing_the_seed_remakes_every_image_and_publishes_the_seeds_used(small_build, tmp_path):
+    import pyarrow.parquet as pq
+
+    made: list[tuple[str, float, int]] = []
+
+    def loader(spec):
+        return _Recording(DiffusersTextToImage(spec), made)
+
+    cfg = load_config(small_build())
+    run_stage(cfg, "prompts")
+    assert run_stage(cfg, "generate", progress=False, load_generator=loader).made == 20
+    first, before = set(made), _images(tmp_path / "run")
+    prompts_before = (tmp_path / "run" / "prompts" / "prompts.jsonl").read_bytes()
+    made.clear()
+
+    cfg = load_config(small_build(extra="  seed: 1\n"))
+    report = run_stage(cfg, "generate", progress=False, load_generator=loader)
+    assert (report.made, report.done_before, report.planned) == (20, 0, 20)  # every image remade
+    assert not ({s for *_, s in made} & {s for *_, s in first})  # with new seeds
+    assert build(cfg, progress=False).stages["generate"].made == 0
+    assert (tmp_path / "run" / "prompts" / "prompts.jsonl").read_bytes() == prompts_before  # prompts stay
+    after = _images(tmp_path / "run")
+    assert len(after) == 40 and before.items() <= after.items()  # new files beside the old ones
+
+    # The published seed is the one each published image was made with (as the generator was called).
+    rows = pq.read_table(tmp_path / "run" / "dataset" / "data" / "images").to_pylist()
+    assert len(rows) == 20
+    assert {(r["prompt"], r["guidance_scale"], r["seed"]) for r in rows} == set(made)
+    recs = generation_state(open_run(cfg)).done
+    assert all(recs[r["image_id"]]["seed"] == r["seed"] for r in rows)
+
+
+@pytest.mark.parametrize("mode", ["grid", "sample"])
+def test_reordering_scales_or_renaming_a_generator_makes_nothing_new(small_build, mode):
+    extra = f"  cfg_mode: {mode}\n  images_per_prompt: 2\n"
+    cfg = load_config(small_build(scales=(3.0, 5.0, 7.5), extra=extra))
+    run_stage(cfg, "prompts")
+    first = run_stage(cfg, "generate", progress=False)
+    assert first.made == first.planned == 5 * 2 * 2 * (3 if mode == "grid" else 1)
+    path = small_build(scales=(7.5, 3.0, 5.0), extra=extra)
+    path.write_text(path.read_text().replace("- preset: tiny-sd15", "- {preset: tiny-sd15, name: renamed}"))
+    again = run_stage(load_config(path), "generate", progress=False)
+    assert (again.made, again.done_before, again.planned) == (0, first.planned, first.planned)

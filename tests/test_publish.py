@@ -247,3 +247,63 @@ def test_push_errors_are_one_line(tmp_path, capsys, judged_run):
     (run.root / "dataset" / "README.md").unlink()
     assert main(["push", str(run.root), "--repo-id", "a/b"]) == 2
     assert "run `visionprefer publish CONFIG` first" in capsys.readouterr().err
+
+
+def _portable_build(tmp_path, run_dir: str):
+    """A metric-feedback build with a preset and two custom models given by absolute paths (one named, one
+    not), at guidance scales whose text order is not their numeric order, into ``tmp_path/run_dir``."""
+    from visionprefer.models.tiny import tiny_model_path
+
+    model = tiny_model_path("tiny-sd15")
+    (tmp_path / "p.txt").write_text("a photo of a cat on a red sofa\ntwo dogs in the snow\n")
+    path = write_config(
+        tmp_path,
+        f"""\
+run_dir: {tmp_path / run_dir}
+prompts: {{sources: [{{path: {tmp_path / "p.txt"}}}]}}
+generate:
+  generators: [{{preset: tiny-sd15}}, {{model: {model}, name: mine, steps: 3}}, {{model: {model}, steps: 4}}]
+  guidance_scales: [10.0, 3.0]
+annotate:
+  backend: metrics
+  metrics: {{vqa_model: tiny-blip, clip_model: tiny-clip, aesthetic_model: tiny-aesthetic,
+            aesthetic_clip_model: tiny-clip}}
+""",
+        name=f"{run_dir}.yaml",
+    )
+    cfg = load_config(path)
+    build(cfg, progress=False)
+    return open_run(cfg).root / "dataset", str(model)
+
+
+def test_the_published_folder_does_not_depend_on_the_run_directory(tmp_path):
+    import pyarrow.parquet as pq
+
+    a, model = _portable_build(tmp_path, "first-run-dir")
+    b, _ = _portable_build(tmp_path, "second-run-dir")
+    files_a = {p.relative_to(a): p.read_bytes() for p in sorted(a.rglob("*")) if p.is_file()}
+    files_b = {p.relative_to(b): p.read_bytes() for p in sorted(b.rglob("*")) if p.is_file()}
+    assert files_a.keys() == files_b.keys() and len(files_a) > 4
+    assert [str(k) for k, v in files_a.items() if files_b[k] != v] == []  # byte-identical
+    for data in files_a.values():  # no path of this machine, no run-directory name, anywhere
+        assert (
+            str(tmp_path).encode() not in data and b"first-run-dir" not in data and model.encode() not in data
+        )
+
+    # Two custom models are told apart in the pairs (by their names), and the model column names the folder.
+    pairs = pq.read_table(a / "data" / "pairs").to_pylist()
+    assert {p["generator_0"] for p in pairs} | {p["generator_1"] for p in pairs} == {
+        "tiny-sd15",
+        "mine",
+        "custom",
+    }
+    images = pq.read_table(a / "data" / "images").to_pylist()
+    from pathlib import Path
+
+    assert {r["model_id"] for r in images if r["generator"] == "custom"} == {Path(model).name}
+
+    # The card lists guidance scales as numbers: 3 before 10.
+    card = (a / "README.md").read_text()
+    per_scale = card.split("Scores per guidance scale:")[1]
+    assert [float(x) for x in re.findall(r"^\| (\d+(?:\.\d+)?) \|", per_scale, re.M)] == [3.0, 10.0]
+    assert "| 3, 10 |" in card  # the generators table

@@ -476,6 +476,29 @@ class BuildConfig:
     def fingerprint(self) -> str:
         return fingerprint(self.to_dict())
 
+    def portable_fingerprint(self) -> str:
+        """The fingerprint the dataset card shows: the config without ``run_dir``, with every file path
+        reduced to its file name, so that the same build written to another folder (or from a config in
+        another place) publishes the same card."""
+        data = self.to_dict()
+        data.pop("run_dir", None)
+        for src in data["prompts"]["sources"]:
+            for key in ("path", "hf_dataset"):
+                if src[key] is not None and Path(src[key]).is_absolute():
+                    src[key] = Path(src[key]).name
+        metrics = data["annotate"]["metrics"]
+        if metrics["hpsv2_checkpoint"] is not None:
+            metrics["hpsv2_checkpoint"] = Path(metrics["hpsv2_checkpoint"]).name
+        for section, key in ((data["annotate"]["judge"], "guides"), (data["prompts"]["polish"], "template")):
+            if section[key] is not None:
+                section[key] = Path(section[key]).name
+        for g in data["generate"]["generators"]:
+            if g.get("model"):
+                from .publish.schema import public_model_id
+
+                g["model"] = public_model_id(g["model"])
+        return fingerprint(data)
+
 
 def generator_label(g: GeneratorConfig) -> str:
     return g.name or g.preset or "custom"

@@ -43,6 +43,27 @@ class ProcessInfo:
                     "raise VISIONPREFER_DIST_TIMEOUT_S); finished items are kept, rerun to resume"
                 ) from None
 
+    def launch_totals(self, report: Any, fields: tuple[str, ...]) -> None:
+        """Wait for every rank (as :meth:`barrier`), then replace ``report``'s per-rank counters ``fields``
+        and its ``failures`` (reason -> count) by their sums over the launch, on every rank: a summary, an
+        exit code or a ``--strict`` decision then says the same on all of them, for the whole launch."""
+        self.barrier()
+        if self.state is None or self.world_size <= 1:
+            return
+        import torch.distributed as dist
+
+        mine = ({f: getattr(report, f) for f in fields}, dict(getattr(report, "failures", {})))
+        gathered: list[Any] = [None] * self.world_size
+        dist.all_gather_object(gathered, mine)
+        for f in fields:
+            setattr(report, f, sum(counts[f] for counts, _ in gathered))
+        if hasattr(report, "failures"):
+            failures: dict[str, int] = {}
+            for _, theirs in gathered:
+                for reason, n in theirs.items():
+                    failures[reason] = failures.get(reason, 0) + n
+            report.failures = dict(sorted(failures.items()))
+
 
 _CURRENT: ProcessInfo | None = None
 DEFAULT_DIST_TIMEOUT_S = 72 * 3600

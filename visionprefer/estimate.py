@@ -99,6 +99,19 @@ def estimate_build(config: BuildConfig) -> dict[str, Any]:
     }
 
 
+def round_usd(usd: float) -> float:
+    """Dollars for an estimate row: 4 decimals, but a non-zero cost below that keeps two significant digits
+    (never rounded to 0, which would read as free)."""
+    return round(usd, 4) if usd == 0 or abs(usd) >= 0.0001 else float(f"{usd:.2g}")
+
+
+def format_usd(usd: float) -> str:
+    """``$12.34``; a non-zero cost under a cent is ``<$0.01``, never ``$0.00``."""
+    if 0 < usd < 0.005:
+        return "<$0.01"
+    return f"${usd:.2f}"
+
+
 def format_estimate(est: dict[str, Any]) -> str:
     lines = [
         f"prompts:  {est['prompts']} kept ({est['prompts_rejected']} rejected by cleaning)",
@@ -114,7 +127,7 @@ def format_estimate(est: dict[str, Any]) -> str:
         if not row["calls"] and not row.get("cached") and not row.get("moderation_calls"):
             lines.append(f"{purpose}: off")
             continue
-        usd = f"${row['usd']:.2f}" if row.get("price_known", True) else "unknown $ (no price for the model)"
+        usd = format_usd(row["usd"]) if row.get("price_known", True) else "unknown $ (no price for the model)"
         lines.append(
             f"{purpose}: {row['calls']} calls ({row.get('cached', 0)} already answered), "
             f"~{row['input_tokens']} in / ~{row['output_tokens']} out tokens, {usd}"

@@ -2,6 +2,21 @@
 
 A key is a short hex digest of the settings that determine the item, so changing a setting changes exactly
 the keys it enters. Keys never depend on file bytes, timestamps, paths or process layout.
+
+The rule: **every input that changes an item's pixels, scores or labels enters that item's key, and nothing
+else does.**
+
+- a prompt: its source name and original text;
+- an image: the prompt key, the generator's fingerprint (model, revision, steps, size, scheduler, dtype,
+  negative prompt, embedding noise: ``GeneratorSpec.fingerprint``), the guidance scale, the sample index
+  and the seed it is made with (``derive_seed``: the build seed, the prompt key, the sample index). A
+  generator's display name is not in it (renaming a generator remakes nothing), nor is the order of
+  ``guidance_scales``, nor ``batch_size``, the device or the process layout;
+- in ``cfg_mode: sample``, the scale drawn for an image comes from the build seed, the prompt key, the
+  generator's fingerprint, the sample index and the *sorted set* of scales (``generate.plan``), so it
+  obeys the same rule;
+- an annotation: the image key and the settings of its backend (the judge's model, guide version and
+  grouping; the metric models).
 """
 
 from __future__ import annotations
@@ -23,9 +38,14 @@ def prompt_key(source: str, original: str) -> str:
     return digest("prompt", source, original)
 
 
-def image_key(prompt_id: str, generator_fingerprint: str, guidance_scale: float, sample_index: int) -> str:
-    """An image's key: prompt key, the generator's pixel-relevant settings, guidance scale, sample index."""
-    return digest("image", prompt_id, generator_fingerprint, float(guidance_scale), int(sample_index))
+def image_key(
+    prompt_id: str, generator_fingerprint: str, guidance_scale: float, sample_index: int, seed: int
+) -> str:
+    """An image's key: prompt key, the generator's pixel-relevant settings, guidance scale, sample index and
+    the seed of its initial noise (``derive_seed``), so that changing the build seed remakes every image."""
+    return digest(
+        "image", prompt_id, generator_fingerprint, float(guidance_scale), int(sample_index), int(seed)
+    )
 
 
 def derive_seed(global_seed: int, prompt_id: str, sample_index: int) -> int:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ..config import BuildConfig
@@ -30,19 +31,28 @@ def finished_images(config: BuildConfig, run: RunDir) -> tuple[dict[str, StoredR
     logs, so what is held is one address per image: the records stay on disk
     (:class:`~visionprefer.rundir.StoredRecords`) and are read when a prompt's records are iterated.
     """
+    out: dict[str, StoredRecords] = {}
+    waiting = 0
+    for prompt_id, _, stored in prompt_images(config, run):
+        if stored is None:
+            waiting += 1
+        elif stored:
+            out[prompt_id] = stored
+    return out, waiting
+
+
+def prompt_images(config: BuildConfig, run: RunDir) -> Iterator[tuple[str, int, StoredRecords | None]]:
+    """Every prompt of the run in prompt-file order: its id, its number of planned images, and the records
+    of its finished images (sorted by image id) once all of its planned images are finished or permanently
+    failed, else None (the prompt is waiting)."""
     from ..generate.plan import tasks_by_prompt
     from ..generate.stage import generation_failures, generation_index, stored_prompts
 
     done = generation_index(run)
     permanent = {k for k, f in generation_failures(run, done).items() if f.get("kind") == "permanent"}
-    out: dict[str, StoredRecords] = {}
-    waiting = 0
     for prompt, tasks in tasks_by_prompt(stored_prompts(run), config.generate):
         ids = {t.image_id for t in tasks}
         if any(i not in done and i not in permanent for i in ids):
-            waiting += 1
-            continue
-        finished = sorted(i for i in ids if i in done)
-        if finished:
-            out[prompt["prompt_id"]] = done.records(finished)
-    return out, waiting
+            yield prompt["prompt_id"], len(ids), None
+        else:
+            yield prompt["prompt_id"], len(ids), done.records(sorted(i for i in ids if i in done))

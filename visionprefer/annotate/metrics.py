@@ -62,23 +62,60 @@ def metrics_fingerprint(mc: MetricsConfig) -> str:
     )
 
 
+def _task(r: dict[str, Any], fp: str, run: RunDir) -> MetricTask:
+    return MetricTask(
+        digest("metric-annotation", r["image_id"], fp),
+        r["image_id"],
+        r["prompt_id"],
+        r["prompt"],
+        str(run.root / r["file"]),
+    )
+
+
 def metric_tasks(config: BuildConfig, run: RunDir) -> tuple[list[MetricTask], int]:
     from .common import finished_images
 
     images, waiting = finished_images(config, run)
     fp = metrics_fingerprint(config.annotate.metrics)
-    tasks = [
-        MetricTask(
-            digest("metric-annotation", r["image_id"], fp),
-            r["image_id"],
-            r["prompt_id"],
-            r["prompt"],
-            str(run.root / r["file"]),
-        )
-        for records in images.values()
-        for r in records
-    ]
-    return tasks, waiting
+    return [_task(r, fp, run) for records in images.values() for r in records], waiting
+
+
+def metric_chunks(config: BuildConfig, run: RunDir) -> tuple[list[tuple[int, list[MetricTask]]], int]:
+    """The fixed chunks metric feedback is scored in, and the number of prompts not in a ready chunk.
+
+    As generation's (``generate.plan``), chunks are cut from the global plan, not from what a process has
+    to do: consecutive prompts in prompt-file order, whole prompts only, as many as fit ``batch_size``
+    *planned* images (one prompt alone when it has more). A chunk is scored when all of its prompts are
+    ready (every image finished or permanently failed), always whole (the images already annotated too;
+    only the missing records are written), and by the rank ``index % world_size``. So every scorer call
+    holds the same images in the same order whatever the process layout or the resume history, and the
+    floats are the same bytes (a differently composed batch can change the last bits). A prompt's images
+    stay on one rank: its LLM-written questions are paid for once."""
+    from .common import prompt_images
+
+    fp = metrics_fingerprint(config.annotate.metrics)
+    limit = config.annotate.metrics.batch_size
+    chunks: list[tuple[int, list[MetricTask]]] = []
+    members: list[Any] = []
+    size, index, waiting = 0, 0, 0
+
+    def close() -> None:
+        nonlocal members, size, index, waiting
+        if members:
+            if all(stored is not None for stored in members):
+                chunks.append((index, [_task(r, fp, run) for stored in members for r in stored]))
+            else:
+                waiting += len(members)
+            index += 1
+        members, size = [], 0
+
+    for _, planned, stored in prompt_images(config, run):
+        if members and size + planned > limit:
+            close()
+        members.append(stored)
+        size += planned
+    close()
+    return chunks, waiting
 
 
 # --------------------------------------------------------------------------------------------- questions
@@ -150,33 +187,39 @@ def annotate_with_metrics(
     from ..progress import progress_bar
     from .common import AnnotateReport
 
-    mc = config.annotate.metrics
-    tasks, waiting = metric_tasks(config, run)
+    chunks, waiting = metric_chunks(config, run)
+    tasks = [t for _, chunk in chunks for t in chunk]
     log = run.stage_log(STAGE, KEY, proc.rank)
     state = log.keys_state()  # finished keys only, not their records
     blocked = state.blocked(retry_failed)
     report = AnnotateReport(backend="metrics", planned=len(tasks), waiting=waiting)
     report.done_before = sum(1 for t in tasks if t.annotation_id in state.done)
     report.blocked = sum(1 for t in tasks if t.annotation_id in blocked and t.annotation_id not in state.done)
-    # Whole prompts per rank: a prompt's questions are then written (and paid for) by one rank only.
-    prompt_no: dict[str, int] = {}
-    for t in tasks:
-        prompt_no.setdefault(t.prompt_id, len(prompt_no))
-    mine = [t for t in tasks if prompt_no[t.prompt_id] % proc.world_size == proc.rank]
-    todo = [t for t in mine if t.annotation_id not in state.done and t.annotation_id not in blocked]
-    if not todo:
+
+    def missing(chunk: list[MetricTask]) -> list[MetricTask]:
+        return [t for t in chunk if t.annotation_id not in state.done and t.annotation_id not in blocked]
+
+    mine = [chunk for i, chunk in chunks if i % proc.world_size == proc.rank and missing(chunk)]
+    if not mine:
         return report
 
-    questions, question_failures = _questions_for(config, run, sorted({t.prompt for t in todo}), proc)
+    # Questions for every prompt of the chunks (a finished image's too: its chunk is scored whole).
+    questions, question_failures = _questions_for(
+        config, run, sorted({t.prompt for chunk in mine for t in chunk}), proc
+    )
     scorers = _Scorers(config, run, proc)
     try:
         with progress_bar(
-            total=len(todo), desc="annotate", unit="img", enabled=progress and proc.is_main
+            total=sum(len(missing(c)) for c in mine),
+            desc="annotate",
+            unit="img",
+            enabled=progress and proc.is_main,
         ) as bar:
-            for start in range(0, len(todo), mc.batch_size):
-                batch = todo[start : start + mc.batch_size]
-                usable = [t for t in batch if t.prompt in questions]
-                for t in batch:
+            for chunk in mine:
+                todo = missing(chunk)
+                wanted = {t.annotation_id for t in todo}
+                usable = [t for t in chunk if t.prompt in questions]
+                for t in todo:
                     if t.prompt not in questions:
                         why = question_failures.get(t.prompt)
                         log.record_failed(
@@ -196,16 +239,16 @@ def annotate_with_metrics(
                         if classify_failure(reason) == "image_unreadable"
                         else "model_error"
                     )
-                    log.record_failed(
-                        [t.annotation_id for t in usable], reason=reason, kind="transient", failure_kind=cause
-                    )
-                    report.failed += len(usable)
-                    report.failures[reason] = report.failures.get(reason, 0) + len(usable)
-                    bar.update(len(batch))
+                    failed = [t.annotation_id for t in usable if t.annotation_id in wanted]
+                    log.record_failed(failed, reason=reason, kind="transient", failure_kind=cause)
+                    report.failed += len(failed)
+                    report.failures[reason] = report.failures.get(reason, 0) + len(failed)
+                    bar.update(len(todo))
                     continue
+                records = [r for r in records if r["annotation_id"] in wanted]
                 log.record_done(records)
                 report.made += len(records)
-                bar.update(len(batch))
+                bar.update(len(todo))
     finally:
         log.close()
         scorers.close()
@@ -476,6 +519,7 @@ def estimate_metrics_llm(
     question). ``images_per_prompt`` maps prompt text -> planned images. Answers already in the response
     cache (``folder``) are free. Question counts come from the template, from cached LLM questions, or are
     assumed to be 8 per prompt."""
+    from ..estimate import round_usd
     from ..llm import InvalidAnswer, chat_request, estimate_tokens
     from ..llm.cache import ResponseCache, request_key
     from ..llm.usage import cost_usd, price_for
@@ -504,7 +548,7 @@ def estimate_metrics_llm(
             row["input_tokens"] += tokens_in
             row["output_tokens"] += tokens_out
             row["usd"] += cost_usd(price, tokens_in, tokens_out)
-        row["usd"] = round(row["usd"], 4)
+        row["usd"] = round_usd(row["usd"])
         row["price_known"] = price is not None
         out["questions"] = row
     else:
@@ -521,7 +565,7 @@ def estimate_metrics_llm(
             "cached": 0,  # VQA requests carry the image bytes: not looked up before the images exist
             "input_tokens": tokens_in,
             "output_tokens": tokens_out,
-            "usd": round(cost_usd(price, tokens_in, tokens_out), 4),
+            "usd": round_usd(cost_usd(price, tokens_in, tokens_out)),
             "price_known": price is not None,
         }
     if cache is not None:

@@ -121,7 +121,7 @@ def run_annotate_stage(
         from .metrics import annotate_with_metrics
 
         report = annotate_with_metrics(config, run, retry_failed=retry_failed, progress=progress, proc=proc)
-    proc.barrier()
+    proc.launch_totals(report, ("made", "failed"))  # the whole launch's counts, on every rank
     return report
 
 
@@ -180,7 +180,10 @@ def annotate_with_judge(
 
             try:
                 request = await asyncio.to_thread(build_request, group)
-            except (OSError, ValueError) as e:  # a missing or undecodable image: this group fails, not the stage
+            except (
+                OSError,
+                ValueError,
+            ) as e:  # a missing or undecodable image: this group fails, not the stage
                 return LLMResult(
                     ok=False,
                     kind="transient",

@@ -124,8 +124,14 @@ def run_hpsv2(
             skipped[reason] = skipped.get(reason, 0) + n
         usable = [i for i, r in enumerate(rels[s]) if r in found.files]
         scores: list[float] = []
-        for start in range(0, len(usable), batch_size):
-            idx = usable[start : start + batch_size]
+        # Fixed chunks of the prompt list (as generation's), not of the usable images: a skipped image
+        # leaves a hole in its chunk instead of shifting every later batch, so scores do not depend on it.
+        for start in range(0, len(rels[s]), batch_size):
+            idx = [
+                i for i in range(start, min(start + batch_size, len(rels[s]))) if rels[s][i] in found.files
+            ]
+            if not idx:
+                continue
             got = score_images(
                 {"hpsv2": scorer}, [prompts[s][i] for i in idx], [found.files[rels[s][i]] for i in idx]
             )

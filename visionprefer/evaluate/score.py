@@ -40,6 +40,12 @@ def read_prompt_list(path: str | Path, *, column: str | None = None, limit: int 
     return prompts
 
 
+def check_metrics(metrics: Sequence[str]) -> None:
+    unknown = sorted(set(metrics) - set(SCORE_METRICS))
+    if unknown:
+        raise ConfigError(f"--metrics: unknown metric(s) {unknown}; choose from {', '.join(SCORE_METRICS)}")
+
+
 def build_scorers(
     metrics: Sequence[str],
     *,
@@ -55,9 +61,7 @@ def build_scorers(
     batch_size: int = 16,
 ) -> dict[str, Any]:
     """Each requested scorer, loaded once; the aesthetic head reuses the CLIP model when it is the same one."""
-    unknown = sorted(set(metrics) - set(SCORE_METRICS))
-    if unknown:
-        raise ConfigError(f"--metrics: unknown metric(s) {unknown}; choose from {', '.join(SCORE_METRICS)}")
+    check_metrics(metrics)
     out: dict[str, Any] = {}
     if "clip" in metrics:
         from ..scorers import CLIPScorer
@@ -136,6 +140,7 @@ def run_score(
         raise ConfigError(
             "eval score: give exactly one of --model (generate) or --images DIR (existing images)"
         )
+    check_metrics(metrics)
     out = Path(out_dir)
     prompts = read_prompt_list(prompts_file, column=column, limit=limit)
     rels = [f"{i:05d}.png" for i in range(len(prompts))]
@@ -154,6 +159,12 @@ def run_score(
         images = out / "images"
     found = read_image_dir(images, rels)  # type: ignore[arg-type]
     usable = [i for i, r in enumerate(rels) if r in found.files]
+    if not usable:
+        skipped = ", ".join(f"{n} {why}" for why, n in sorted(found.skip_counts().items()))
+        raise ConfigError(
+            f"eval score: none of the {len(rels)} images could be scored ({skipped or 'none found'}) in "
+            f"{images}: it needs <index:05d>.png (or .jpg) per prompt"
+        )
     scorers = build_scorers(
         metrics,
         clip_model=clip_model,
@@ -168,8 +179,12 @@ def run_score(
         batch_size=batch_size,
     )
     values: dict[str, list[float]] = {name: [] for name in scorers}
-    for start in range(0, len(usable), batch_size):
-        idx = usable[start : start + batch_size]
+    # Fixed chunks of the prompt list (as generation's), not of the usable images: a skipped image leaves a
+    # hole in its chunk instead of shifting every later batch, so the scores do not depend on it.
+    for start in range(0, len(rels), batch_size):
+        idx = [i for i in range(start, min(start + batch_size, len(rels))) if rels[i] in found.files]
+        if not idx:
+            continue
         got = score_images(scorers, [prompts[i] for i in idx], [found.files[rels[i]] for i in idx])
         for name, arr in got.items():
             values[name] += arr.tolist()

@@ -116,7 +116,7 @@ def _parse_json(data: bytes, name: str) -> Any:
         raise SourceError(f"{name}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except json.JSONDecodeError as e:
         raise SourceError(
-            f"{name}: invalid JSON (truncated or damaged?): {e.msg} at line {e.lineno} column {e.colno}"
+            f"{name}: invalid JSON (truncated or damaged?) at line {e.lineno} column {e.colno}: {e.msg}"
         ) from None
 
 

@@ -118,21 +118,23 @@ def prompt_tasks(
     """The planned images of one prompt for one generator (``fingerprint`` is ``spec.fingerprint()``, passed
     in because it is the same for every prompt): the one place where keys, scales and seeds are derived,
     shared by :func:`plan_images` and :func:`tasks_by_prompt`."""
+    grid = _grid_scales(spec)
     for i in range(gc.images_per_prompt):
+        seed = derive_seed(gc.seed, prompt["prompt_id"], i)
         if gc.cfg_mode == "grid":
-            scales: list[Any] = _grid_scales(spec)
-        else:  # one scale per (prompt, generator, sample), drawn from the set by key
-            rng = random.Random(digest("cfg-choice", gc.seed, prompt["prompt_id"], spec.name, i))
-            scales = [rng.choice(list(spec.guidance_scales))]
+            scales: list[float] = grid
+        else:  # one scale per (prompt, generator, sample), drawn from the sorted set by key (see keys.py)
+            rng = random.Random(digest("cfg-choice", gc.seed, prompt["prompt_id"], fingerprint, i, grid))
+            scales = [rng.choice(grid)]
         for scale in scales:
             yield ImageTask(
-                image_id=image_key(prompt["prompt_id"], fingerprint, scale, i),
+                image_id=image_key(prompt["prompt_id"], fingerprint, scale, i, seed),
                 prompt_id=prompt["prompt_id"],
                 prompt=prompt["prompt"],
                 generator=spec.name,
                 guidance_scale=float(scale),
                 sample_index=i,
-                seed=derive_seed(gc.seed, prompt["prompt_id"], i),
+                seed=seed,
             )
 
 

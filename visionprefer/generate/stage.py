@@ -162,7 +162,7 @@ def generate_images(
                 if close:
                     close()
     stage_log.close()
-    proc.barrier()
+    proc.launch_totals(report, ("made", "failed", "chunks_run"))  # the whole launch's counts, on every rank
     return report
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from ..config import ASPECTS, METRICS, BuildConfig
 from ..errors import StageOrderError
 from ..keys import digest
+from ..publish.schema import public_model_id
 from ..rundir import RunDir, StoredRecords, read_jsonl, write_jsonl
 
 
@@ -96,10 +97,12 @@ def derive_pairs(
                         "image_id_1": id1,
                         "file_0": r0["file"],
                         "file_1": r1["file"],
-                        "generator_0": r0["generator"],
-                        "generator_1": r1["generator"],
-                        "model_0": r0["model_id"],
-                        "model_1": r1["model_id"],
+                        # The generator's name (unique in a build), not the `generator` column (the
+                        # preset, or `custom` for every other model: two custom models would look alike).
+                        "generator_0": r0.get("generator_name") or r0["generator"],
+                        "generator_1": r1.get("generator_name") or r1["generator"],
+                        "model_0": public_model_id(r0["model_id"]),
+                        "model_1": public_model_id(r1["model_id"]),
                         "guidance_scale_0": r0["guidance_scale"],
                         "guidance_scale_1": r1["guidance_scale"],
                         "score_0": float(s0[aspect]),

@@ -95,7 +95,9 @@ def estimate_polish(records: list[dict[str, Any]], config: BuildConfig, folder: 
         out["input_tokens"] += tokens_in
         out["output_tokens"] += tokens_out
         out["usd"] += cost_usd(price, tokens_in, tokens_out)
-    out["usd"] = round(out["usd"], 4)
+    from ..estimate import round_usd
+
+    out["usd"] = round_usd(out["usd"])
     out["price_known"] = price is not None
     out["basis"] = "observed" if observed is not None else "heuristic"
     return out

@@ -11,6 +11,7 @@ import csv
 import io
 import itertools
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from typing import Any
 
 from ..config import SourceConfig
 from ..errors import SourceError, first_line
+
+log = logging.getLogger(__name__)
 
 # Tried in order when no column is configured: PartiPrompts uses "Prompt", DrawBench "Prompts".
 DEFAULT_COLUMNS = ("prompt", "Prompt", "prompts", "Prompts", "caption", "text")
@@ -116,6 +119,8 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
 
 
 def _pick_column(src: SourceConfig, columns: list[str], path: Path) -> str:
+    """The configured column (an error naming the columns found when it is missing), or, only when none is
+    configured, the first of :data:`DEFAULT_COLUMNS` present (said once, as a warning)."""
     if src.column is not None:
         if src.column not in columns:
             raise SourceError(
@@ -124,11 +129,42 @@ def _pick_column(src: SourceConfig, columns: list[str], path: Path) -> str:
         return src.column
     for name in DEFAULT_COLUMNS:
         if name in columns:
+            _say_fallback(path, name)
             return name
     raise SourceError(
         f"{path}: no prompt column found (tried {', '.join(DEFAULT_COLUMNS)}); set `column` to one of: "
         f"{', '.join(map(str, columns))}"
     )
+
+
+def _say_fallback(path: Path, column: str) -> None:
+    if column != "prompt":  # the documented default needs no note
+        log.warning("%s: no `column` configured; reading prompts from column %r", path, column)
+
+
+class _Records:
+    """Picks the key of JSON records: the configured one (a record without it is an error naming the keys
+    found when it is the first record, so a misspelt column stops the source instead of failing every
+    row; a later record without it fails alone), or, when none is configured, the first of
+    :data:`DEFAULT_COLUMNS` in each record, with the fallback said once per source."""
+
+    def __init__(self, src: SourceConfig, path: Path):
+        self.src, self.path, self.first, self.said = src, path, True, False
+
+    def item(self, index: int, value: Any) -> RawPrompt | RawFailure:
+        first, self.first = self.first, False
+        key = self.src.column
+        if isinstance(value, dict):
+            if key is not None and key not in value and first:
+                raise SourceError(
+                    f"{self.path}: no key {key!r} in the first record; keys are: {', '.join(map(str, value))}"
+                )
+            if key is None:
+                key = next((k for k in DEFAULT_COLUMNS if k in value), "prompt")
+                if not self.said and key in value:
+                    _say_fallback(self.path, key)
+                    self.said = True
+        return _from_value(self.src.source_name, index, value, key)
 
 
 def _from_value(name: str, index: int, value: Any, key: str | None) -> RawPrompt | RawFailure:
@@ -156,6 +192,7 @@ def _read_txt(src: SourceConfig, path: Path, fmt: str) -> Iterator[RawPrompt | R
 
 
 def _read_jsonl(src: SourceConfig, path: Path, fmt: str) -> Iterator[RawPrompt | RawFailure]:
+    records = _Records(src, path)
     for i, raw in _lines(path):
         if not raw.strip():
             continue
@@ -168,7 +205,7 @@ def _read_jsonl(src: SourceConfig, path: Path, fmt: str) -> Iterator[RawPrompt |
         except ValueError as e:
             yield RawFailure(src.source_name, i, f"invalid JSON: {e}")
             continue
-        yield _from_value(src.source_name, i, value, src.column)
+        yield records.item(i, value)
 
 
 def _read_json(src: SourceConfig, path: Path, fmt: str) -> Iterator[RawPrompt | RawFailure]:
@@ -184,8 +221,9 @@ def _read_json(src: SourceConfig, path: Path, fmt: str) -> Iterator[RawPrompt | 
         data = data[src.column]
     if not isinstance(data, list):
         raise SourceError(f"{path}: expected a JSON array of strings or objects, got {type(data).__name__}")
+    records = _Records(src, path)
     for i, value in enumerate(data):
-        yield _from_value(src.source_name, i, value, src.column)
+        yield records.item(i, value)
 
 
 def _read_delimited(src: SourceConfig, path: Path, fmt: str) -> Iterator[RawPrompt | RawFailure]:

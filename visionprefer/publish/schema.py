@@ -27,14 +27,15 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "safety": "`ok`, or the reason the prompt was flagged unsafe",
     },
     "images": {
-        "image_id": "key of the image: a digest of prompt key, generator settings, guidance scale and sample index",
+        "image_id": "key of the image: a digest of prompt key, generator settings, guidance scale, sample index "
+        "and seed",
         "prompt_id": "key of the prompt (joins `prompts`)",
         "prompt": "the prompt the image was generated from",
         "image": "the generated image",
         "image_sha256": "SHA-256 of the stored image file",
         "generator": "generator preset (`sd15`, `sd21`, `dreamlike`, `sdxl`, `tiny-*`) or `custom`",
         "generator_name": "the generator's name in the build config",
-        "model_id": "diffusers model id or path",
+        "model_id": "diffusers model id, or the folder name of a local model",
         "revision": "model revision (commit) used",
         "pipeline": "diffusers pipeline class",
         "scheduler": "diffusers scheduler class",
@@ -65,8 +66,9 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "image_id_1": "key of image 1",
         "image_0": "image 0",
         "image_1": "image 1",
-        "generator_0": "generator of image 0",
-        "generator_1": "generator of image 1",
+        "generator_0": "name of image 0's generator in the build config (`generator_name`: the preset name "
+        "unless `name` is set; unique within a build, so two custom models are told apart)",
+        "generator_1": "name of image 1's generator in the build config",
         "guidance_scale_0": "guidance scale of image 0",
         "guidance_scale_1": "guidance scale of image 1",
         "score_0": "score of image 0 on the aspect",
@@ -84,10 +86,22 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "aspect": "the aspect the preference is about",
         "image_id_0": "key of image 0",
         "image_id_1": "key of image 1",
-        "model_0": "model id of image 0",
+        "model_0": "model id of image 0 (the folder name of a local model)",
         "model_1": "model id of image 1",
     },
 }
+
+
+def public_model_id(model_id: str | None) -> str | None:
+    """A model id as published: a Hub id as it is, a local model folder given by an absolute (or ``~``) path
+    as its folder name, so that no published column or card holds a path of the machine that built it."""
+    if model_id is None:
+        return None
+    from pathlib import Path
+
+    if model_id.startswith("~") or Path(model_id).is_absolute():
+        return Path(model_id).name
+    return model_id
 
 
 def features(config_name: str) -> Any:

@@ -30,7 +30,7 @@ from typing import Any
 from ..config import ASPECTS, BuildConfig
 from ..errors import StageOrderError
 from ..rundir import RunDir, StoredRecords, atomic_write_text
-from .schema import ASPECT_COLUMNS, CONFIG_NAMES, DESCRIPTIONS, METRIC_FIELDS, features
+from .schema import ASPECT_COLUMNS, CONFIG_NAMES, DESCRIPTIONS, METRIC_FIELDS, features, public_model_id
 from .writer import write_shards
 
 DPO_FOLDER = "dpo"
@@ -162,6 +162,7 @@ def image_rows(run: RunDir, images: Iterable[dict[str, Any]], feedback: dict[str
                     "dtype",
                 )
             },
+            "model_id": public_model_id(rec.get("model_id")),
             "image": _image_cell(run, rec["file"]),
             "judge": fb.get("judge"),
             "guide_version": fb.get("guide_version"),
@@ -419,6 +420,12 @@ def split_sizes(folder: Path, name: str) -> dict[str, int]:
     return {"num_rows": rows, "num_bytes": num_bytes, "download_size": download}
 
 
+def pretty_name(config: BuildConfig) -> str:
+    """``publish.pretty_name``, or a fixed title: never the run directory's name (the card is a function of
+    the build's inputs, not of where it was written)."""
+    return config.publish.pretty_name or "visionprefer preference dataset"
+
+
 def card_yaml(config: BuildConfig, counts: dict[str, int], folder: Path | None = None) -> str:
     """The card's YAML header. With ``folder`` (the written dataset), each config's ``dataset_info`` also
     records its split sizes, as ``push_to_hub`` does: besides informing the viewer, that makes two builds'
@@ -428,7 +435,7 @@ def card_yaml(config: BuildConfig, counts: dict[str, int], folder: Path | None =
 
     meta: dict[str, Any] = {
         "license": config.publish.license,
-        "pretty_name": config.publish.pretty_name or Path(config.run_dir).name,
+        "pretty_name": pretty_name(config),
         "task_categories": ["text-to-image"],
         "language": ["en"],
         "size_categories": [size_category(counts["images"])],
@@ -464,6 +471,13 @@ def _fmt(x: float | None) -> str:
     return "–" if x is None else f"{x:.3f}"
 
 
+def _numbers_first(value: Any) -> tuple[Any, ...]:
+    """Sort key: numbers by value (so a guidance scale of 10 comes after 3), then anything else as text."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return (0, value, "")
+    return (1, 0, str(value))
+
+
 def score_stats(
     images: Iterable[dict[str, Any]], feedback: dict[str, dict[str, Any]], key: str
 ) -> list[list[Any]]:
@@ -473,7 +487,7 @@ def score_stats(
         if rec["image_id"] in feedback:
             groups[rec[key]].append(feedback[rec["image_id"]])
     rows = []
-    for value in sorted(groups, key=str):
+    for value in sorted(groups, key=_numbers_first):
         fbs = groups[value]
         row = [value, len(fbs), _fmt(mean(f["overall"] for f in fbs))]
         for aspect in ASPECTS:
@@ -512,11 +526,11 @@ def render_card(
         [
             [
                 s.name,
-                f"`{s.model_id}`",
+                f"`{public_model_id(s.model_id)}`",
                 f"`{s.revision}`" if s.revision else "–",
                 s.steps,
                 f"{s.width}×{s.height}" if s.width else "model default",
-                ", ".join(f"{g:g}" for g in s.guidance_scales),
+                ", ".join(f"{g:g}" for g in sorted(set(s.guidance_scales))),
                 by_gen.get(s.name, 0),
                 PRESETS[s.preset].licence if s.preset in PRESETS else "see the model card",
             ]
@@ -699,14 +713,14 @@ def render_card(
 
     values = {
         "yaml": card_yaml(config, counts, dataset_dir(config, run)),
-        "pretty_name": config.publish.pretty_name or Path(config.run_dir).name,
+        "pretty_name": pretty_name(config),
         "description": config.publish.description
         or (
             f"{counts['images']} images for {counts['prompts']} prompts from {len(specs)} text-to-image models, "
             f"with {ann.backend if ann.backend != 'none' else 'no'} feedback and {counts['pairs']} preference pairs."
         ),
         "version": __version__,
-        "fingerprint": run.meta().get("fingerprint", "?"),
+        "fingerprint": config.portable_fingerprint(),
         "warning": (
             "> **Test build:** the generators and scorers of this build are tiny models with random weights. "
             "The images are noise and every score is meaningless."
