@@ -304,6 +304,6 @@ def test_the_published_folder_does_not_depend_on_the_run_directory(tmp_path):
 
     # The card lists guidance scales as numbers: 3 before 10.
     card = (a / "README.md").read_text()
-    per_scale = card.split("Scores per guidance scale:")[1]
+    per_scale = card.split("Scores per guidance scale:")[1].split("\n\n")[1]  # the table
     assert [float(x) for x in re.findall(r"^\| (\d+(?:\.\d+)?) \|", per_scale, re.M)] == [3.0, 10.0]
     assert "| 3, 10 |" in card  # the generators table

@@ -151,7 +151,7 @@ def test_win_rates_shown_equal_a_hand_count_from_the_pairs(report):
         shown = {r[0]: r for r in table_rows(page, table_id)}
         assert set(shown) == {fmt(k) for k in expected}
         for key, (rate, n) in expected.items():
-            w, t, l_, n_shown, rate_shown = shown[fmt(key)][1:]
+            w, t, l_, n_shown, rate_shown = shown[fmt(key)][1:6]
             assert int(n_shown) == n == int(w) + int(t) + int(l_)
             assert rate_shown == f"{rate:.3f}"
             assert (int(w) + 0.5 * int(t)) / n == pytest.approx(rate)
@@ -291,10 +291,59 @@ def test_win_rate_arithmetic_on_hand_made_pairs():
         pair("b", "c", 0.0),  # c beats b
         pair("a", "a", 1.0),  # same generator: counts for nobody
     ]
+    from visionprefer.evaluate.stats import win_rate_summary
+
     rates = win_rates(pairs, lambda p, side: p[f"generator_{side}"])
+    cis = {g: rates[g].pop("ci") for g in rates}
     assert rates["a"] == {"wins": 1, "ties": 1, "losses": 1, "n": 3, "win_rate": 0.5}
     assert rates["b"] == {"wins": 0, "ties": 1, "losses": 2, "n": 3, "win_rate": 0.5 / 3}
     assert rates["c"] == {"wins": 2, "ties": 0, "losses": 0, "n": 2, "win_rate": 1.0}
+    # Each interval is the paired bootstrap of the win-rate evaluator over the same outcomes.
+    assert cis["a"] == win_rate_summary([1, 0, -1], n_bootstrap=1000, seed=0).bootstrap_ci
+    assert cis["c"] == (1.0, 1.0)
     h2h = head_to_head(pairs, lambda p, side: p[f"generator_{side}"])
     assert h2h[("a", "b")]["win_rate"] == 0.75 and h2h[("b", "a")]["win_rate"] == 0.25
     assert h2h[("c", "a")]["win_rate"] == 1.0 and ("b", "b") not in h2h and ("a", "a") not in h2h
+
+
+INTERVAL = r"\[(\d\.\d{3}), (\d\.\d{3})\]"
+
+
+def _within(rate: str, low: str, high: str) -> bool:
+    return float(low) <= float(rate) <= float(high) and float(low) < float(high)
+
+
+def test_every_win_rate_in_the_report_and_the_card_carries_its_interval(judged):
+    cfg, run = judged
+    # The card of the build: a win-rate table per generator and per guidance scale, each rate with its CI.
+    card = (run.root / "dataset" / "README.md").read_text(encoding="utf-8")
+    tables = re.findall(r"\nWin rate per [^\n]*\n\n((?:\|[^\n]*\n)+)", card)
+    assert len(tables) == 2
+    for table in tables:
+        rows = [line.strip("|").split(" | ") for line in table.strip().splitlines()[2:]]
+        assert rows
+        for row in rows:
+            interval = re.fullmatch(INTERVAL, row[6].strip())
+            assert interval and _within(row[5], *interval.groups()), row
+    assert card.lower().count("win rate per") == 2
+
+    # The report, with a third "generator" (tiny-sd21 at CFG 7.5 renamed) so that head to head is shown too.
+    data = collect(cfg, run)
+    images = [dict(r) for r in data["images"]]
+    for r in images:
+        if r["generator_name"] == "tiny-sd21" and r["guidance_scale"] == 7.5:
+            r["generator_name"] = "tiny-sd21-high"
+    page = write_report(cfg, run, data={**data, "images": images}).read_text(encoding="utf-8")
+    for table_id in ("winrate-generator", "winrate-cfg"):
+        rows = table_rows(page, table_id)
+        assert rows
+        for row in rows:
+            interval = re.fullmatch(INTERVAL, row[6])
+            assert interval and _within(row[5], *interval.groups()), row
+    cells = [c for row in table_rows(page, "head-to-head") for c in row[1:] if c != "–"]
+    assert len(cells) == 6
+    for cell in cells:
+        m = re.fullmatch(r"(\d\.\d{3}) " + INTERVAL + r" \(N=\d+\)", cell)
+        assert m and _within(*m.groups()), cell
+    text = html.unescape(re.sub(r"<[^>]+>", " ", page))
+    assert text.count("(N=") == len(cells)  # no other, bare, win rate on the page

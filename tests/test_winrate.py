@@ -73,7 +73,7 @@ def test_position_biased_judge_yields_ties_not_wins(two_models, fake_llm):
     assert s["win_rate"] == 0.5 and s["decisive_win_rate"] is None
 
 
-def test_scorer_win_rates_for_three_models_with_bradley_terry(two_models):
+def test_scorer_win_rates_for_three_models_with_bradley_terry(two_models, capsys):
     items = [(f"{i:05d}.png", f"a photo of object {i}") for i in range(12)]
     generate_images("tiny-sdxl", items, two_models / "c", progress=False)
     out = two_models / "scored"
@@ -98,7 +98,6 @@ def test_scorer_win_rates_for_three_models_with_bradley_terry(two_models):
                 "200",
                 "--out",
                 str(out),
-                "-q",
             ]
         )
         == 0
@@ -109,6 +108,18 @@ def test_scorer_win_rates_for_three_models_with_bradley_terry(two_models):
     assert set(ratings) == {"sd15", "sd21", "sdxl"}
     assert sum(r["rating"] for r in ratings.values()) / 3 == pytest.approx(1000, abs=1e-6)
     assert set(summary["elo"]) == {"sd15", "sd21", "sdxl"}
+    # The ratings with their intervals, in winrate.md and on the console, as in the JSON.
+    md, console = (out / "winrate.md").read_text(), capsys.readouterr().out
+    for name, r in ratings.items():
+        interval = f"[{r['ci_low']:.1f}, {r['ci_high']:.1f}]"
+        assert f"| {name} | {r['rating']:.1f} | {interval} | {r['n_battles']} |" in md
+        assert f"Bradley–Terry {name}: {r['rating']:.1f} {interval}" in console
+    for name, p in summary["pairs"].items():
+        lo, hi = p["bootstrap_ci"]
+        assert (
+            f"{name}: W {p['wins']} / T {p['ties']} / L {p['losses']}, win rate {p['win_rate']:.3f} [{lo:.3f}, {hi:.3f}]"
+            in console
+        )
 
 
 def test_winrate_submission_validates(two_models):

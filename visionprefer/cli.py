@@ -416,8 +416,10 @@ def _run_eval(args: argparse.Namespace) -> int:
             limit=args.limit,
             device=args.device,
         )
-        for name, row in summary["pairs"].items():
-            _say(args, f"{name}: W {row.wins} / T {row.ties} / L {row.losses}, win rate {row.win_rate:.3f}")
+        from .evaluate.winrate import console_lines
+
+        for line in console_lines(summary):
+            _say(args, line)
         _say(args, f"results in {args.out} (winrate_summary.json, winrate.md, winrate.png)")
         if args.submission:
             from pathlib import Path

@@ -250,7 +250,48 @@ def render_markdown(summary: dict[str, Any]) -> str:
             f"| {name} | {d['wins']} | {d['ties']} | {d['losses']} | {d['win_rate']:.3f} | "
             f"{_ci(bl, bh)} | {'–' if dec is None else f'{dec:.3f}'} | {_ci(wl, wh)} |"
         )
+    ratings = summary.get("bradley_terry") or {}
+    if ratings:
+        lines += [
+            "",
+            "## Bradley–Terry ratings",
+            "",
+            "GenAI-Arena's definition (Elo scale, 1000 for the reference), with percentile intervals over "
+            "bootstrap refits of the battle log.",
+            "",
+            "| model | rating | 95% CI | battles |",
+            "|---|---|---|---|",
+        ]
+        for name, r in ratings.items():
+            d = r if isinstance(r, dict) else _plain(r)
+            lines.append(
+                f"| {name} | {d['rating']:.1f} | {_ci_1(d.get('ci_low'), d.get('ci_high'))} | {d['n_battles']} |"
+            )
     return "\n".join(lines) + "\n"
+
+
+def console_lines(summary: dict[str, Any]) -> list[str]:
+    """What ``eval winrate`` prints: each pair's counts and win rate with its bootstrap interval, then the
+    Bradley–Terry ratings with theirs (more than two models)."""
+    lines = []
+    for name, s in summary["pairs"].items():
+        d = _plain(s) if not isinstance(s, dict) else s
+        bl, bh = d.get("bootstrap_ci") or (None, None)
+        rate = "–" if d["win_rate"] is None else f"{d['win_rate']:.3f}"
+        lines.append(
+            f"{name}: W {d['wins']} / T {d['ties']} / L {d['losses']}, win rate {rate} {_ci(bl, bh)}"
+        )
+    for name, r in (summary.get("bradley_terry") or {}).items():
+        d = r if isinstance(r, dict) else _plain(r)
+        lines.append(
+            f"Bradley–Terry {name}: {d['rating']:.1f} {_ci_1(d.get('ci_low'), d.get('ci_high'))} "
+            f"({d['n_battles']} battles)"
+        )
+    return lines
+
+
+def _ci_1(lo: float | None, hi: float | None) -> str:
+    return "–" if lo is None or hi is None else f"[{lo:.1f}, {hi:.1f}]"
 
 
 def _ci(lo: float | None, hi: float | None) -> str:

@@ -113,8 +113,31 @@ def win_rates(pairs: list[dict[str, Any]], attribute: Any) -> dict[Any, dict[str
     out = {}
     for value, row in table.items():
         n = row["wins"] + row["ties"] + row["losses"]
-        out[value] = {**row, "n": n, "win_rate": (row["wins"] + 0.5 * row["ties"]) / n}
+        out[value] = {
+            **row,
+            "n": n,
+            "win_rate": (row["wins"] + 0.5 * row["ties"]) / n,
+            "ci": win_rate_ci(row),
+        }
     return out
+
+
+CONFIDENCE = 0.95
+N_BOOTSTRAP = 1000
+
+
+def win_rate_ci(row: dict[str, int]) -> tuple[float, float] | None:
+    """The 95% interval of a win rate (W + 0.5·T) / N with its wins, ties and losses: the paired bootstrap
+    of :func:`visionprefer.evaluate.stats.win_rate_summary` (each comparison is two images of one prompt,
+    resampled together; 1,000 resamples, seed 0, so the report stays a function of the run)."""
+    from ..evaluate.stats import win_rate_summary
+
+    outcomes = [1] * row["wins"] + [0] * row["ties"] + [-1] * row["losses"]
+    return win_rate_summary(outcomes, confidence=CONFIDENCE, n_bootstrap=N_BOOTSTRAP, seed=0).bootstrap_ci
+
+
+def format_ci(ci: tuple[float, float] | None) -> str:
+    return "–" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
 def head_to_head(pairs: list[dict[str, Any]], attribute: Any) -> dict[tuple[Any, Any], dict[str, Any]]:
@@ -126,11 +149,13 @@ def head_to_head(pairs: list[dict[str, Any]], attribute: Any) -> dict[tuple[Any,
             continue
         label = float(p["label_0"])
         for a, b, score in ((v0, v1, label), (v1, v0, 1.0 - label)):
-            row = out.setdefault((a, b), {"points": 0.0, "n": 0})
+            row = out.setdefault((a, b), {"points": 0.0, "n": 0, "wins": 0, "ties": 0, "losses": 0})
             row["points"] += score
             row["n"] += 1
+            row["wins" if score == 1.0 else "losses" if score == 0.0 else "ties"] += 1
     for row in out.values():
         row["win_rate"] = row["points"] / row["n"]
+        row["ci"] = win_rate_ci(row)
     return out
 
 
@@ -224,18 +249,41 @@ def _histogram_chart(feedback: dict[str, dict[str, Any]], lo: int, hi: int) -> b
     return _png(fig)
 
 
+def _error_bars(values: list[float], cis: list[tuple[float, float] | None]) -> list[list[float]]:
+    """Asymmetric error bars (below, above) of each value from its interval (none: zero length)."""
+    return [
+        [v - ci[0] if ci else 0.0 for v, ci in zip(values, cis, strict=True)],
+        [ci[1] - v if ci else 0.0 for v, ci in zip(values, cis, strict=True)],
+    ]
+
+
 def _winrate_bar_chart(names: list[str], rates: dict[str, dict[str, Any]]) -> bytes:
     fig = _figure(7.5, 0.9 + 0.45 * len(names))
     ax = fig.subplots()
     y = list(range(len(names)))[::-1]
     values = [rates[n]["win_rate"] for n in names]
-    ax.barh(y, values, color=[PALETTE[i % len(PALETTE)] for i in range(len(names))], height=0.6)
+    ax.barh(
+        y,
+        values,
+        xerr=_error_bars(values, [rates[n]["ci"] for n in names]),
+        error_kw={"ecolor": "black", "capsize": 3, "linewidth": 1},
+        color=[PALETTE[i % len(PALETTE)] for i in range(len(names))],
+        height=0.6,
+    )
     for yi, n, v in zip(y, names, values, strict=True):
-        ax.text(min(v + 0.01, 0.9), yi, f"{v:.3f}  (N={rates[n]['n']})", va="center", fontsize=8)
+        ci = rates[n]["ci"]
+        right = ci[1] if ci else v
+        ax.text(
+            min(right + 0.01, 0.8),
+            yi,
+            f"{v:.3f} {format_ci(ci)}  (N={rates[n]['n']})",
+            va="center",
+            fontsize=8,
+        )
     ax.axvline(0.5, color="black", linestyle="--", linewidth=1)
     ax.set_yticks(y, [_short(n) for n in names])
     ax.set_xlim(0, 1)
-    ax.set_xlabel("win rate = (W + 0.5·T) / N")
+    ax.set_xlabel("win rate = (W + 0.5·T) / N, with its 95% bootstrap interval")
     ax.grid(axis="x", alpha=0.3)
     return _png(fig)
 
@@ -244,10 +292,19 @@ def _winrate_cfg_chart(scales: list[float], rates: dict[float, dict[str, Any]]) 
     fig = _figure(7.5, 3.4)
     ax = fig.subplots()
     values = [rates[s]["win_rate"] for s in scales]
-    ax.plot(scales, values, marker="o", color=PALETTE[0])
+    ax.errorbar(
+        scales,
+        values,
+        yerr=_error_bars(values, [rates[s]["ci"] for s in scales]),
+        marker="o",
+        color=PALETTE[0],
+        ecolor="black",
+        capsize=3,
+        elinewidth=1,
+    )
     for s, v in zip(scales, values, strict=True):
         ax.annotate(
-            f"{v:.3f} (N={rates[s]['n']})",
+            f"{v:.3f} {format_ci(rates[s]['ci'])} (N={rates[s]['n']})",
             (s, v),
             textcoords="offset points",
             xytext=(0, 7),
@@ -259,7 +316,7 @@ def _winrate_cfg_chart(scales: list[float], rates: dict[float, dict[str, Any]]) 
     ax.margins(x=0.12)
     ax.set_ylim(0, 1.05)
     ax.set_xlabel("classifier-free guidance scale")
-    ax.set_ylabel("win rate = (W + 0.5·T) / N")
+    ax.set_ylabel("win rate (W + 0.5·T) / N, 95% interval")
     ax.grid(alpha=0.3)
     return _png(fig)
 
@@ -510,6 +567,8 @@ def write_report(
                 "images differ in that attribute and one of which has <i>v</i> is a comparison: a win (W) when "
                 "<i>v</i>'s image is preferred, a loss (L) when the other one is, a tie (T) otherwise.</p>"
                 '<p><span class="formula">win rate = (W + 0.5·T) / N, &nbsp; N = W + T + L</span></p>'
+                "<p>Every win rate carries its 95% interval: a paired bootstrap over the comparisons (1,000 "
+                "resamples; each comparison is two images of one prompt, resampled together).</p>"
             )
             for title, attr, groups, fname, tid in (
                 ("per model", gen_of, names, "winrate_by_generator.png", "winrate-generator"),
@@ -535,7 +594,15 @@ def write_report(
                 parts.append(_img(put(fname, chart), f"win rate {title}"))
                 parts.append(
                     _table(
-                        ["model" if attr is gen_of else "guidance scale", "W", "T", "L", "N", "win rate"],
+                        [
+                            "model" if attr is gen_of else "guidance scale",
+                            "W",
+                            "T",
+                            "L",
+                            "N",
+                            "win rate",
+                            "95% CI",
+                        ],
                         [
                             [
                                 _scale(g),
@@ -544,6 +611,7 @@ def write_report(
                                 rates[g]["losses"],
                                 rates[g]["n"],
                                 _fmt(rates[g]["win_rate"]),
+                                format_ci(rates[g]["ci"]),
                             ]
                             for g in present
                         ],
@@ -552,7 +620,9 @@ def write_report(
                 )
                 if attr is gen_of and len(present) > 2:
                     h2h = head_to_head(overall, attr)
-                    parts.append("<p>Head to head (row's win rate against column, same formula):</p>")
+                    parts.append(
+                        "<p>Head to head (row's win rate against column, same formula, with its 95% interval):</p>"
+                    )
                     parts.append(
                         _table(
                             ["", *present],
@@ -562,7 +632,8 @@ def write_report(
                                     *[
                                         "–"
                                         if (a, b) not in h2h
-                                        else f"{h2h[(a, b)]['win_rate']:.3f} (N={h2h[(a, b)]['n']})"
+                                        else f"{h2h[(a, b)]['win_rate']:.3f} {format_ci(h2h[(a, b)]['ci'])} "
+                                        f"(N={h2h[(a, b)]['n']})"
                                         for b in present
                                     ],
                                 ]

@@ -680,6 +680,32 @@ def render_card(
             "\nScores per guidance scale:\n",
             _table(["guidance scale", *head[1:]], score_stats(images, feedback, "guidance_scale")),
         ]
+        if pairs:
+            from .report import format_ci, win_rates
+
+            overall = select(pairs, lambda p: p["aspect"] == "overall")
+            for title, side in (("generator", "generator"), ("guidance scale", "guidance_scale")):
+                rates = win_rates(overall, lambda p, i, side=side: p[f"{side}_{i}"])
+                if rates:
+                    stats += [
+                        f"\nWin rate per {title} (`overall` pairs whose two images differ in it; (W + 0.5·T) / N "
+                        "with its 95% paired-bootstrap interval):\n",
+                        _table(
+                            [title, "W", "T", "L", "N", "win rate", "95% CI"],
+                            [
+                                [
+                                    g if isinstance(g, str) else f"{g:g}",
+                                    r["wins"],
+                                    r["ties"],
+                                    r["losses"],
+                                    r["n"],
+                                    f"{r['win_rate']:.3f}",
+                                    format_ci(r["ci"]),
+                                ]
+                                for g, r in sorted(rates.items(), key=lambda item: _numbers_first(item[0]))
+                            ],
+                        ),
+                    ]
         if ann.backend == "judge":
             dist = []
             for aspect in ASPECTS:
