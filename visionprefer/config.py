@@ -267,10 +267,18 @@ class BatchAPIConfig:
     poll_interval_s: float = 30.0
     max_wait_s: float | None = None  # stop polling after this long; the next run resumes polling
     completion_window: str = "24h"
+    # max_cost_usd holds, for each request in flight, its predicted cost (what `estimate` predicts; observed
+    # tokens once the run has some) times this margin, never more than its worst case (all max_tokens).
+    budget_margin: float = 1.15
 
     def __post_init__(self) -> None:
         _positive("annotate.judge.batch.max_requests_per_file", self.max_requests_per_file)
         _positive("annotate.judge.batch.max_bytes_per_file", self.max_bytes_per_file)
+        if not 1.0 <= self.budget_margin <= 10.0:
+            raise ConfigError(
+                f"annotate.judge.batch.budget_margin: {self.budget_margin} is outside 1..10 (1.15 holds 15% more "
+                "than the predicted cost of each request in flight)"
+            )
 
 
 def _judge_llm() -> LLMConfig:

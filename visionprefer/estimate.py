@@ -44,7 +44,7 @@ def estimate_build(config: BuildConfig) -> dict[str, Any]:
     polish = estimate_polish(prompts.kept, config, run.llm_dir)
     llm = {"polish": polish}
     if config.annotate.backend == "judge":
-        from .annotate.judge import estimate_judge
+        from .annotate.judge import estimate_judge, observed_judge
 
         planned: dict[str, int] = {}
         for c in chunks:
@@ -62,7 +62,7 @@ def estimate_build(config: BuildConfig) -> dict[str, Any]:
             formed = {g.prompt_id for g in groups}
             planned = {pid: n for pid, n in planned.items() if pid not in formed}
         llm["judge"] = estimate_judge(
-            config, planned, done_keys, groups, _observed_judge(run), _observed_seconds(run)
+            config, planned, done_keys, groups, observed_judge(run), _observed_seconds(run)
         )
     elif config.annotate.backend == "metrics":
         from .annotate.metrics import estimate_metrics_llm
@@ -157,22 +157,3 @@ def _observed_seconds(run: Any) -> float | None:
         if rec.get("purpose") == "judge" and rec.get("engine") and rec.get("latency_s") is not None
     ]
     return sum(seconds) / len(seconds) if len(seconds) >= MIN_OBSERVED_CALLS else None
-
-
-def _observed_judge(run: Any) -> tuple[int, int, int] | None:
-    """``(images judged, input tokens, output tokens)`` of the judge so far in this run (every attempt's
-    tokens, over the images of the finished annotations), or None before a few answers."""
-    from .llm.usage import MIN_OBSERVED_CALLS, usage_totals
-    from .rundir import read_jsonl
-
-    if not run.llm_dir.exists():
-        return None
-    row = usage_totals(run.llm_dir).get("judge")
-    if not row or row["completions"] < MIN_OBSERVED_CALLS:
-        return None
-    images = sum(
-        len(rec.get("image_ids", ()))
-        for path in run.stage_log("annotate", "annotation_id").done_paths()
-        for rec in read_jsonl(path)
-    )
-    return (images, row["input_tokens"], row["output_tokens"]) if images else None

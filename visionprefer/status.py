@@ -159,7 +159,7 @@ def _annotate_status(config: Any, run: RunDir) -> dict[str, Any]:
         "backend": backend,
         "state": "done"
         if planned and done == len(planned) and not waiting
-        else ("started" if done else "not run"),
+        else ("started" if done or failed else "not run"),
         "planned": len(planned),
         "done": done,
         "pending": len(planned) - done - len(failed),
@@ -174,6 +174,8 @@ def _annotate_status(config: Any, run: RunDir) -> dict[str, Any]:
         batches = _batch_status(run)
         if batches is not None:
             row["batches"] = batches
+            if batches["in_flight"] and row["state"] != "done":
+                row["state"] = "in batch"  # submitted to the Batch API: the same command collects them
         from .annotate.stage import order_effects
 
         effects = order_effects(config, run, groups=groups, done=index)
@@ -265,11 +267,14 @@ def format_status(status: dict[str, Any]) -> str:
         batches = st.get("batches")
         if batches:
             states = ", ".join(f"{k} {v}" for k, v in sorted(batches["in_flight_by_status"].items()))
-            lines.append(
-                f"{'':<10} Batch API: {batches['in_flight']} batches in flight"
-                + (f" ({states}; {batches['requests_in_flight']} requests)" if batches["in_flight"] else "")
-                + f", {batches['collected']} collected; the same command polls them again"
-            )
+            if batches["in_flight"]:
+                lines.append(
+                    f"{'':<10} Batch API: {batches['in_flight']} batches in flight ({states}; "
+                    f"{batches['requests_in_flight']} requests), {batches['collected']} collected; "
+                    "the same command polls them again"
+                )
+            else:
+                lines.append(f"{'':<10} Batch API: {batches['collected']} batches collected, none in flight")
         effects = st.get("order_effects")
         if effects and effects["groups"]:
             lines.append(

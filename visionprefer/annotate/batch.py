@@ -33,7 +33,15 @@ def submit_judge_batch(
     """Run the Batch API for ``requests`` (judge chat bodies; may be a generator, read once), committing
     answers to ``cache`` and attempts to ``usage`` (the stage's own, so that its replay sees them at once).
     Returns request key -> None (answer cached) or the failure."""
+    from .judge import call_tokens, load_guide, observed_judge, request_images
+
     judge = config.annotate.judge
+    guide, _ = load_guide(judge)
+    observed = observed_judge(run)
+
+    def predict(request: dict[str, Any]) -> tuple[float, float]:  # what `estimate` predicts for the call
+        return call_tokens(judge, guide, request_images(request), observed)
+
     with BatchRunner(
         None,
         judge.llm,
@@ -44,5 +52,6 @@ def submit_judge_batch(
         purpose="judge",
         price=price_for(judge.llm.model, config.prices),
         ranks=proc.world_size,
+        predict=predict,
     ) as runner:
         return runner.run(requests)

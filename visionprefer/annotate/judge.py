@@ -387,6 +387,50 @@ def image_tokens(judge: JudgeConfig) -> int:
     return 85 + 170 * tiles
 
 
+def call_tokens(
+    judge: JudgeConfig, guide: str, images: int, observed: tuple[int, int, int] | None = None
+) -> tuple[float, float]:
+    """Input and output tokens predicted for one judge call on ``images`` images: per image as observed in
+    this run (``(images judged, input tokens, output tokens)``) once there are some, else the heuristic
+    (the guide at 4 characters a token, the billed image tokens, 160 answer tokens per image). What
+    ``estimate`` sums and what the Batch API budget reserves (times its margin)."""
+    if observed is not None:
+        seen_images, seen_in, seen_out = observed
+        return images * seen_in / seen_images, images * seen_out / seen_images
+    # four scores, four short explanations and a rank per image
+    return len(guide) // 4 + 40 + images * (image_tokens(judge) + 6), images * 160
+
+
+def request_images(request: dict[str, Any]) -> int:
+    """The number of images in a chat request."""
+    return sum(
+        1
+        for message in request.get("messages", [])
+        if isinstance(message.get("content"), list)
+        for part in message["content"]
+        if isinstance(part, dict) and part.get("type") == "image_url"
+    )
+
+
+def observed_judge(run: Any) -> tuple[int, int, int] | None:
+    """``(images judged, input tokens, output tokens)`` of the judge so far in this run (every attempt's
+    tokens, over the images of the finished annotations), or None before a few answers."""
+    from ..llm.usage import MIN_OBSERVED_CALLS, usage_totals
+    from ..rundir import read_jsonl
+
+    if not run.llm_dir.exists():
+        return None
+    row = usage_totals(run.llm_dir).get("judge")
+    if not row or row["completions"] < MIN_OBSERVED_CALLS:
+        return None
+    images = sum(
+        len(rec.get("image_ids", ()))
+        for path in run.stage_log("annotate", "annotation_id").done_paths()
+        for rec in read_jsonl(path)
+    )
+    return (images, row["input_tokens"], row["output_tokens"]) if images else None
+
+
 def estimate_judge(
     config,
     planned_per_prompt: dict[str, int],
@@ -415,13 +459,9 @@ def estimate_judge(
         for start in range(0, n, size):
             m = min(size, n - start)
             sizes += [m] * (2 if judge.both_orders and m > 1 else 1)
-    if observed is not None:
-        images, seen_in, seen_out = observed
-        tokens_in = round(sum(sizes) * seen_in / images)
-        tokens_out = round(sum(sizes) * seen_out / images)
-    else:
-        tokens_in = sum(len(guide) // 4 + 40 + m * (image_tokens(judge) + 6) for m in sizes)
-        tokens_out = sum(m * 160 for m in sizes)  # four scores, four short explanations and a rank per image
+    per_call = [call_tokens(judge, guide, m, observed) for m in sizes]
+    tokens_in = round(sum(t[0] for t in per_call))
+    tokens_out = round(sum(t[1] for t in per_call))
     out = {
         "calls": len(sizes),
         "cached": cached,

@@ -205,9 +205,10 @@ def annotate_with_judge(
                         ok=False,
                         kind=failure.kind,
                         error=f"batch: {failure.error}",
-                        text=result.text,
-                        failure_kind=getattr(failure, "failure_kind", None)
-                        or classify_failure(failure.error),
+                        text=failure.raw if failure.raw is not None else result.text,
+                        failure_kind=failure.failure_kind
+                        if failure.failure_kind != "other"
+                        else classify_failure(failure.error),
                     )
                 if last_round:
                     return result

@@ -33,10 +33,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ from ..errors import ConfigError, RunDirError, VisionPreferError
 from ..rundir import atomic_write_text
 from .cache import ResponseCache, request_key
 from .client import LLMAccessError, LLMUnreachable, _ssl_context, estimate_tokens
-from .usage import UsageLog, cost_usd
+from .usage import COMMIT_LOCK, UsageLog, cost_usd, observed_per_call, recover_usage
 
 CHAT_ENDPOINT = "/v1/chat/completions"
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
@@ -71,12 +72,16 @@ _UPLOAD_TIMEOUT_S = 600.0  # uploads and downloads of files up to 200 MB
 # --------------------------------------------------------------------------------------------- results
 @dataclass(frozen=True)
 class BatchFailure:
-    """Why a request has no answer (yet). ``kind``: ``transient``, ``permanent`` or ``budget``."""
+    """Why a request has no answer (yet). ``kind`` is the retry class (``transient``, ``permanent`` or
+    ``budget``); ``failure_kind`` one of :data:`visionprefer.errors.FAILURE_KINDS`; ``raw`` the text the
+    server sent where it was not usable (an output line that could not be parsed)."""
 
     kind: str
     error: str
     pending: bool = False  # its batch has not finished: the next run polls it again (kind is transient)
     batch_id: str | None = None
+    failure_kind: str = "other"
+    raw: str | None = None
 
     @property
     def transient(self) -> bool:
@@ -170,6 +175,28 @@ def _status_kind(status: int) -> str:
     return "transient" if status in (408, 409, 429) or status >= 500 else "permanent"
 
 
+def _http_failure_kind(status: int) -> str:
+    if status == 429:
+        return "rate_limited"
+    if status == 408:
+        return "timeout"
+    return "server_error" if status >= 500 else "bad_request"
+
+
+# Error codes of lines and batches -> failure kind (anything else: bad_request).
+_CODE_KINDS = {
+    "batch_expired": "batch_expired",
+    "batch_cancelled": "batch_expired",
+    "rate_limit_exceeded": "rate_limited",
+    "token_limit_exceeded": "rate_limited",
+    "server_error": "server_error",
+    "internal_error": "server_error",
+    "service_unavailable": "server_error",
+    "timeout": "timeout",
+    "request_timeout": "timeout",
+}
+
+
 def _line_failure(record: dict[str, Any], batch_id: str) -> BatchFailure:
     """The failure of a non-200 line of an output or error file."""
     response = record.get("response")
@@ -181,12 +208,43 @@ def _line_failure(record: dict[str, Any], batch_id: str) -> BatchFailure:
         if isinstance(body, dict):
             err = body.get("error")
             message = err.get("message", err) if isinstance(err, dict) else (err or body)
-        return BatchFailure(_status_kind(status), f"HTTP {status}: {_one_line(message)}", batch_id=batch_id)
+        return BatchFailure(
+            _status_kind(status),
+            f"HTTP {status}: {_one_line(message)}",
+            batch_id=batch_id,
+            failure_kind=_http_failure_kind(status),
+        )
     if isinstance(error, dict):
         code = str(error.get("code") or "error")
         kind = "transient" if code in TRANSIENT_CODES else "permanent"
-        return BatchFailure(kind, f"{code}: {_one_line(error.get('message', ''))}", batch_id=batch_id)
-    return BatchFailure("transient", "batch line without response or error", batch_id=batch_id)
+        return BatchFailure(
+            kind,
+            f"{code}: {_one_line(error.get('message', ''))}",
+            batch_id=batch_id,
+            failure_kind=_CODE_KINDS.get(code, "bad_request"),
+        )
+    return BatchFailure(
+        "transient", "batch line without response or error", batch_id=batch_id, failure_kind="bad_response"
+    )
+
+
+_CUSTOM_ID = re.compile(r'"custom_id"\s*:\s*"([^"\\]{1,200})"')
+_RAW_LIMIT = 20_000  # characters of an unparseable output line kept in the failure record
+
+
+def _unparsed_failure(batch_id: str, text: str, *, named: bool, lines: int = 1) -> BatchFailure:
+    """A request whose output line could not be parsed (``named``: the line still names it), or that has no
+    readable line while ``lines`` lines of its batch's files could not be parsed. Permanent: the provider may
+    have billed the answer, so it is sent again only with ``--retry-failed``."""
+    if named:
+        error = "batch output: the line answering this request is not valid JSON"
+    else:
+        error = (
+            f"batch output: no readable line for this request; {lines} line(s) of the batch's files could "
+            "not be parsed"
+        )
+    raw = text if len(text) <= _RAW_LIMIT else text[:_RAW_LIMIT] + "…"
+    return BatchFailure("permanent", error, batch_id=batch_id, failure_kind="batch_output", raw=raw)
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
@@ -220,6 +278,7 @@ class BatchRunner:
         price: PriceConfig | None,
         endpoint: str = CHAT_ENDPOINT,
         ranks: int = 1,
+        predict: Callable[[dict[str, Any]], tuple[int, int]] | None = None,
     ):
         if llm.max_cost_usd is not None and price is None:
             raise ConfigError(
@@ -239,10 +298,13 @@ class BatchRunner:
         self.ranks = (
             ranks  # processes submitting this stage's requests: each may commit 1/ranks of the budget
         )
+        self.predict = predict  # request -> (input tokens, output tokens) expected; see reservation()
+        self._observed: tuple[int, int] | None = None
         self.stats = BatchStats()
         self.budget_hit = False
         self._state: dict[str, Any] = {"version": STATE_VERSION, "batches": []}
         self._attempts: Counter[str] | None = None
+        self._recorded: set[tuple[str, str]] = set()  # (request key, batch id) with a usage record
         self._reached = False  # some API call succeeded in this process
 
     # lifecycle -------------------------------------------------------------------------------------
@@ -295,6 +357,7 @@ class BatchRunner:
         self.stats = BatchStats()
         self._state = self._load_state()
         self._attempts = None
+        recover_usage(self.cache, self.usage)  # answers a crash left without their usage record
         results: dict[str, BatchFailure | None] = {}
         in_flight: dict[str, dict[str, Any]] = {}
         for entry in self._state["batches"]:
@@ -331,7 +394,13 @@ class BatchRunner:
             for key in entry["custom_ids"]:
                 current = results.get(key)
                 if current is not None and current.pending:
-                    results[key] = BatchFailure("transient", error, pending=True, batch_id=entry["batch_id"])
+                    results[key] = BatchFailure(
+                        "transient",
+                        error,
+                        pending=True,
+                        batch_id=entry["batch_id"],
+                        failure_kind="batch_pending",
+                    )
         self._count(results)
         return results
 
@@ -372,14 +441,15 @@ class BatchRunner:
             if entry is not None:
                 relevant[id(entry)] = entry
                 results[key] = BatchFailure(
-                    "transient", "pending", pending=True, batch_id=entry.get("batch_id")
+                    "transient",
+                    "pending",
+                    pending=True,
+                    batch_id=entry.get("batch_id"),
+                    failure_kind="batch_pending",
                 )
                 self.stats.resumed += 1
                 continue
-            out_tokens = int(
-                request.get("max_tokens") or request.get("max_completion_tokens") or cfg.max_tokens
-            )
-            est = cost_usd(self.price, estimate_tokens(request), out_tokens, batch=True)
+            est = self.reservation(request)
             if allowance is not None:
                 if reserved + est > allowance:
                     self.budget_hit = True
@@ -387,6 +457,7 @@ class BatchRunner:
                         "budget",
                         f"budget: max_cost_usd {cfg.max_cost_usd:g} would be exceeded (spent {spent:.4f}, "
                         f"{reserved:.4f} reserved by batches in flight)",
+                        failure_kind="budget",
                     )
                     continue
                 reserved += est
@@ -403,6 +474,26 @@ class BatchRunner:
             estimates.append(est)
             results[key] = BatchFailure("transient", "not submitted")  # replaced below
         return new_keys, sizes, estimates
+
+    def reservation(self, request: dict[str, Any]) -> float:
+        """Dollars the budget holds for ``request`` while its batch is in flight: the predicted cost times
+        ``batch.budget_margin``, never more than the worst case (every allowed output token).
+
+        The prediction is ``predict(request)`` when the caller gave one (the judge passes the per-call
+        tokens that ``visionprefer estimate`` uses, observed ones once the run has some), else the request's
+        input estimate and the mean output of this purpose's answers so far (the worst case before any)."""
+        cfg = self.llm
+        tokens_in = estimate_tokens(request)
+        worst_out = int(request.get("max_tokens") or request.get("max_completion_tokens") or cfg.max_tokens)
+        worst = cost_usd(self.price, tokens_in, worst_out, batch=True)
+        if self.predict is not None:
+            pred_in, pred_out = self.predict(request)
+        else:
+            if self._observed is None:
+                self._observed = observed_per_call(self.usage.folder, self.purpose) or (0, worst_out)
+            pred_in, pred_out = tokens_in, self._observed[1]
+        predicted = cost_usd(self.price, pred_in, pred_out, batch=True) * self.batch.budget_margin
+        return min(worst, predicted)
 
     # submission ------------------------------------------------------------------------------------
     def _submit(
@@ -468,7 +559,11 @@ class BatchRunner:
             failure = self._create(entry)
             for key in group_keys:
                 results[key] = failure or BatchFailure(
-                    "transient", "pending", pending=True, batch_id=entry["batch_id"]
+                    "transient",
+                    "pending",
+                    pending=True,
+                    batch_id=entry["batch_id"],
+                    failure_kind="batch_pending",
                 )
             if failure is not None and failure.kind == "transient":
                 stop = failure
@@ -544,17 +639,27 @@ class BatchRunner:
                     f"the server at {where} does not offer the Batch API ({what}: HTTP {status}: {message}); "
                     "use the online mode"
                 ) from None
-            return BatchFailure(_status_kind(status), f"{what}: HTTP {status}: {message}")
+            return BatchFailure(
+                _status_kind(status),
+                f"{what}: HTTP {status}: {message}",
+                failure_kind=_http_failure_kind(status),
+            )
         if isinstance(e, openai.APITimeoutError):
-            return BatchFailure("transient", f"{what}: timeout")
+            return BatchFailure("transient", f"{what}: timeout", failure_kind="timeout")
         if isinstance(e, openai.APIConnectionError):
             if not self._reached:
                 raise LLMUnreachable(
                     f"cannot reach the LLM server at {where}: {_one_line(e.__cause__ or e)}"
                 ) from None
-            return BatchFailure("transient", f"{what}: connection error: {_one_line(e.__cause__ or e)}")
+            return BatchFailure(
+                "transient",
+                f"{what}: connection error: {_one_line(e.__cause__ or e)}",
+                failure_kind="connection",
+            )
         if isinstance(e, (openai.APIError, ValueError)):
-            return BatchFailure("transient", f"{what}: bad response: {_one_line(e)}")
+            return BatchFailure(
+                "transient", f"{what}: bad response: {_one_line(e)}", failure_kind="bad_response"
+            )
         raise e
 
     # polling and collection ------------------------------------------------------------------------
@@ -572,8 +677,10 @@ class BatchRunner:
                 try:
                     batch = self.client.batches.retrieve(batch_id)
                     self._reached = True
-                    if batch.status != entry.get("status"):
+                    if batch.status != entry.get("status"):  # kept in the state file: `status` shows it
                         entry["status"] = batch.status
+                        if batch.status not in TERMINAL:
+                            self._save_state()
                     if batch.status in TERMINAL:
                         self._collect(entry, batch, results)
                         waiting.remove(entry)
@@ -609,7 +716,9 @@ class BatchRunner:
     def _forget(self, entry: dict[str, Any], results: dict[str, BatchFailure | None], error: str) -> None:
         for key in entry["custom_ids"]:
             if key in results:
-                results[key] = BatchFailure("transient", error, batch_id=entry["batch_id"])
+                results[key] = BatchFailure(
+                    "transient", error, batch_id=entry["batch_id"], failure_kind="batch_expired"
+                )
         entry.update(collected=True, status="missing", error=error, custom_ids=[])
         self._save_state()
 
@@ -649,14 +758,28 @@ class BatchRunner:
                 end = _get(batch, "completed_at") or _get(batch, "expired_at") or _get(batch, "failed_at")
                 end = end or _get(batch, "cancelled_at") or time.time()
                 latency = round(float(end) - float(_get(batch, "created_at")), 3)
+            unparsed: list[str] = []  # lines naming no request of this batch that can be read
             for path in downloads:
                 with open(path, "rb") as f:
                     for raw in f:
+                        if not raw.strip():
+                            continue
                         try:
                             record = json.loads(raw)
                         except ValueError:
+                            record = None
+                        if not isinstance(record, dict) or not isinstance(record.get("custom_id"), str):
+                            # Not a line of the format: keep its text; the request it answers (when its id
+                            # can still be read) is failed with it rather than silently sent (and paid) again.
+                            text = raw.decode("utf-8", "replace").rstrip("\n")
+                            found = _CUSTOM_ID.search(text)
+                            key = found.group(1) if found else None
+                            if key in keys and key not in outcome:
+                                outcome[key] = _unparsed_failure(batch_id, text, named=True)
+                            else:
+                                unparsed.append(text)
                             continue
-                        key = record.get("custom_id") if isinstance(record, dict) else None
+                        key = record["custom_id"]
                         if key not in keys or outcome.get(key, "unset") is None:
                             continue
                         response = record.get("response")
@@ -681,21 +804,31 @@ class BatchRunner:
                 "transient" if code in TRANSIENT_CODES else "permanent",
                 f"batch {status}: {code}: {_one_line(_get(err, 'message') or '')}",
                 batch_id=batch_id,
+                failure_kind=_CODE_KINDS.get(
+                    code, "batch_expired" if status in ("expired", "cancelled") else "bad_request"
+                ),
             )
             line = _get(err, "line")
             if isinstance(line, int) and 1 <= line <= len(custom_ids):
                 outcome.setdefault(custom_ids[line - 1], failure)
             elif general is None:
                 general = failure
+        if general is None and unparsed:
+            general = _unparsed_failure(batch_id, "\n".join(unparsed), named=False, lines=len(unparsed))
         if general is None:
             reason = "not processed because of other lines" if batch_errors else "no result for this request"
-            general = BatchFailure("transient", f"batch {status}: {reason}", batch_id=batch_id)
+            general = BatchFailure(
+                "transient",
+                f"batch {status}: {reason}",
+                batch_id=batch_id,
+                failure_kind="batch_expired" if status in ("expired", "cancelled", "failed") else "other",
+            )
         for key in custom_ids:
             if key not in outcome:
                 outcome[key] = general
         for key, failure in outcome.items():
             if failure is not None:
-                self._record_error(key, failure.error, batch_id)
+                self._record_error(key, failure, batch_id)
             if key in results:
                 results[key] = failure
         entry.update(
@@ -714,13 +847,21 @@ class BatchRunner:
         self._save_state()
         self.stats.batches_collected += 1
 
-    def _attempt(self, key: str) -> int:
+    def _load_attempts(self) -> Counter[str]:
         if self._attempts is None:
-            self._attempts = Counter(
-                r.get("key") for r in self.usage.records() if r.get("purpose") == self.purpose
-            )
-        self._attempts[key] += 1
-        return self._attempts[key]
+            self._attempts = Counter()
+            self._recorded = set()
+            for r in self.usage.records():
+                if r.get("purpose") == self.purpose:
+                    self._attempts[r.get("key")] += 1
+                    if r.get("batch_id"):
+                        self._recorded.add((r.get("key"), r["batch_id"]))
+        return self._attempts
+
+    def _attempt(self, key: str) -> int:
+        attempts = self._load_attempts()
+        attempts[key] += 1
+        return attempts[key]
 
     def _commit(self, key: str, body: dict[str, Any], batch_id: str, latency: float | None) -> None:
         """Commit a 200 answer exactly as :meth:`LLMClient._commit` does (dollars at the batch price)."""
@@ -736,34 +877,45 @@ class BatchRunner:
             "output_tokens": int(usage.get("completion_tokens") or 0),
         }
         usd = cost_usd(self.price, entry["input_tokens"], entry["output_tokens"], batch=True)
-        entry.update(model=self.llm.model, purpose=self.purpose, usd=usd, time=time.time())
-        self.cache.put(key, entry)  # committed: never requested again
-        self.usage.record(
-            purpose=self.purpose,
-            key=key,
-            model=self.llm.model,
-            attempt=self._attempt(key),
-            outcome="ok",
-            input_tokens=entry["input_tokens"],
-            output_tokens=entry["output_tokens"],
-            usd=usd,
-            latency_s=latency,
-            batch_id=batch_id,
-        )
+        entry.update(model=self.llm.model, purpose=self.purpose, usd=usd, time=time.time(), batch_id=batch_id)
+        attempt = self._attempt(key)
+        with COMMIT_LOCK:  # the answer, then its usage (recover_usage repairs a crash in between)
+            self.cache.put(key, entry)  # committed: never requested again
+            self.usage.record(
+                purpose=self.purpose,
+                key=key,
+                model=self.llm.model,
+                attempt=attempt,
+                outcome="ok",
+                input_tokens=entry["input_tokens"],
+                output_tokens=entry["output_tokens"],
+                usd=usd,
+                latency_s=latency,
+                batch_id=batch_id,
+            )
         self.stats.answered += 1
 
-    def _record_error(self, key: str, error: str, batch_id: str) -> None:
+    def _record_error(self, key: str, failure: BatchFailure, batch_id: str) -> None:
+        """One error record per request and batch: a collection interrupted by a crash and repeated by the
+        next run does not count its failures twice."""
+        self._load_attempts()
+        if (key, batch_id) in self._recorded:
+            return
+        self._recorded.add((key, batch_id))
+        fields = {"raw": failure.raw} if failure.raw is not None else {}
         self.usage.record(
             purpose=self.purpose,
             key=key,
             model=self.llm.model,
             attempt=self._attempt(key),
             outcome="error",
-            error=error,
+            error=failure.error,
+            failure_kind=failure.failure_kind,
             input_tokens=0,
             output_tokens=0,
             usd=0.0,
             batch_id=batch_id,
+            **fields,
         )
 
     def _count(self, results: dict[str, BatchFailure | None]) -> None:

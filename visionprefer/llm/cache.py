@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,13 @@ class ResponseCache:
         self.folder = folder
         self.path = folder / f"responses-rank{rank}.jsonl"
         self._index: dict[str, tuple[Path, int]] = {}
+        self._repeats: Counter[str] = Counter()  # keys committed more than once to this rank's file (refresh)
         self._file = AppendFile(self.path)
         self._load()
 
     def _load(self) -> None:
         for path in sorted(self.folder.glob("responses-rank*.jsonl")):
+            own = path == self.path
             with open(path, "rb") as f:
                 offset = 0
                 for line in f:
@@ -42,7 +45,16 @@ class ResponseCache:
                         key = json.loads(line)["key"]
                     except (ValueError, KeyError, TypeError):
                         continue
+                    if own and self._index.get(key, (None,))[0] == path:
+                        self._repeats[key] += 1
                     self._index[key] = (path, start)  # a later entry for the same key wins
+
+    def own_commits(self) -> Counter[str]:
+        """How many times each key was committed to this rank's file (what its usage log must hold as
+        answered attempts)."""
+        counts = Counter(key for key, (path, _) in self._index.items() if path == self.path)
+        counts.update(self._repeats)
+        return counts
 
     def __contains__(self, key: str) -> bool:
         return key in self._index
@@ -61,6 +73,8 @@ class ResponseCache:
 
     def put(self, key: str, entry: dict[str, Any]) -> None:
         """Commit a response: once this returns, the request is never sent again for this run directory."""
+        if self._index.get(key, (None,))[0] == self.path:
+            self._repeats[key] += 1
         self._index[key] = (self.path, self._file.append({**entry, "key": key}))
 
     def close(self) -> None:

@@ -33,7 +33,7 @@ from ..config import LLMConfig, PriceConfig
 from ..errors import ConfigError, VisionPreferError
 from .cache import ResponseCache, request_key
 from .limits import RateLimiter
-from .usage import UsageLog, cost_usd, price_for
+from .usage import COMMIT_LOCK, UsageLog, cost_usd, price_for, recover_usage
 
 T = TypeVar("T")
 
@@ -182,6 +182,7 @@ class LLMClient:
             )
         self.cache = ResponseCache(folder, rank)
         self.usage = UsageLog(folder, rank)
+        recover_usage(self.cache, self.usage)  # answers a crash left without their usage record
         self.spent = self.usage.totals().get(purpose, {}).get("usd", 0.0)
         # The dollars this process may reach: what is spent (by every rank so far) plus its share of the rest.
         self.budget = (
@@ -478,18 +479,19 @@ class LLMClient:
             }
         usd = cost_usd(self.price, entry["input_tokens"], entry["output_tokens"], batch=self.batch_pricing)
         entry.update(model=self.config.model, purpose=self.purpose, usd=usd, time=time.time())
-        self.cache.put(key, entry)  # committed: never requested again
-        self.usage.record(
-            purpose=self.purpose,
-            key=key,
-            model=self.config.model,
-            attempt=attempt,
-            outcome="ok",
-            input_tokens=entry["input_tokens"],
-            output_tokens=entry["output_tokens"],
-            usd=usd,
-            latency_s=round(latency, 4),
-        )
+        with COMMIT_LOCK:  # the answer, then its usage (recover_usage repairs a crash in between)
+            self.cache.put(key, entry)  # committed: never requested again
+            self.usage.record(
+                purpose=self.purpose,
+                key=key,
+                model=self.config.model,
+                attempt=attempt,
+                outcome="ok",
+                input_tokens=entry["input_tokens"],
+                output_tokens=entry["output_tokens"],
+                usd=usd,
+                latency_s=round(latency, 4),
+            )
         self.spent += usd
         self._any_success = True
         return entry

@@ -6,13 +6,21 @@ not records the error. ``status`` and the budget read the sums.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import PriceConfig
 from ..rundir import AppendFile, read_jsonl
+
+if TYPE_CHECKING:
+    from .cache import ResponseCache
+
+# Held while an answer is committed to the cache and its usage recorded, and while usage is recovered, so
+# that a recovery in one thread never sees the moment between the two writes of another.
+COMMIT_LOCK = threading.Lock()
 
 # US dollars per million tokens, standard (non-batch) tier, as published by OpenAI in 2025. A config's
 # `prices:` section adds or overrides entries; a model matches its longest listed prefix.
@@ -66,6 +74,50 @@ class UsageLog:
     def totals(self) -> dict[str, dict[str, Any]]:
         """Per purpose: attempts, completions, errors, tokens and dollars."""
         return usage_totals(self.folder)
+
+
+def recover_usage(cache: ResponseCache, usage: UsageLog) -> int:
+    """Record the usage of answers in this rank's cache that have no usage record: a crash between
+    committing an answer and recording what it cost. The answer is never requested again, so without this
+    its tokens and dollars would be missing from every total and budget for good. Each answered commit of a
+    key in ``responses-rank<R>.jsonl`` is matched by one ``ok`` record in ``usage-rank<R>.jsonl``; a missing
+    one is recorded from the cache entry (its tokens and dollars) with ``recovered: true``. Returns how many
+    were recorded."""
+    with COMMIT_LOCK:
+        commits = cache.own_commits()
+        if not commits:
+            return 0
+        answered: Counter[str] = Counter()
+        attempts: Counter[str] = Counter()
+        for rec in read_jsonl(usage.path):
+            key = rec.get("key")
+            attempts[key] += 1
+            answered[key] += rec.get("outcome") == "ok"
+        recovered = 0
+        for key, count in commits.items():
+            missing = count - answered[key]
+            if missing <= 0:
+                continue
+            entry = cache.get(key) or {}
+            for _ in range(missing):
+                attempts[key] += 1
+                fields = {"batch_id": entry["batch_id"]} if entry.get("batch_id") else {}
+                usage.record(
+                    purpose=entry.get("purpose"),
+                    key=key,
+                    model=entry.get("model"),
+                    attempt=attempts[key],
+                    outcome="ok",
+                    input_tokens=int(entry.get("input_tokens") or 0),
+                    output_tokens=int(entry.get("output_tokens") or 0),
+                    usd=float(entry.get("usd") or 0.0),
+                    latency_s=None,
+                    answered_at=entry.get("time"),
+                    recovered=True,
+                    **fields,
+                )
+                recovered += 1
+        return recovered
 
 
 def usage_totals(folder: Path) -> dict[str, dict[str, Any]]:

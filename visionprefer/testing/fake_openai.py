@@ -47,6 +47,8 @@ FAULTS = (
     "badcontent",
     "missing_aspect",
     "out_of_range",
+    "badline",  # batch: the answer's output line is torn (still naming its custom_id)
+    "junkline",  # batch: the answer's output line is replaced by text that names no request
 )
 JUDGE_ASPECTS = ("prompt_following", "fidelity", "aesthetic", "harmlessness")
 UNSAFE_WORDS = ("nude", "naked", "nsfw", "gore", "blood", "kill")
@@ -282,9 +284,55 @@ def parse_faults(spec: str) -> list[tuple[str, float]]:
     return out
 
 
-def chat_completion(
-    state: FakeState, body: dict[str, Any], raw_len: int, key: str, fault: str | None
-) -> dict:
+def image_tokens_billed(url: str, detail: str | None) -> int:
+    """Input tokens OpenAI bills for an image (its published rule for GPT-4o-class models): 85 at low
+    detail; otherwise the image is scaled to fit 2048 x 2048, then its shorter side to 768, and each 512-px
+    tile costs 170 on top of the 85."""
+    if detail == "low":
+        return 85
+    width = height = 512
+    if url.startswith("data:") and "," in url:
+        import base64
+        import io
+
+        from PIL import Image
+
+        with (
+            contextlib.suppress(ValueError, OSError),
+            Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))) as im,
+        ):
+            width, height = im.size
+    scale = min(1.0, 2048 / max(width, height))
+    width, height = width * scale, height * scale
+    scale = min(1.0, 768 / min(width, height))
+    width, height = width * scale, height * scale
+    tiles = -(-int(width) // 512) * -(-int(height) // 512)
+    return 85 + 170 * max(1, tiles)
+
+
+def prompt_tokens(body: dict[str, Any]) -> int:
+    """A stand-in for the provider's input token count: text at 4 characters a token, 4 tokens per
+    message, images as OpenAI bills them."""
+    tokens = 0
+    for message in body.get("messages") or []:
+        tokens += 4
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            tokens += len(content) // 4
+            continue
+        for part in content or []:
+            if not isinstance(part, dict):
+                continue
+            if part.get("type") == "text":
+                tokens += len(str(part.get("text", ""))) // 4
+            elif part.get("type") == "image_url" and isinstance(part.get("image_url"), dict):
+                tokens += image_tokens_billed(
+                    str(part["image_url"].get("url", "")), part["image_url"].get("detail")
+                )
+    return max(1, tokens)
+
+
+def chat_completion(state: FakeState, body: dict[str, Any], key: str, fault: str | None) -> dict:
     """The chat-completion object for ``body`` (content faults applied: garbage, refusal, corrupt JSON)."""
     content: str | None
     refusal = None
@@ -299,7 +347,7 @@ def chat_completion(
         if fault in ("missing_aspect", "out_of_range"):
             content = corrupt_judge(content, fault) if state.args.responder.startswith("judge") else "{}"
     usage = {
-        "prompt_tokens": max(1, raw_len // 4),
+        "prompt_tokens": prompt_tokens(body),
         "completion_tokens": max(1, len(content or "x") // 4),
     }
     usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
@@ -419,8 +467,20 @@ def run_batch_line(state: FakeState, batch_id: str, line: dict[str, Any]) -> tup
     if args.model and body.get("model") != args.model:
         record["response"] = response(404, _error_body(f"model {body.get('model')} not found", "not_found"))
         return "err", record
-    record["response"] = response(200, chat_completion(state, body, len(raw), key, fault))
+    record["response"] = response(200, chat_completion(state, body, key, fault))
+    if fault in ("badline", "junkline"):  # answered (and billed), but its line cannot be read
+        record["_fault"] = fault
     return "out", record
+
+
+def _output_line(record: dict[str, Any]) -> str:
+    fault = record.pop("_fault", None)
+    text = json.dumps(record)
+    if fault == "badline":
+        text = text[: len(text) // 2]
+    elif fault == "junkline":
+        text = "<html><body>502 Bad Gateway</body></html>"
+    return text + "\n"
 
 
 def finish_batch(state: FakeState, batch: dict[str, Any]) -> None:
@@ -463,7 +523,7 @@ def finish_batch(state: FakeState, batch: dict[str, Any]) -> None:
     rng.shuffle(out)  # output order is not guaranteed: clients must match by custom_id
     rng.shuffle(err)
     if out:
-        blob = "".join(json.dumps(r) + "\n" for r in out).encode()
+        blob = "".join(_output_line(r) for r in out).encode()
         batch["output_file_id"] = new_file(state, blob, f"{batch['id']}_output.jsonl", "batch_output")["id"]
     if err:
         blob = "".join(json.dumps(r) + "\n" for r in err).encode()
@@ -699,7 +759,7 @@ def make_handler(state: FakeState) -> type[BaseHTTPRequestHandler]:
                 return self._send(
                     404, json.dumps({"error": {"message": f"model {body.get('model')} not found"}}).encode()
                 )
-            return self._json(200, chat_completion(state, body, len(raw), key, fault))
+            return self._json(200, chat_completion(state, body, key, fault))
 
     return Handler
 
