@@ -387,3 +387,38 @@ generate: {{generators: [{{preset: tiny-sd15}}]}}
         ("diffusiondb", "a dog"),
     ]
     assert load_rejected(run)[0]["reason"] == "prompt is null"
+
+
+def test_polishing_enters_the_image_keys_of_the_prompts_it_changes(tmp_path, fake_llm):
+    """Images are made from the polished text: turning polishing on remakes the images whose text it
+    changed (made from the new text), and only those."""
+    server = fake_llm()
+    prompts = ["a  photo of 3 cats", "A photo of a dog."]  # the scripted polisher leaves the second as is
+    cfg_path = _config(tmp_path, server.base_url, prompts=prompts)
+    polished_cfg = cfg_path.read_text()
+    cfg_path.write_text(polished_cfg.replace("enabled: true", "enabled: false"))
+
+    def images() -> dict[str, dict]:
+        recs = read_jsonl(tmp_path / "run" / "generate" / "done-rank0.jsonl")
+        return {r["image_id"]: r for r in recs}
+
+    assert main(["build", str(cfg_path), "-q"]) == 0
+    before = images()
+    assert sorted(r["prompt"] for r in before.values()) == ["A photo of a dog.", "a photo of 3 cats"]
+    cfg_path.write_text(polished_cfg)
+    assert main(["build", str(cfg_path), "-q"]) == 0
+    after = {k: r for k, r in images().items() if k not in before}
+    assert [r["prompt"] for r in after.values()] == ["A photo of 3 cats."]  # remade from the polished text
+    kept = run_status(tmp_path / "run")["stages"]["generate"]
+    assert (kept["done"], kept["planned"], kept["stale_records"]) == (2, 2, 1)  # the dog's image kept
+    dog = next(k for k, r in before.items() if r["prompt"] == "A photo of a dog.")
+    assert dog in {r["image_id"] for r in load_prompts_images(tmp_path)}
+
+
+def load_prompts_images(tmp_path: Path) -> list[dict]:
+    from visionprefer.generate.plan import plan_images
+
+    cfg = load_config(tmp_path / "config.yaml")
+    return [
+        t.__dict__ for chunk in plan_images(load_prompts(open_run(cfg)), cfg.generate) for t in chunk.tasks
+    ]

@@ -7,7 +7,9 @@ The rule: **every input that changes an item's pixels, scores or labels enters t
 else does.**
 
 - a prompt: its source name and original text;
-- an image: the prompt key, the generator's fingerprint (model, revision, steps, size, scheduler, dtype,
+- an image: the prompt key, the text it is made from when that is not the cleaned original (a polished
+  prompt: ``generation_text``; so changing the polishing remakes the images whose text changed), the
+  generator's fingerprint (model, revision, steps, size, scheduler, dtype,
   negative prompt, embedding noise: ``GeneratorSpec.fingerprint``), the guidance scale, the sample index
   and the seed it is made with (``derive_seed``: the build seed, the prompt key, the sample index). A
   generator's display name is not in it (renaming a generator remakes nothing), nor is the order of
@@ -23,6 +25,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import unicodedata
 from typing import Any
 
 KEY_LENGTH = 20  # hex characters: 80 bits, no collision in any realistic dataset
@@ -38,14 +42,37 @@ def prompt_key(source: str, original: str) -> str:
     return digest("prompt", source, original)
 
 
+_WHITESPACE = re.compile(r"\s+")
+
+
+def clean_text(text: str) -> str:
+    """A prompt as generated when it is not polished: NFC, runs of whitespace as one space, stripped."""
+    return _WHITESPACE.sub(" ", unicodedata.normalize("NFC", text)).strip()
+
+
+def generation_text(prompt: dict[str, Any]) -> str | None:
+    """What of a prompt record's text enters its images' keys: None when the images are made from the
+    cleaned original (the prompt key already determines it), else the text they are made from (polished)."""
+    text = prompt["prompt"]
+    original = prompt.get("original")
+    return None if original is None or text == clean_text(original) else text
+
+
 def image_key(
-    prompt_id: str, generator_fingerprint: str, guidance_scale: float, sample_index: int, seed: int
+    prompt_id: str,
+    generator_fingerprint: str,
+    guidance_scale: float,
+    sample_index: int,
+    seed: int,
+    text: str | None = None,
 ) -> str:
-    """An image's key: prompt key, the generator's pixel-relevant settings, guidance scale, sample index and
-    the seed of its initial noise (``derive_seed``), so that changing the build seed remakes every image."""
-    return digest(
-        "image", prompt_id, generator_fingerprint, float(guidance_scale), int(sample_index), int(seed)
-    )
+    """An image's key: prompt key, the generator's pixel-relevant settings, guidance scale, sample index,
+    the seed of its initial noise (``derive_seed``), so that changing the build seed remakes every image,
+    and ``text`` (:func:`generation_text`) when the image is not made from the cleaned original."""
+    parts: list[Any] = [prompt_id, generator_fingerprint, float(guidance_scale), int(sample_index), int(seed)]
+    if text is not None:
+        parts.append(text)
+    return digest("image", *parts)
 
 
 def derive_seed(global_seed: int, prompt_id: str, sample_index: int) -> int:

@@ -107,11 +107,14 @@ def judge_name(judge: JudgeConfig) -> str:
 
 
 def judge_identity(judge: JudgeConfig) -> Any:
-    """What of the judge's settings enters the annotation key: the API model's name (its sampling
-    parameters are in the cached request), or the local model with everything that decides its output
-    (revision, dtype, the decoding limits; decoding is always greedy)."""
+    """What of the judge's settings enters the annotation key: everything that changes what the judge
+    answers. For the API: the model, its temperature, the structured-output mode and how the images are
+    shown (``image_max_side``, ``detail``); not ``max_tokens`` (it only decides whether an answer is cut
+    off, and a cut-off answer is a failure, not a label). For the local model: the model with everything
+    that decides its output (revision, dtype, the decoding limits; decoding is always greedy)."""
     if judge.backend != "local":
-        return judge.llm.model
+        llm = judge.llm
+        return [llm.model, llm.temperature, llm.structured_output, judge.image_max_side, judge.detail]
     lc = judge.local
     return ["local", lc.model, lc.revision, lc.dtype, lc.max_new_tokens, lc.max_explanation_chars, "greedy"]
 

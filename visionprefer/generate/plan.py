@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import GenerateConfig, GeneratorConfig, generator_label
-from ..keys import derive_seed, digest, image_key
+from ..keys import derive_seed, digest, generation_text, image_key
 from .presets import get_preset
 
 
@@ -119,6 +119,7 @@ def prompt_tasks(
     in because it is the same for every prompt): the one place where keys, scales and seeds are derived,
     shared by :func:`plan_images` and :func:`tasks_by_prompt`."""
     grid = _grid_scales(spec)
+    text = generation_text(prompt)
     for i in range(gc.images_per_prompt):
         seed = derive_seed(gc.seed, prompt["prompt_id"], i)
         if gc.cfg_mode == "grid":
@@ -128,7 +129,7 @@ def prompt_tasks(
             scales = [rng.choice(grid)]
         for scale in scales:
             yield ImageTask(
-                image_id=image_key(prompt["prompt_id"], fingerprint, scale, i, seed),
+                image_id=image_key(prompt["prompt_id"], fingerprint, scale, i, seed, text),
                 prompt_id=prompt["prompt_id"],
                 prompt=prompt["prompt"],
                 generator=spec.name,

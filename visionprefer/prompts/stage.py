@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import random
 import re
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import BuildConfig
 from ..errors import SourceError
-from ..keys import prompt_key
+from ..keys import clean_text, prompt_key
 from ..rundir import RunDir, read_jsonl, write_jsonl
 from .sources import RawFailure, read_source
 
-_WHITESPACE = re.compile(r"\s+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
 EXCERPT = 200  # characters of a rejected prompt kept in the log
 
@@ -35,10 +33,6 @@ class PromptSet:
         for r in self.rejected:
             out[r["kind"]] += 1
         return out
-
-
-def clean_text(text: str) -> str:
-    return _WHITESPACE.sub(" ", unicodedata.normalize("NFC", text)).strip()
 
 
 def _rejected(source: str, index: int, text: str | None, reason: str, kind: str) -> dict[str, Any]:
