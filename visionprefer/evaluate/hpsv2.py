@@ -79,6 +79,7 @@ def run_hpsv2(
 ) -> dict[str, Any]:
     from ..scorers.hpsv2 import HPSv2Scorer
     from .images import generate_images, read_image_dir
+    from .provenance import summary_provenance
     from .score import score_images
 
     if (images is None) == (model is None):
@@ -138,11 +139,13 @@ def run_hpsv2(
             scores += got["hpsv2"].tolist()  # already 100 x cosine
         for i, score in zip(usable, scores, strict=True):
             rows.append(
-                {"style": s, "index": i, "prompt": prompts[s][i], "image": rels[s][i], "score": score}
+                {"style": s, "index": i, "prompt": prompts[s][i], "image": found.name(rels[s][i]), "score": score}
             )
         for r in rels[s]:
             if r in found.skipped:
-                rows.append({"style": s, "index": int(Path(r).stem), "image": r, "skipped": found.skipped[r]})
+                rows.append(
+                    {"style": s, "index": int(Path(r).stem), "image": found.name(r), "skipped": found.skipped[r]}
+                )
         if scores:
             stats[s] = style_statistics(scores, chunk)
         all_scores += scores
@@ -162,6 +165,7 @@ def run_hpsv2(
         "scorer": scorer.info,
         "model": model_meta,
         "images": str(root),
+        "provenance": summary_provenance({"hpsv2": scorer}),
     }
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(out / "hpsv2_items.jsonl", rows)

@@ -24,6 +24,7 @@ from ..resources import data_path
 from ..rundir import atomic_write_text, write_jsonl
 
 WINNERS = ("A", "B", "tie")
+GUIDE = "annotation_guides/pairwise.md"
 
 
 def pairwise_schema() -> dict[str, Any]:
@@ -84,7 +85,7 @@ def judge_pairs(
     from ..llm import LLMClient, chat_request, run_bounded
     from . import stats
 
-    guide = data_path("annotation_guides/pairwise.md").read_text(encoding="utf-8")
+    guide = data_path(GUIDE).read_text(encoding="utf-8")
     results: dict[int, dict[str, Any]] = {}
 
     async def main() -> None:
@@ -139,6 +140,7 @@ def run_winrate(
     """Compare the image folders of ``models`` (name -> folder) on the prompts of ``prompts_file``."""
     from . import stats
     from .images import read_image_dir
+    from .provenance import judge_provenance, summary_provenance
     from .score import build_scorers, read_prompt_list, score_images
 
     if len(models) < 2:
@@ -190,7 +192,18 @@ def run_winrate(
             )
             outcomes = [r["outcome"] for r in records]
         for i, o, r in zip(shared, outcomes, records, strict=True):
-            items.append({"index": i, "prompt": prompts[i], "model_a": a, "model_b": b, "outcome": o, **r})
+            items.append(
+                {
+                    "index": i,
+                    "prompt": prompts[i],
+                    "model_a": a,
+                    "model_b": b,
+                    "image_a": sets[a].name(rels[i]),
+                    "image_b": sets[b].name(rels[i]),
+                    "outcome": o,
+                    **r,
+                }
+            )
             battles.append((a, b, "model_a" if o > 0 else "model_b" if o < 0 else "tie"))
         pair_summaries[f"{a} vs {b}"] = stats.win_rate_summary(outcomes, n_bootstrap=n_bootstrap, seed=seed)
     summary: dict[str, Any] = {
@@ -203,6 +216,11 @@ def run_winrate(
         "n_compared": len(shared),
         "skipped_prompts": skipped,
         "pairs": pair_summaries,
+        "provenance": summary_provenance(
+            {scorer: model[scorer]} if scorer is not None else {},
+            preferences="scorer" if scorer is not None else "judge",
+            judge=judge_provenance(judge, GUIDE) if judge is not None else None,
+        ),
     }
     if len(names) > 2:
         summary["bradley_terry"] = stats.bradley_terry(battles, n_bootstrap=n_bootstrap, seed=seed)
