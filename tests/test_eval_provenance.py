@@ -110,6 +110,7 @@ def test_hpsv2_summary_provenance_and_image_names(tmp_path):
     summary = json.loads((tmp_path / "o" / "hpsv2_summary.json").read_text())
     assert summary["provenance"]["visionprefer"] == visionprefer.__version__
     _check_hpsv2(summary["provenance"]["scorers"]["hpsv2"])
+    assert summary["complete"] is False and summary["prompts_per_style"] == {"anime": 2}
     names = [r["image"] for r in _rows(tmp_path / "o" / "hpsv2_items.jsonl")]
     assert names == ["anime/00000.jpg", "anime/00001.png"]
 

@@ -452,6 +452,7 @@ def _run_eval(args: argparse.Namespace) -> int:
             steps=args.steps,
             guidance_scale=args.guidance_scale,
             progress=progress,
+            submission=bool(args.submission),
         )
         for style, row in summary["styles"].items():
             _say(args, f"{style:<12} {row['mean']:.2f} ± {row['std']:.4f}  ({row['n_images']} images)")
