@@ -187,3 +187,21 @@ def test_pairwise_answers_tolerant_on_form_strict_on_content():
     for text in ('{"winner": "both", "explanation": "x"}', '{"explanation": "x"}', "I cannot decide."):
         with pytest.raises(InvalidAnswer):
             validate_pairwise(text)
+
+
+def test_judge_budget_limit_is_budget_exceeded_exit_3(two_models, fake_llm, capsys):
+    from visionprefer.config import LLMConfig
+    from visionprefer.errors import BudgetExceeded
+    from visionprefer.evaluate.winrate import run_winrate
+
+    server = fake_llm(responder="pairwise")
+    judge = LLMConfig(model="gpt-4o", base_url=server.base_url, concurrency=1, max_cost_usd=1e-9)
+    models = {"A": two_models / "a", "B": two_models / "b"}
+    with pytest.raises(BudgetExceeded, match="max_cost_usd"):
+        run_winrate(two_models / "p.txt", models, two_models / "lib", judge=judge)
+    args = ["eval", "winrate", "--prompts", str(two_models / "p.txt"), "--a", str(two_models / "a")]
+    args += ["--b", str(two_models / "b"), "--judge-model", "gpt-4o", "--base-url", server.base_url]
+    args += ["--max-cost-usd", "1e-9", "--out", str(two_models / "cli"), "-q"]
+    assert main(args) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "max_cost_usd" in err[0]

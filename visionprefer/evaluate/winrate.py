@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import LLMConfig
-from ..errors import ConfigError
+from ..errors import BudgetExceeded, ConfigError
 from ..llm import InvalidAnswer, extract_json
 from ..resources import data_path
 from ..rundir import atomic_write_text, write_jsonl
@@ -104,8 +104,11 @@ def judge_pairs(
                 )
                 result = await llm.call(request, validate=validate_pairwise)
                 answers.append(result.value if result.ok else None)
-                if not result.ok and result.kind in ("budget",):
-                    raise ConfigError("eval winrate: max_cost_usd reached")
+                if not result.ok and result.kind == "budget":
+                    raise BudgetExceeded(
+                        f"eval winrate: max_cost_usd {llm_config.max_cost_usd:g} reached; raise it and rerun "
+                        "(answers so far are cached)"
+                    )
             first = stats.model_from_position(answers[0], a_shown_first=True)
             second = stats.model_from_position(answers[1], a_shown_first=False)
             outcome = int(stats.outcome_from_two_orders(first, second))
