@@ -189,6 +189,30 @@ def test_pairwise_answers_tolerant_on_form_strict_on_content():
             validate_pairwise(text)
 
 
+def test_cq_scorer_nan_items_are_left_out_and_counted(tmp_path, capsys):
+    """CQ is NaN for a prompt that names no detectable object: such prompts decide nothing, are counted per
+    pair, and the run does not crash."""
+    prompts = ["two dogs and a cat", "a beautiful sunset", "a red car", "a calm sea at dawn"]
+    (tmp_path / "p.txt").write_text("\n".join(prompts) + "\n")
+    items = [(f"{i:05d}.png", p) for i, p in enumerate(prompts)]
+    generate_images("tiny-sd15", items, tmp_path / "a", progress=False)
+    generate_images("tiny-sd21", items, tmp_path / "b", progress=False)
+    out = tmp_path / "o"
+    args = ["eval", "winrate", "--prompts", str(tmp_path / "p.txt"), "--a", str(tmp_path / "a")]
+    args += ["--b", str(tmp_path / "b"), "--scorer", "cq", "--scorer-model", "tiny-yolos", "--out", str(out)]
+    assert main(args) == 0
+    summary = _summary(out)
+    rows = [json.loads(line) for line in (out / "winrate_items.jsonl").read_text().splitlines()]
+    nan = [r for r in rows if r["outcome"] is None]
+    assert {r["prompt"] for r in nan} == {"a beautiful sunset", "a calm sea at dawn"}
+    assert all(r["excluded"] == "score undefined (NaN)" and r["score_a"] is None for r in nan)
+    assert summary["excluded_nan"] == {"A vs B": 2}
+    s = summary["pairs"]["A vs B"]
+    assert s["n"] == 2 and s["wins"] + s["ties"] + s["losses"] == 2
+    assert "A vs B: 2 prompt(s) left out, a score is undefined (NaN)" in capsys.readouterr().out
+    assert "2 prompt(s) left out" in (out / "winrate.md").read_text()
+
+
 def test_judge_budget_limit_is_budget_exceeded_exit_3(two_models, fake_llm, capsys):
     from visionprefer.config import LLMConfig
     from visionprefer.errors import BudgetExceeded
