@@ -175,12 +175,23 @@ def run_hpsv2(
             scores += got["hpsv2"].tolist()  # already 100 x cosine
         for i, score in zip(usable, scores, strict=True):
             rows.append(
-                {"style": s, "index": i, "prompt": prompts[s][i], "image": found.name(rels[s][i]), "score": score}
+                {
+                    "style": s,
+                    "index": i,
+                    "prompt": prompts[s][i],
+                    "image": found.name(rels[s][i]),
+                    "score": score,
+                }
             )
         for r in rels[s]:
             if r in found.skipped:
                 rows.append(
-                    {"style": s, "index": int(Path(r).stem), "image": found.name(r), "skipped": found.skipped[r]}
+                    {
+                        "style": s,
+                        "index": int(Path(r).stem),
+                        "image": found.name(r),
+                        "skipped": found.skipped[r],
+                    }
                 )
         if scores:
             stats[s] = style_statistics(scores, chunk)

@@ -274,7 +274,13 @@ def scorer_provenance(scorer: Any) -> dict[str, Any]:
             entry["tokenizer"] = tokenizer_entry(embedder.tokenizer, embedder.max_length)
         return entry
     name = getattr(scorer, "model_id", None) or getattr(scorer, "__name__", None) or type(scorer).__name__
-    return {"scorer": str(name), "version": None, "checkpoint": None, "preprocessing": None, "tokenizer": None}
+    return {
+        "scorer": str(name),
+        "version": None,
+        "checkpoint": None,
+        "preprocessing": None,
+        "tokenizer": None,
+    }
 
 
 def summary_provenance(scorers: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
