@@ -95,3 +95,67 @@ def test_unknown_style_and_missing_style_folder_are_one_line(tmp_path, capsys):
         == 2
     )
     assert "has no folder for style(s) ['anime']" in capsys.readouterr().err
+
+
+MODEL_INFO = {
+    "id": "tiny-sd15",
+    "revision": None,
+    "pipeline": "StableDiffusionPipeline",
+    "scheduler": "DDIMScheduler",
+    "steps": 2,
+    "guidance_scale": 7.5,
+    "height": 64,
+    "width": 64,
+    "seed_rule": "derive_seed(0, relative path, 0)",
+    "dtype": "float32",
+}
+
+
+def test_a_limited_run_ending_in_a_partial_chunk_writes_no_invalid_submission(tmp_path):
+    """--limit 3 with 2-image chunks ends each style in a partial chunk: the style means (means of chunk
+    means) then no longer average to the overall mean, which `leaderboard validate` rejects. A limited run
+    is not the benchmark, so its submission is refused with one line instead."""
+    from PIL import Image
+
+    from visionprefer.errors import ConfigError
+    from visionprefer.evaluate.hpsv2 import STYLES, run_hpsv2
+    from visionprefer.leaderboard.from_eval import write_eval_submission
+
+    bench, images = tmp_path / "bench", tmp_path / "images"
+    bench.mkdir()
+    rng = np.random.default_rng(0)
+    for style in STYLES:
+        (bench / f"{style}.json").write_text(json.dumps([f"a {style} cat {i}" for i in range(5)]))
+        (images / style).mkdir(parents=True)
+        for i in range(3):
+            pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(images / style / f"{i:05d}.jpg")
+    out = tmp_path / "o"
+    summary = run_hpsv2(
+        out, images=images, benchmark_dir=bench, limit=3, chunk=2, checkpoint=str(TINY), progress=False
+    )
+    with pytest.raises(ConfigError, match=r"--limit 3 scores only the first 3 of 5 prompts per style"):
+        write_eval_submission("hpsv2", {**summary, "model": MODEL_INFO}, out, out / "submission.json")
+    assert not (out / "submission.json").exists()
+    assert summary["complete"] is False and summary["limit"] == 3
+    assert summary["prompts_per_style"] == dict.fromkeys(STYLES, 3)
+    assert summary["benchmark_prompts_per_style"] == dict.fromkeys(STYLES, 5)
+
+
+def test_eval_hpsv2_limit_with_submission_is_refused_before_any_work(tmp_path, capsys):
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    for style in ("anime", "concept-art", "paintings", "photo"):
+        (bench / f"{style}.json").write_text(json.dumps([f"a {style} cat {i}" for i in range(3)]))
+    out = tmp_path / "o"
+    args = ["eval", "hpsv2", "--model", "tiny-sd15", "--out", str(out), "--benchmark-dir", str(bench)]
+    args += ["--checkpoint", str(TINY), "--limit", "1", "--submission", str(out / "s.json"), "-q"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--submission needs the whole HPS v2 benchmark" in err[0]
+    assert "drop --limit, or drop --submission" in err[0]
+    assert not out.exists()  # nothing generated, nothing scored
+    # The whole (here: three-prompt) benchmark does give a valid submission.
+    args = [a for a in args if a not in ("--limit", "1")]
+    assert main(args) == 0
+    assert main(["leaderboard", "validate", str(out / "s.json")]) == 0

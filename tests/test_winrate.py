@@ -187,3 +187,45 @@ def test_pairwise_answers_tolerant_on_form_strict_on_content():
     for text in ('{"winner": "both", "explanation": "x"}', '{"explanation": "x"}', "I cannot decide."):
         with pytest.raises(InvalidAnswer):
             validate_pairwise(text)
+
+
+def test_cq_scorer_nan_items_are_left_out_and_counted(tmp_path, capsys):
+    """CQ is NaN for a prompt that names no detectable object: such prompts decide nothing, are counted per
+    pair, and the run does not crash."""
+    prompts = ["two dogs and a cat", "a beautiful sunset", "a red car", "a calm sea at dawn"]
+    (tmp_path / "p.txt").write_text("\n".join(prompts) + "\n")
+    items = [(f"{i:05d}.png", p) for i, p in enumerate(prompts)]
+    generate_images("tiny-sd15", items, tmp_path / "a", progress=False)
+    generate_images("tiny-sd21", items, tmp_path / "b", progress=False)
+    out = tmp_path / "o"
+    args = ["eval", "winrate", "--prompts", str(tmp_path / "p.txt"), "--a", str(tmp_path / "a")]
+    args += ["--b", str(tmp_path / "b"), "--scorer", "cq", "--scorer-model", "tiny-yolos", "--out", str(out)]
+    assert main(args) == 0
+    summary = _summary(out)
+    rows = [json.loads(line) for line in (out / "winrate_items.jsonl").read_text().splitlines()]
+    nan = [r for r in rows if r["outcome"] is None]
+    assert {r["prompt"] for r in nan} == {"a beautiful sunset", "a calm sea at dawn"}
+    assert all(r["excluded"] == "score undefined (NaN)" and r["score_a"] is None for r in nan)
+    assert summary["excluded_nan"] == {"A vs B": 2}
+    s = summary["pairs"]["A vs B"]
+    assert s["n"] == 2 and s["wins"] + s["ties"] + s["losses"] == 2
+    assert "A vs B: 2 prompt(s) left out, a score is undefined (NaN)" in capsys.readouterr().out
+    assert "2 prompt(s) left out" in (out / "winrate.md").read_text()
+
+
+def test_judge_budget_limit_is_budget_exceeded_exit_3(two_models, fake_llm, capsys):
+    from visionprefer.config import LLMConfig
+    from visionprefer.errors import BudgetExceeded
+    from visionprefer.evaluate.winrate import run_winrate
+
+    server = fake_llm(responder="pairwise")
+    judge = LLMConfig(model="gpt-4o", base_url=server.base_url, concurrency=1, max_cost_usd=1e-9)
+    models = {"A": two_models / "a", "B": two_models / "b"}
+    with pytest.raises(BudgetExceeded, match="max_cost_usd"):
+        run_winrate(two_models / "p.txt", models, two_models / "lib", judge=judge)
+    args = ["eval", "winrate", "--prompts", str(two_models / "p.txt"), "--a", str(two_models / "a")]
+    args += ["--b", str(two_models / "b"), "--judge-model", "gpt-4o", "--base-url", server.base_url]
+    args += ["--max-cost-usd", "1e-9", "--out", str(two_models / "cli"), "-q"]
+    assert main(args) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "max_cost_usd" in err[0]

@@ -154,6 +154,9 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--api-key-env", default="OPENAI_API_KEY")
     sp.add_argument("--concurrency", type=int, default=8)
     sp.add_argument(
+        "--max-cost-usd", type=float, metavar="USD", help="the judge's spending limit (exit 3 when reached)"
+    )
+    sp.add_argument(
         "--scorer", choices=["clip", "aesthetic", "pickscore", "hpsv2", "cq"], help="reward scorer instead"
     )
     sp.add_argument("--scorer-model", help="the scorer's model id")
@@ -401,6 +404,7 @@ def _run_eval(args: argparse.Namespace) -> int:
                 api_key_env=args.api_key_env,
                 concurrency=args.concurrency,
                 max_tokens=300,
+                max_cost_usd=args.max_cost_usd,
             )
         summary = run_winrate(
             args.prompts,
@@ -452,6 +456,7 @@ def _run_eval(args: argparse.Namespace) -> int:
             steps=args.steps,
             guidance_scale=args.guidance_scale,
             progress=progress,
+            submission=bool(args.submission),
         )
         for style, row in summary["styles"].items():
             _say(args, f"{style:<12} {row['mean']:.2f} ± {row['std']:.4f}  ({row['n_images']} images)")

@@ -58,6 +58,30 @@ def style_statistics(scores: list[float], chunk: int = CHUNK) -> dict[str, float
     return {"mean": float(np.mean(means)), "std": float(np.std(means)), "n_images": len(arr)}
 
 
+def incomplete_reason(summary: dict[str, Any]) -> str | None:
+    """Why a run is not the whole benchmark, as the one line that refuses its leaderboard submission; None
+    for a complete run (every style, every prompt of each). A summary without coverage fields (written
+    before they existed) counts as complete."""
+    styles = list(summary.get("styles") or {})
+    missing = [s for s in STYLES if s not in styles]
+    used = summary.get("prompts_per_style") or {}
+    total = summary.get("benchmark_prompts_per_style") or {}
+    cut = {s: (used[s], total[s]) for s in used if s in total and used[s] < total[s]}
+    if cut:
+        n, of = next(iter(cut.values()))
+        return (
+            f"--submission needs the whole HPS v2 benchmark, but --limit {summary.get('limit')} scores only the "
+            f"first {n} of {of} prompts per style, which is not comparable on a leaderboard; drop --limit, or "
+            "drop --submission to get the limited numbers"
+        )
+    if used and missing:
+        return (
+            f"--submission needs all four HPS v2 styles, but style(s) {missing} were not run; drop --styles, "
+            "or drop --submission"
+        )
+    return None
+
+
 def run_hpsv2(
     out_dir: str | Path,
     *,
@@ -76,9 +100,13 @@ def run_hpsv2(
     steps: int | None = None,
     guidance_scale: float = 7.5,
     progress: bool = True,
+    submission: bool = False,
 ) -> dict[str, Any]:
+    """Score the benchmark's images; ``submission=True`` (``--submission``) refuses a limited run up front,
+    before any image is generated or scored (see :func:`incomplete_reason`)."""
     from ..scorers.hpsv2 import HPSv2Scorer
     from .images import generate_images, read_image_dir
+    from .provenance import summary_provenance
     from .score import score_images
 
     if (images is None) == (model is None):
@@ -89,7 +117,16 @@ def run_hpsv2(
     if unknown:
         raise ConfigError(f"--styles: unknown style(s) {unknown}; the benchmark has {', '.join(STYLES)}")
     out = Path(out_dir)
-    prompts = {s: load_benchmark_prompts(s, benchmark_dir)[:limit] for s in styles}
+    full = {s: load_benchmark_prompts(s, benchmark_dir) for s in styles}
+    prompts = {s: full[s][:limit] for s in styles}
+    coverage = {
+        "limit": limit,
+        "prompts_per_style": {s: len(prompts[s]) for s in styles},
+        "benchmark_prompts_per_style": {s: len(full[s]) for s in styles},
+    }
+    coverage["complete"] = incomplete_reason({**coverage, "styles": dict.fromkeys(styles)}) is None
+    if submission and not coverage["complete"]:
+        raise ConfigError(incomplete_reason({**coverage, "styles": dict.fromkeys(styles)}))
     rels = {s: [f"{s}/{i:05d}.jpg" for i in range(len(prompts[s]))] for s in styles}
     model_meta = None
     if model is not None:
@@ -138,11 +175,24 @@ def run_hpsv2(
             scores += got["hpsv2"].tolist()  # already 100 x cosine
         for i, score in zip(usable, scores, strict=True):
             rows.append(
-                {"style": s, "index": i, "prompt": prompts[s][i], "image": rels[s][i], "score": score}
+                {
+                    "style": s,
+                    "index": i,
+                    "prompt": prompts[s][i],
+                    "image": found.name(rels[s][i]),
+                    "score": score,
+                }
             )
         for r in rels[s]:
             if r in found.skipped:
-                rows.append({"style": s, "index": int(Path(r).stem), "image": r, "skipped": found.skipped[r]})
+                rows.append(
+                    {
+                        "style": s,
+                        "index": int(Path(r).stem),
+                        "image": found.name(r),
+                        "skipped": found.skipped[r],
+                    }
+                )
         if scores:
             stats[s] = style_statistics(scores, chunk)
         all_scores += scores
@@ -162,6 +212,8 @@ def run_hpsv2(
         "scorer": scorer.info,
         "model": model_meta,
         "images": str(root),
+        **coverage,
+        "provenance": summary_provenance({"hpsv2": scorer}),
     }
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(out / "hpsv2_items.jsonl", rows)

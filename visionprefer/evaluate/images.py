@@ -24,6 +24,18 @@ class ImageSet:
     root: Path
     files: dict[str, Path] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    checked: dict[str, Path] = field(default_factory=dict)  # every relative path -> the file looked at
+
+    def name(self, rel: str) -> str:
+        """The image's file name as found on disk, relative to the root (``00000.jpg`` where the layout
+        names ``00000.png``); the layout's name for a missing image."""
+        path = self.checked.get(rel)
+        if path is None:
+            return rel
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return str(path)
 
     def skip_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -64,6 +76,7 @@ def read_image_dir(root: str | Path, relpaths: Sequence[str]) -> ImageSet:
                 if alt.exists():
                     path = alt
                     break
+        out.checked[rel] = path
         problem = check_image(path)
         if problem:
             out.skipped[rel] = problem

@@ -135,6 +135,7 @@ def run_score(
 ) -> dict[str, Any]:
     from ..scorers import clip_score_mean
     from .images import generate_images, read_image_dir
+    from .provenance import summary_provenance
 
     if (images is None) == (model is None):
         raise ConfigError(
@@ -192,13 +193,13 @@ def run_score(
         {
             "index": i,
             "prompt": prompts[i],
-            "image": rels[i],
+            "image": found.name(rels[i]),
             **{n: None if np.isnan(values[n][k]) else values[n][k] for n in scorers},
         }
         for k, i in enumerate(usable)
     ]
     items += [
-        {"index": i, "prompt": prompts[i], "image": rels[i], "skipped": found.skipped[rels[i]]}
+        {"index": i, "prompt": prompts[i], "image": found.name(r), "skipped": found.skipped[r]}
         for i, r in enumerate(rels)
         if r in found.skipped
     ]
@@ -219,12 +220,17 @@ def run_score(
         "n_scored": len(usable),
         "skipped": found.skip_counts(),
         "means": means,
-        "models": {
-            name: getattr(s, "model_id", None) or getattr(s, "head_name", None) for name, s in scorers.items()
-        },
+        "models": {},
         "model": model_meta,
         "images": str(images),
+        "provenance": summary_provenance(scorers),
     }
+    for name, s in scorers.items():  # a model id where there is one, else the scorer's provenance entry
+        summary["models"][name] = (
+            getattr(s, "model_id", None)
+            or getattr(s, "head_name", None)
+            or summary["provenance"]["scorers"][name]
+        )
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(out / "score_items.jsonl", items)
     atomic_write_text(out / "score_summary.json", json.dumps(summary, indent=2) + "\n")

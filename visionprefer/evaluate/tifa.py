@@ -485,6 +485,15 @@ class EmbeddingSimilarity:
         self._vectors: dict[str, Any] = {}
 
     @property
+    def loaded(self) -> bool:
+        """Whether the embedding model was loaded (it is not when every answer matched a choice)."""
+        return self._embedder is not None
+
+    @property
+    def loaded_embedder(self) -> Any:
+        return self._embedder
+
+    @property
     def embedder(self) -> Any:
         if self._embedder is None:
             from ..models.text_embed import SentenceEmbedder
@@ -680,6 +689,14 @@ def _describe(component: Any) -> str:
     )
 
 
+def _image_name(path: Path, source: str) -> str:
+    """An image file's name as found on disk: relative to the images folder, else the path as given."""
+    try:
+        return Path(path).relative_to(Path(source)).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def run_tifa(
     out_dir: str | os.PathLike,
     *,
@@ -707,6 +724,7 @@ def run_tifa(
     Generated images go to ``<out>/images/<caption id>.png`` (resumable)."""
     from ..rundir import atomic_write_text, write_jsonl
     from ..scorers.vqa import DEFAULT_VQA
+    from .provenance import summary_provenance
 
     if (images is None) == (model is None):
         raise ConfigError(
@@ -754,15 +772,27 @@ def run_tifa(
             f"eval tifa: no question could be scored (skipped questions: {summary['skipped_questions']}); "
             f"images are read as <folder>/<caption id>.png or from a JSON map ({found.source})"
         )
+    url = os.fspath(questions) if questions is not None else tifa_spec()["files"]["question_answers"]["url"]
     summary.update(
-        questions={"source": qs.source, "sha256": qs.sha256, "rows": qs.rows, "limit": limit},
+        questions={
+            "source": qs.source,
+            "url": url if url.startswith(("http://", "https://")) else None,
+            "sha256": qs.sha256,
+            "rows": qs.rows,
+            "limit": limit,
+        },
         vqa_model=_describe(answerer),
         similarity_model=_describe(sim),
         model=model_meta,
         images=found.source,
+        provenance=summary_provenance({"vqa": answerer, "similarity": sim}),
     )
+    names = {cid: _image_name(path, found.source) for cid, path in found.files.items()}
     out.mkdir(parents=True, exist_ok=True)
-    write_jsonl(out / ITEMS_FILE, result.all_items())
+    write_jsonl(
+        out / ITEMS_FILE,
+        [{**r, "image": names.get(r.get("caption_id"))} for r in result.all_items()],
+    )
     atomic_write_text(out / RESULT_FILE, result.official_json())
     atomic_write_text(out / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     return summary

@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from ..config import LLMConfig
-from ..errors import ConfigError
+from ..errors import BudgetExceeded, ConfigError
 from ..llm import InvalidAnswer, extract_json
 from ..resources import data_path
 from ..rundir import atomic_write_text, write_jsonl
 
 WINNERS = ("A", "B", "tie")
+GUIDE = "annotation_guides/pairwise.md"
+NAN_EXCLUDED = "score undefined (NaN)"
 
 
 def pairwise_schema() -> dict[str, Any]:
@@ -84,7 +86,7 @@ def judge_pairs(
     from ..llm import LLMClient, chat_request, run_bounded
     from . import stats
 
-    guide = data_path("annotation_guides/pairwise.md").read_text(encoding="utf-8")
+    guide = data_path(GUIDE).read_text(encoding="utf-8")
     results: dict[int, dict[str, Any]] = {}
 
     async def main() -> None:
@@ -103,8 +105,11 @@ def judge_pairs(
                 )
                 result = await llm.call(request, validate=validate_pairwise)
                 answers.append(result.value if result.ok else None)
-                if not result.ok and result.kind in ("budget",):
-                    raise ConfigError("eval winrate: max_cost_usd reached")
+                if not result.ok and result.kind == "budget":
+                    raise BudgetExceeded(
+                        f"eval winrate: max_cost_usd {llm_config.max_cost_usd:g} reached; raise it and rerun "
+                        "(answers so far are cached)"
+                    )
             first = stats.model_from_position(answers[0], a_shown_first=True)
             second = stats.model_from_position(answers[1], a_shown_first=False)
             outcome = int(stats.outcome_from_two_orders(first, second))
@@ -137,8 +142,11 @@ def run_winrate(
     device: str = "auto",
 ) -> dict[str, Any]:
     """Compare the image folders of ``models`` (name -> folder) on the prompts of ``prompts_file``."""
+    import math
+
     from . import stats
     from .images import read_image_dir
+    from .provenance import judge_provenance, summary_provenance
     from .score import build_scorers, read_prompt_list, score_images
 
     if len(models) < 2:
@@ -164,6 +172,8 @@ def run_winrate(
             "aesthetic_clip_model": None,
             "pickscore_model": scorer_model or "yuvalkirstain/PickScore_v1",
             "pickscore_processor": None if scorer_model else "laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
+            "hpsv2_checkpoint": scorer_model,
+            "cq_model": scorer_model or "hustvl/yolos-tiny",
         }
         model = build_scorers([scorer], device=device, **kwargs)
         for name in names:
@@ -172,13 +182,25 @@ def run_winrate(
     items: list[dict[str, Any]] = []
     battles: list[tuple[str, str, str]] = []
     pair_summaries = {}
+    excluded: dict[str, int] = {}
     for a, b in combinations(names, 2):
         if scorer is not None:
+            # A NaN score (CQ for a prompt that names no detectable object) decides nothing: that prompt is
+            # left out of this pair's comparisons and counted.
             outcomes = [
-                int(stats.outcome_from_scores(x, y, tie_tolerance))
+                None
+                if math.isnan(x) or math.isnan(y)
+                else int(stats.outcome_from_scores(x, y, tie_tolerance))
                 for x, y in zip(scores[a], scores[b], strict=True)
             ]
-            records = [{"score_a": sa, "score_b": sb} for sa, sb in zip(scores[a], scores[b], strict=True)]
+            records = [
+                {
+                    "score_a": None if math.isnan(sa) else sa,
+                    "score_b": None if math.isnan(sb) else sb,
+                    **({"excluded": NAN_EXCLUDED} if math.isnan(sa) or math.isnan(sb) else {}),
+                }
+                for sa, sb in zip(scores[a], scores[b], strict=True)
+            ]
         else:
             records = judge_pairs(
                 [prompts[i] for i in shared],
@@ -190,9 +212,23 @@ def run_winrate(
             )
             outcomes = [r["outcome"] for r in records]
         for i, o, r in zip(shared, outcomes, records, strict=True):
-            items.append({"index": i, "prompt": prompts[i], "model_a": a, "model_b": b, "outcome": o, **r})
-            battles.append((a, b, "model_a" if o > 0 else "model_b" if o < 0 else "tie"))
-        pair_summaries[f"{a} vs {b}"] = stats.win_rate_summary(outcomes, n_bootstrap=n_bootstrap, seed=seed)
+            items.append(
+                {
+                    "index": i,
+                    "prompt": prompts[i],
+                    "model_a": a,
+                    "model_b": b,
+                    "image_a": sets[a].name(rels[i]),
+                    "image_b": sets[b].name(rels[i]),
+                    "outcome": o,
+                    **r,
+                }
+            )
+            if o is not None:
+                battles.append((a, b, "model_a" if o > 0 else "model_b" if o < 0 else "tie"))
+        decided = [o for o in outcomes if o is not None]
+        excluded[f"{a} vs {b}"] = len(outcomes) - len(decided)
+        pair_summaries[f"{a} vs {b}"] = stats.win_rate_summary(decided, n_bootstrap=n_bootstrap, seed=seed)
     summary: dict[str, Any] = {
         "benchmark": "winrate",
         "models": {n: str(p) for n, p in models.items()},
@@ -202,9 +238,15 @@ def run_winrate(
         "n_prompts": len(prompts),
         "n_compared": len(shared),
         "skipped_prompts": skipped,
+        "excluded_nan": excluded if scorer is not None else {},
         "pairs": pair_summaries,
+        "provenance": summary_provenance(
+            {scorer: model[scorer]} if scorer is not None else {},
+            preferences="scorer" if scorer is not None else "judge",
+            judge=judge_provenance(judge, GUIDE) if judge is not None else None,
+        ),
     }
-    if len(names) > 2:
+    if len(names) > 2 and battles:
         summary["bradley_terry"] = stats.bradley_terry(battles, n_bootstrap=n_bootstrap, seed=seed)
         summary["elo"] = stats.online_elo(battles)
     out.mkdir(parents=True, exist_ok=True)
@@ -237,6 +279,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
         f"# Win rates ({source})",
         "",
         f"{summary['n_compared']} prompts compared ({summary['skipped_prompts']} skipped: an image missing).",
+        *_excluded_lines(summary),
         "",
         "| pair | W | T | L | win rate | bootstrap 95% CI | decisive | Wilson 95% CI |",
         "|---|---|---|---|---|---|---|---|",
@@ -247,7 +290,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
         wl, wh = d.get("wilson_ci") or (None, None)
         bl, bh = d.get("bootstrap_ci") or (None, None)
         lines.append(
-            f"| {name} | {d['wins']} | {d['ties']} | {d['losses']} | {d['win_rate']:.3f} | "
+            f"| {name} | {d['wins']} | {d['ties']} | {d['losses']} | {_rate(d['win_rate'])} | "
             f"{_ci(bl, bh)} | {'–' if dec is None else f'{dec:.3f}'} | {_ci(wl, wh)} |"
         )
     ratings = summary.get("bradley_terry") or {}
@@ -270,10 +313,19 @@ def render_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _excluded_lines(summary: dict[str, Any]) -> list[str]:
+    """A note per pair that left prompts out because a score was NaN (CQ: no detectable object named)."""
+    return [
+        f"{name}: {n} prompt(s) left out, a score is undefined (NaN)"
+        for name, n in (summary.get("excluded_nan") or {}).items()
+        if n
+    ]
+
+
 def console_lines(summary: dict[str, Any]) -> list[str]:
     """What ``eval winrate`` prints: each pair's counts and win rate with its bootstrap interval, then the
     Bradley–Terry ratings with theirs (more than two models)."""
-    lines = []
+    lines = _excluded_lines(summary)
     for name, s in summary["pairs"].items():
         d = _plain(s) if not isinstance(s, dict) else s
         bl, bh = d.get("bootstrap_ci") or (None, None)
@@ -288,6 +340,10 @@ def console_lines(summary: dict[str, Any]) -> list[str]:
             f"({d['n_battles']} battles)"
         )
     return lines
+
+
+def _rate(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
 
 
 def _ci_1(lo: float | None, hi: float | None) -> str:
@@ -313,6 +369,8 @@ def _chart(summary: dict[str, Any], path: Path) -> None:
     for y, name in enumerate(names):
         d = summary["pairs"][name]
         d = d if isinstance(d, dict) else _plain(d)
+        if d["win_rate"] is None:  # no decided prompt (every score NaN): no bar
+            continue
         lo, hi = d.get("bootstrap_ci") or (d["win_rate"], d["win_rate"])
         ax.barh(y, d["win_rate"], color="#4c78a8")
         ax.plot([lo, hi], [y, y], color="black")

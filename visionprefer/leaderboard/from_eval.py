@@ -38,6 +38,11 @@ def _score_entry(s: dict[str, Any], out: Path) -> dict[str, Any]:
 
 
 def _hpsv2_entry(s: dict[str, Any], out: Path) -> dict[str, Any]:
+    from ..evaluate.hpsv2 import incomplete_reason
+
+    reason = incomplete_reason(s)
+    if reason is not None:
+        raise ConfigError(reason)
     return {
         "metric_version": s["version"],
         "evaluators": {"reward_model": s.get("reward_model", "xswu/HPSv2")},

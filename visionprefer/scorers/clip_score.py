@@ -52,6 +52,7 @@ class CLIPScorer:
         from transformers import AutoProcessor, CLIPModel
 
         self.model_id = model_id
+        self.processor_id = processor_id
         self.batch_size = check_batch_size(batch_size)
         path = resolve_model_path(model_id)
         try:

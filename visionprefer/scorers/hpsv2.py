@@ -484,6 +484,7 @@ class HPSv2Scorer:
         self.device = resolve_device(device)
         self.model = model.to(self.device)
         self.checkpoint = source
+        self.checkpoint_path = path  # the file loaded (the Hub cache's copy for a download)
         self.image_size = int(model.config.vision_config.image_size)
         self.context_length = int(model.config.text_config.max_position_embeddings)
         self.embedding_dim = int(model.config.projection_dim)
