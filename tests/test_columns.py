@@ -111,3 +111,15 @@ def test_the_card_template_refuses_missing_values():
 
     with pytest.raises(jinja2.UndefinedError):
         card_template().render(card_data="license: other")
+
+
+def test_the_format_page_lists_the_same_columns():
+    """docs/dataset-format.md describes the columns at more length; it names the same ones, in order."""
+    import re
+
+    doc = (REPO / "docs" / "dataset-format.md").read_text(encoding="utf-8")
+    for name in CONFIG_NAMES:
+        section = doc.split(f"## Config `{name}`", 1)[1].split("\n## ", 1)[0]
+        cells = re.findall(r"^\| (`[^|]+`) \|", section, re.M)
+        listed = [n for cell in cells for n in re.findall(r"`([^`]+)`", cell)]
+        assert listed == [c.name for c in columns(name)], name

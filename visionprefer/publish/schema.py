@@ -84,6 +84,7 @@ class Column:
 
 
 def _c(config: str, rows: list[tuple[Any, ...]]) -> tuple[Column, ...]:
+    """One config's columns, in order, each row ``(name, type, description[, source[, only_with]])``."""
     return tuple(Column(config, *row) for row in rows)
 
 
