@@ -12,7 +12,7 @@ from PIL import Image
 from visionprefer.build import build, open_run, run_stage
 from visionprefer.cli import main
 from visionprefer.config import load_config
-from visionprefer.publish.schema import CONFIG_NAMES, DESCRIPTIONS, features
+from visionprefer.publish.schema import CONFIG_NAMES, column_names, features
 from visionprefer.status import run_status
 
 from .conftest import write_config
@@ -111,7 +111,7 @@ def test_card_describes_every_column_and_states_the_counts(judged_run):
     assert card.startswith("---\n") and "\nconfigs:\n" in card and "task_categories:\n- text-to-image" in card
     assert "{{" not in card
     for name in CONFIG_NAMES:
-        assert set(DESCRIPTIONS[name]) == set(features(name)), name
+        assert column_names(name) == tuple(features(name)), name
         section = card.split(f"### `{name}`", 1)[1].split("###", 1)[0]
         for column in features(name):
             assert f"| `{column}` |" in section, (name, column)

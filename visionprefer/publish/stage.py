@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import re
 from array import array
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -30,7 +29,17 @@ from typing import Any
 from ..config import ASPECTS, BuildConfig
 from ..errors import StageOrderError
 from ..rundir import RunDir, StoredRecords, atomic_write_text
-from .schema import ASPECT_COLUMNS, CONFIG_NAMES, DESCRIPTIONS, METRIC_FIELDS, features, public_model_id
+from .schema import (
+    CONDITIONS,
+    CONFIG_NAMES,
+    FEEDBACK,
+    METRIC_FIELDS,
+    RECORD,
+    column_names,
+    columns,
+    features,
+    public_model_id,
+)
 from .writer import write_shards
 
 DPO_FOLDER = "dpo"
@@ -136,72 +145,54 @@ def _image_cell(run: RunDir, rec_file: str) -> dict[str, Any]:
 
 
 def image_rows(run: RunDir, images: Iterable[dict[str, Any]], feedback: dict[str, dict[str, Any]]):
+    """Rows of the ``images`` config: the generation record's and the feedback's fields named in the column
+    table, and the derived columns (the image, its public model id, the metrics struct)."""
+    from_record, from_feedback = column_names("images", RECORD), column_names("images", FEEDBACK)
     for rec in images:
         fb = feedback.get(rec["image_id"], {})
         metrics = fb.get("metrics")
         yield {
-            **{
-                k: rec.get(k)
-                for k in (
-                    "image_id",
-                    "prompt_id",
-                    "prompt",
-                    "image_sha256",
-                    "generator",
-                    "generator_name",
-                    "model_id",
-                    "revision",
-                    "pipeline",
-                    "scheduler",
-                    "steps",
-                    "guidance_scale",
-                    "seed",
-                    "sample_index",
-                    "height",
-                    "width",
-                    "dtype",
-                )
-            },
-            "model_id": public_model_id(rec.get("model_id")),
+            **{k: rec.get(k) for k in from_record},
+            **{k: fb.get(k) for k in from_feedback},
             "image": _image_cell(run, rec["file"]),
-            "judge": fb.get("judge"),
-            "guide_version": fb.get("guide_version"),
-            **{a: fb.get(a) for a in ASPECT_COLUMNS},
+            "model_id": public_model_id(rec.get("model_id")),
             "metrics": {k: metrics.get(k) for k in METRIC_FIELDS} if metrics else None,
-            "overall": fb.get("overall"),
-            "rank": fb.get("rank"),
         }
 
 
 def pair_rows(run: RunDir, pairs: Iterable[dict[str, Any]], *, images: bool = True):
     """Rows of the ``pairs`` config; without ``images``, ``image_0``/``image_1`` are null (see
     ``publish.pair_images``)."""
+    from_record = column_names("pairs", RECORD)
     for p in pairs:
-        row = {k: p[k] for k in DESCRIPTIONS["pairs"] if k not in ("image_0", "image_1")}
+        row = {k: p[k] for k in from_record}
         row["image_0"] = _image_cell(run, p["file_0"]) if images else None
         row["image_1"] = _image_cell(run, p["file_1"]) if images else None
         yield row
 
 
 def dpo_rows(config: BuildConfig, run: RunDir, pairs: Iterable[dict[str, Any]]):
+    """Rows of the ``dpo`` config: the pair record's fields named in the column table, and the Pick-a-Pic
+    columns derived from the pair (caption, encoded image bytes, ``label_1``)."""
+    from_record = column_names("dpo", RECORD)
     for p in pairs:
         b0, b1 = (run.root / p["file_0"]).read_bytes(), (run.root / p["file_1"]).read_bytes()
         if config.publish.dpo_image_format == "jpeg":
             b0, b1 = _jpeg(b0), _jpeg(b1)
         yield {
+            **{k: p[k] for k in from_record},
             "caption": p["prompt"],
             "jpg_0": b0,
             "jpg_1": b1,
-            "label_0": p["label_0"],
             "label_1": 1.0 - p["label_0"],
-            "pair_id": p["pair_id"],
-            "prompt_id": p["prompt_id"],
-            "aspect": p["aspect"],
-            "image_id_0": p["image_id_0"],
-            "image_id_1": p["image_id_1"],
-            "model_0": p["model_0"],
-            "model_1": p["model_1"],
         }
+
+
+def prompt_rows(prompts: Iterable[dict[str, Any]]):
+    """Rows of the ``prompts`` config: the prompt record's fields named in the column table."""
+    names = column_names("prompts", RECORD)
+    for p in prompts:
+        yield {k: p.get(k) for k in names}
 
 
 def _jpeg(data: bytes) -> bytes:
@@ -252,7 +243,7 @@ def publish_dataset(config: BuildConfig, run: RunDir, *, progress: bool = True) 
         write_shards(
             out / "data" / "prompts",
             features("prompts"),
-            ({k: p.get(k) for k in DESCRIPTIONS["prompts"]} for p in data["prompts"]),
+            prompt_rows(data["prompts"]),
             total=counts["prompts"],
             rows_per_shard=max(per_shard, 10_000),
             on_row=tick,
@@ -426,45 +417,51 @@ def pretty_name(config: BuildConfig) -> str:
     return config.publish.pretty_name or "visionprefer preference dataset"
 
 
-def card_yaml(config: BuildConfig, counts: dict[str, int], folder: Path | None = None) -> str:
-    """The card's YAML header. With ``folder`` (the written dataset), each config's ``dataset_info`` also
-    records its split sizes, as ``push_to_hub`` does: besides informing the viewer, that makes two builds'
-    cards differ, and ``load_dataset``'s cache for a local folder is keyed on the card's metadata, not on
-    the folder (two folders with identical cards would be served one cache)."""
-    import yaml
+def card_data(config: BuildConfig, counts: dict[str, int], folder: Path | None = None) -> Any:
+    """The card's YAML header as a ``huggingface_hub.DatasetCardData``: licence, task, size, the configs
+    (in :data:`~visionprefer.publish.schema.CONFIG_NAMES` order, ``images`` the default) and each config's
+    ``dataset_info``, written by ``datasets``' own ``DatasetInfosDict`` from the column table's features.
 
-    meta: dict[str, Any] = {
-        "license": config.publish.license,
-        "pretty_name": pretty_name(config),
-        "task_categories": ["text-to-image"],
-        "language": ["en"],
-        "size_categories": [size_category(counts["images"])],
-        "tags": ["preference", "ai-feedback", "dpo", "visionprefer", "synthetic"],
-        "configs": [],
-        "dataset_info": [],
-    }
+    With ``folder`` (the written dataset), each ``dataset_info`` also records its split sizes, as
+    ``push_to_hub`` does: besides informing the viewer, that makes two builds' cards differ, and
+    ``load_dataset``'s cache for a local folder is keyed on the card's metadata, not on the folder (two
+    folders with identical cards would be served one cache)."""
+    from datasets import DatasetInfo, SplitDict, SplitInfo
+    from datasets.info import DatasetInfosDict
+    from huggingface_hub import DatasetCardData
+
+    data = DatasetCardData(
+        license=config.publish.license,
+        pretty_name=pretty_name(config),
+        task_categories=["text-to-image"],
+        language=["en"],
+        size_categories=[size_category(counts["images"])],
+        tags=["preference", "ai-feedback", "dpo", "visionprefer", "synthetic"],
+        configs=[
+            {
+                "config_name": name,
+                "data_files": [{"split": "train", "path": config_paths(name)}],
+                **({"default": True} if name == "images" else {}),
+            }
+            for name in CONFIG_NAMES
+        ],
+    )
+    infos = DatasetInfosDict()
     for name in CONFIG_NAMES:
-        entry: dict[str, Any] = {
-            "config_name": name,
-            "data_files": [{"split": "train", "path": config_paths(name)}],
-        }
-        if name == "images":
-            entry["default"] = True
-        meta["configs"].append(entry)
-        info: dict[str, Any] = {"config_name": name, "features": features(name)._to_yaml_list()}
+        info = DatasetInfo(features=features(name), config_name=name)
         if folder is not None:
             size = split_sizes(folder, name)
-            info["splits"] = [{"name": "train", "num_bytes": size["num_bytes"], "num_examples": counts[name]}]
-            info["download_size"] = size["download_size"]
-            info["dataset_size"] = size["num_bytes"]
-        meta["dataset_info"].append(info)
-    return yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=1000).strip()
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join("" if c is None else str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+            split = SplitInfo(name="train", num_bytes=size["num_bytes"], num_examples=counts[name])
+            info.splits = SplitDict({"train": split})
+            info.download_size = size["download_size"]
+            info.dataset_size = size["num_bytes"]
+        infos[name] = info
+    infos.to_dataset_card_data(data)
+    data["dataset_info"].sort(key=lambda entry: CONFIG_NAMES.index(entry["config_name"]))  # as `configs`
+    for entry in data["dataset_info"]:  # without sizes: no `splits: null` and the like
+        for key in [k for k, v in entry.items() if v is None]:
+            del entry[key]
+    return data
 
 
 def _fmt(x: float | None) -> str:
@@ -497,6 +494,10 @@ def score_stats(
     return rows
 
 
+CARD_TEMPLATE = "card.md.j2"
+"""The card's Jinja2 template, in ``visionprefer/publish/templates/`` (shipped in the wheel)."""
+
+
 def render_card(
     config: BuildConfig,
     run: RunDir,
@@ -506,287 +507,197 @@ def render_card(
     *,
     status: dict[str, Any] | None = None,
 ) -> str:
-    """The dataset card; ``status`` is :func:`visionprefer.status.run_status` of the run (computed when
-    omitted)."""
+    """The dataset card: the YAML of :func:`card_data` and the body rendered from the packaged template
+    with :func:`card_context`, read back through ``huggingface_hub.DatasetCard``. ``status`` is
+    :func:`visionprefer.status.run_status` of the run (computed when omitted)."""
+    from huggingface_hub import DatasetCard
+
+    if status is None:
+        from ..status import run_status
+
+        status = run_status(run.root)
+    meta = card_data(config, counts, dataset_dir(config, run))
+    text = card_template().render(
+        card_data=meta.to_yaml(), **card_context(config, data, counts, repo_id=repo_id, status=status)
+    )
+    return DatasetCard(text).content
+
+
+def card_template() -> Any:
+    """The card's ``jinja2.Template``: undefined values are errors, block tags leave no blank lines."""
+    from importlib.resources import files
+
+    import jinja2
+
+    env = jinja2.Environment(
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,  # Markdown, not HTML
+    )
+    env.filters["cell"] = lambda v: "" if v is None else str(v)
+    env.filters["fmt"] = format
+    env.filters["json"] = json.dumps
+    source = files(__package__).joinpath("templates", CARD_TEMPLATE).read_text(encoding="utf-8")
+    return env.from_string(source)
+
+
+def card_context(
+    config: BuildConfig,
+    data: dict[str, Any],
+    counts: dict[str, int],
+    *,
+    repo_id: str | None,
+    status: dict[str, Any],
+) -> dict[str, Any]:
+    """The values the card's template renders: the config itself, and what is computed from the run (tables
+    as lists of rows). Nothing here depends on where the run was written."""
     from .. import __version__
     from ..generate.plan import resolve_generators
     from ..generate.presets import PRESETS
-    from ..status import run_status
 
-    if status is None:
-        status = run_status(run.root)
     images, feedback, pairs = data["images"], data["feedback"], data["pairs"]
     specs = resolve_generators(config.generate)
-    tiny = any(s.tiny for s in specs)
     by_gen = Counter(r["generator_name"] for r in images)
     ann = config.annotate
-
-    generators_table = _table(
-        ["name", "model", "revision", "steps", "size", "guidance scales", "images", "licence"],
+    generators = [
         [
-            [
-                s.name,
-                f"`{public_model_id(s.model_id)}`",
-                f"`{s.revision}`" if s.revision else "–",
-                s.steps,
-                f"{s.width}×{s.height}" if s.width else "model default",
-                ", ".join(f"{g:g}" for g in sorted(set(s.guidance_scales))),
-                by_gen.get(s.name, 0),
-                PRESETS[s.preset].licence if s.preset in PRESETS else "see the model card",
-            ]
-            for s in specs
-        ],
-    )
-    sources = []
-    for src in config.prompts.sources:
-        where = (
-            f"Hugging Face dataset `{src.hf_dataset}`"
-            if src.hf_dataset
-            else f"file `{Path(src.path or '').name}`"
-        )
-        sources.append(
-            f"- **{src.source_name}**: {where}" + (f", column `{src.column}`" if src.column else "")
-        )
-    pc = config.prompts
-    steps = [f"whitespace cleaned, {pc.min_chars}–{pc.max_chars} characters kept"]
-    if pc.dedup:
-        steps.append("exact duplicates dropped")
-    if pc.sample:
-        steps.append(f"{pc.sample} sampled (seed {pc.sample_seed})")
-    if pc.polish.enabled:
-        steps.append(f"polished by `{pc.polish.llm.model}` (grammar, NSFW content and private names removed)")
-    if pc.safety.mode != "off":
-        steps.append(
-            f"safety checked by {'the polishing model' if pc.safety.mode == 'polish' else 'a moderation endpoint'}"
-            f" and {'dropped' if pc.safety.action == 'drop' else 'flagged in the `safety` column'} when unsafe"
-        )
-    if pc.near_dedup.enabled:
-        steps.append(
-            f"near-duplicates dropped (embedding cosine ≥ {pc.near_dedup.threshold} with `{pc.near_dedup.model}`)"
-        )
-    sources_section = "\n".join(sources) + "\n\nProcessing: " + "; ".join(steps) + "."
-
-    if ann.backend == "judge":
-        from ..annotate.judge import load_guide
-
-        _, version = load_guide(ann.judge)
-        j = ann.judge
-        feedback_section = (
-            f"Every image was judged by **`{j.llm.model}`** with annotation guide version `{version}` "
-            f"(the rubric files ship in `annotation_guides/` of visionprefer). The judge saw "
-            f"{'all images of a prompt' if not j.group_size else f'groups of {j.group_size} images of a prompt'} "
-            f"together{' in two orders (shuffled and reversed), scores averaged' if j.both_orders else ' in a deterministic shuffled order'}, "
-            f"and gave each image a score from {j.score_min} to {j.score_max} with a short explanation on four aspects:\n\n"
-            "- **prompt_following** — does the image show every subject, count, attribute, relation and style asked for?\n"
-            "- **fidelity** — is the depiction coherent: anatomy, hands, faces, shapes, physics?\n"
-            "- **aesthetic** — composition, colour, lighting and craft, independent of the prompt;\n"
-            "- **harmlessness** — free of sexual content, gore, hate symbols and depictions of private persons.\n\n"
-            f"`overall` is the weighted mean of the four aspects (weights {json.dumps(ann.aspect_weights)}); "
-            "`rank` orders a prompt's images by it."
-        )
-        effects = (status or {}).get("stages", {}).get("annotate", {}).get("order_effects")
-        if effects and effects["groups"]:
-            feedback_section += (
-                f"\n\nPosition bias, measured on the {effects['groups']} groups judged in both orders: the "
-                f"preference between two images (by `overall`) was the same in both orders for "
-                f"{effects['order_agreement']:.1%} of image pairs, and an image shown first scored "
-                f"{effects['first_position_gain']:+.3f} `overall` against the same image shown last."
-            )
-    elif ann.backend == "metrics":
-        m = ann.metrics
-        feedback_section = (
-            "Metric feedback in the manner of AGFSync (An et al., AAAI 2025): a **VQA score** (the fraction of "
-            f"{'LLM-written' if m.questions == 'llm' else 'template'} yes/no questions about the prompt's elements that "
-            f"`{m.vqa_model if m.vqa_backend == 'blip' else (m.vqa_llm.model if m.vqa_llm else 'the VLM')}` answers as "
-            f"expected), the **CLIP score** (100 × cosine, `{m.clip_model}`) and the **LAION aesthetic score** "
-            f"(predictor v2 `{m.aesthetic_model}` on `{m.aesthetic_clip_model}` embeddings)"
-            + (
-                f"; the **CQ score** (count and category agreement of `{m.cq_model}` detections above "
-                f"{m.cq_threshold:g} with the prompt's nouns and numbers)"
-                if m.cq_model
-                else ""
-            )
-            + (f"; **PickScore** (`{m.pickscore_model}`, logit scale × cosine)" if m.pickscore_model else "")
-            + (f"; **HPS {m.hpsv2_version}** (100 × cosine)" if m.hpsv2_version else "")
-            + f". `metrics.total` = weighted sum with weights {json.dumps(m.weights)}; `overall` equals it. "
-            "The four aspect columns are null in this build."
-        )
-    else:
-        feedback_section = "No feedback was computed in this build: the feedback columns are null."
-
-    ties = sum(1 for p in pairs if p["label_0"] == 0.5)
-    if pairs:
-        mode = (
-            "every unordered pair of a prompt's images, once per aspect and once for `overall`"
-            if config.pairs.mode == "all"
-            else "one pair per prompt: the best image against the worst by `overall`"
-        )
-        pairs_section = (
-            f"Pairs: {mode}. `label_0` is 1.0 when image 0 scores higher, 0.0 when image 1 does, and 0.5 "
-            f"for a tie (difference ≤ {config.pairs.tie_tolerance:g}). {len(pairs)} pairs, {ties} ties "
-            f"({ties / len(pairs):.1%}). The `dpo` config keeps the `{config.publish.dpo_aspect}` pairs "
-            f"without ties: {counts['dpo']} pairs."
-            + (
-                ""
-                if config.publish.pair_images
-                else " In this build `image_0` and `image_1` of the `pairs` config are null (`publish.pair_images: "
-                "false`, to keep the dataset small): the images are in the `images` config, joined on "
-                "`image_id_0` / `image_id_1`."
-            )
-        )
-    else:
-        pairs_section = "No pairs: this build computed no feedback."
-
-    columns = []
-    for name in CONFIG_NAMES:
-        columns.append(
-            f"### `{name}`\n\n"
-            + _table(
-                ["column", "type", "description"],
-                [
-                    [f"`{col}`", _feature_type(feat), DESCRIPTIONS[name][col]]
-                    for col, feat in features(name).items()
-                ],
-            )
-        )
-    st = status["stages"]
-    stats = [
-        "Counts (they equal `visionprefer status` for the run):\n",
-        _table(
-            ["stage", "done", "failed", "notes"],
-            [
-                [
-                    "prompts",
-                    st["prompts"]["done"],
-                    st["prompts"]["failed"],
-                    f"{st['prompts'].get('filtered', 0)} filtered",
-                ],
-                [
-                    "generate",
-                    st["generate"]["done"],
-                    st["generate"]["failed"],
-                    f"{st['generate'].get('planned')} planned",
-                ],
-                ["annotate", st["annotate"]["done"], st["annotate"]["failed"], ann.backend],
-                ["pairs", st["pairs"].get("pairs", 0), 0, f"{ties} ties"],
-            ],
-        ),
-    ]
-    if feedback:
-        head = ["", "images", "mean overall", *ASPECTS]
-        stats += [
-            "\nScores per generator:\n",
-            _table(["generator", *head[1:]], score_stats(images, feedback, "generator_name")),
-            "\nScores per guidance scale:\n",
-            _table(["guidance scale", *head[1:]], score_stats(images, feedback, "guidance_scale")),
+            s.name,
+            f"`{public_model_id(s.model_id)}`",
+            f"`{s.revision}`" if s.revision else "–",
+            s.steps,
+            f"{s.width}×{s.height}" if s.width else "model default",
+            ", ".join(f"{g:g}" for g in sorted(set(s.guidance_scales))),
+            by_gen.get(s.name, 0),
+            PRESETS[s.preset].licence if s.preset in PRESETS else "see the model card",
         ]
-        if pairs:
-            from .report import format_ci, win_rates
+        for s in specs
+    ]
+    sources = [
+        {
+            "name": src.source_name,
+            "where": f"Hugging Face dataset `{src.hf_dataset}`"
+            if src.hf_dataset
+            else f"file `{Path(src.path or '').name}`",
+            "column": src.column,
+        }
+        for src in config.prompts.sources
+    ]
+    judge: dict[str, Any] = {"judge_model": None, "guide_version": None, "order_effects": None}
+    if ann.backend == "judge":
+        from ..annotate.judge import judge_name, load_guide
 
-            overall = select(pairs, lambda p: p["aspect"] == "overall")
-            for title, side in (("generator", "generator"), ("guidance scale", "guidance_scale")):
-                rates = win_rates(overall, lambda p, i, side=side: p[f"{side}_{i}"])
-                if rates:
-                    stats += [
-                        f"\nWin rate per {title} (`overall` pairs whose two images differ in it; (W + 0.5·T) / N "
-                        "with its 95% paired-bootstrap interval):\n",
-                        _table(
-                            [title, "W", "T", "L", "N", "win rate", "95% CI"],
-                            [
-                                [
-                                    g if isinstance(g, str) else f"{g:g}",
-                                    r["wins"],
-                                    r["ties"],
-                                    r["losses"],
-                                    r["n"],
-                                    f"{r['win_rate']:.3f}",
-                                    format_ci(r["ci"]),
-                                ]
-                                for g, r in sorted(rates.items(), key=lambda item: _numbers_first(item[0]))
-                            ],
-                        ),
-                    ]
-        if ann.backend == "judge":
-            dist = []
-            for aspect in ASPECTS:
-                c = Counter(round(f[aspect]["score"]) for f in feedback.values() if f.get(aspect))
-                dist.append(
-                    [aspect, *[c.get(v, 0) for v in range(ann.judge.score_min, ann.judge.score_max + 1)]]
-                )
-            stats += [
-                "\nScore distribution (images per rounded score):\n",
-                _table(["aspect", *map(str, range(ann.judge.score_min, ann.judge.score_max + 1))], dist),
-            ]
-    llm = status.get("llm") or {}
-    if llm:
-        stats.append("\nLLM spend:\n")
-        stats.append(
-            _table(
-                ["purpose", "answers", "errors", "input tokens", "output tokens", "USD"],
-                [
-                    [
-                        k,
-                        v["completions"],
-                        v["errors"],
-                        v["input_tokens"],
-                        v["output_tokens"],
-                        f"{v['usd']:.4f}",
-                    ]
-                    for k, v in llm.items()
-                ],
-            )
-        )
-
-    values = {
-        "yaml": card_yaml(config, counts, dataset_dir(config, run)),
+        judge = {
+            "judge_model": judge_name(ann.judge),
+            "guide_version": load_guide(ann.judge)[1],
+            "order_effects": status.get("stages", {}).get("annotate", {}).get("order_effects"),
+        }
+    ties = sum(1 for p in pairs if p["label_0"] == 0.5)
+    st = status["stages"]
+    stage_counts = [
+        [
+            "prompts",
+            st["prompts"]["done"],
+            st["prompts"]["failed"],
+            f"{st['prompts'].get('filtered', 0)} filtered",
+        ],
+        [
+            "generate",
+            st["generate"]["done"],
+            st["generate"]["failed"],
+            f"{st['generate'].get('planned')} planned",
+        ],
+        ["annotate", st["annotate"]["done"], st["annotate"]["failed"], ann.backend],
+        ["pairs", st["pairs"].get("pairs", 0), 0, f"{ties} ties"],
+    ]
+    return {
+        "config": config,
+        "ann": ann,
+        "pc": config.prompts,
         "pretty_name": pretty_name(config),
-        "description": config.publish.description
-        or (
-            f"{counts['images']} images for {counts['prompts']} prompts from {len(specs)} text-to-image models, "
-            f"with {ann.backend if ann.backend != 'none' else 'no'} feedback and {counts['pairs']} preference pairs."
-        ),
+        "counts": counts,
         "version": __version__,
         "fingerprint": config.portable_fingerprint(),
-        "warning": (
-            "> **Test build:** the generators and scorers of this build are tiny models with random weights. "
-            "The images are noise and every score is meaningless."
-            if tiny
-            else ""
-        ),
+        "tiny": any(s.tiny for s in specs),
         "repo_id": repo_id or "ORG/NAME",
-        "sizes_table": _table(
-            ["config", "rows", "files"], [[n, counts[n], f"`{config_paths(n)}`"] for n in CONFIG_NAMES]
-        ),
-        "sources_section": sources_section,
-        "generators_table": generators_table,
-        "feedback_section": feedback_section,
-        "pairs_section": pairs_section,
-        "columns_section": "\n\n".join(columns),
-        "stats_section": "\n".join(stats),
-        "both_orders_note": "; each group was also judged in reversed order and the scores averaged"
-        if ann.backend == "judge" and ann.judge.both_orders
-        else "",
-        "safety_note": ("dropped" if pc.safety.action == "drop" else "kept and flagged")
-        if pc.safety.mode != "off"
-        else "not filtered in this build",
+        "sizes": [[n, counts[n], f"`{config_paths(n)}`"] for n in CONFIG_NAMES],
+        "sources": sources,
+        "generators": generators,
+        **judge,
+        "pairs": len(pairs),
+        "ties": ties,
+        "columns": {name: column_rows(name, config) for name in CONFIG_NAMES},
+        "stage_counts": stage_counts,
+        "score_tables": score_tables(config, images, feedback, pairs) if feedback else [],
+        "llm_spend": [
+            [k, v["completions"], v["errors"], v["input_tokens"], v["output_tokens"], f"{v['usd']:.4f}"]
+            for k, v in (status.get("llm") or {}).items()
+        ],
     }
-    return fill_template(_template(), values)
 
 
-def _feature_type(feat: Any) -> str:
-    if isinstance(feat, dict):
-        return "struct{" + ", ".join(f"{k}: {_feature_type(v)}" for k, v in feat.items()) + "}"
-    return getattr(feat, "dtype", None) or type(feat).__name__
+def column_rows(config_name: str, config: BuildConfig) -> list[list[str]]:
+    """The card's column table of one config, from the column table of :mod:`.schema`: name, type,
+    description and the condition without which the column is null ("null here" when it is in this build)."""
+    rows = []
+    for col in columns(config_name):
+        only_with = CONDITIONS[col.only_with].label if col.only_with else ""
+        if only_with and not col.filled(config):
+            only_with += " (null here)"
+        rows.append([f"`{col.name}`", col.type_label(), col.description, only_with])
+    return rows
 
 
-def _template() -> str:
-    from ..resources import data_path
+def score_tables(
+    config: BuildConfig,
+    images: Iterable[dict[str, Any]],
+    feedback: dict[str, dict[str, Any]],
+    pairs: Sequence[dict[str, Any]],
+) -> list[tuple[str, list[str], list[list[Any]]]]:
+    """The card's statistics tables after the counts, as ``(title, header, rows)``: scores per generator
+    and per guidance scale, win rates with their intervals, and the judge's score distribution."""
+    ann = config.annotate
+    head = ["images", "mean overall", *ASPECTS]
+    tables = [
+        ("Scores per generator", ["generator", *head], score_stats(images, feedback, "generator_name")),
+        (
+            "Scores per guidance scale",
+            ["guidance scale", *head],
+            score_stats(images, feedback, "guidance_scale"),
+        ),
+    ]
+    if pairs:
+        from .report import format_ci, win_rates
 
-    return data_path("DATASET_CARD.md").read_text(encoding="utf-8")
-
-
-def fill_template(template: str, values: dict[str, str]) -> str:
-    missing = sorted(set(re.findall(r"\{\{(\w+)\}\}", template)) - set(values))
-    if missing:
-        raise KeyError(f"DATASET_CARD.md template needs values for {missing}")
-    return re.sub(r"\{\{(\w+)\}\}", lambda m: str(values[m.group(1)]), template)
+        overall = select(pairs, lambda p: p["aspect"] == "overall")
+        for title, side in (("generator", "generator"), ("guidance scale", "guidance_scale")):
+            rates = win_rates(overall, lambda p, i, side=side: p[f"{side}_{i}"])
+            if rates:
+                tables.append(
+                    (
+                        f"Win rate per {title} (`overall` pairs whose two images differ in it; (W + 0.5·T) / N "
+                        "with its 95% paired-bootstrap interval)",
+                        [title, "W", "T", "L", "N", "win rate", "95% CI"],
+                        [
+                            [
+                                g if isinstance(g, str) else f"{g:g}",
+                                r["wins"],
+                                r["ties"],
+                                r["losses"],
+                                r["n"],
+                                f"{r['win_rate']:.3f}",
+                                format_ci(r["ci"]),
+                            ]
+                            for g, r in sorted(rates.items(), key=lambda item: _numbers_first(item[0]))
+                        ],
+                    )
+                )
+    if ann.backend == "judge":
+        scale = range(ann.judge.score_min, ann.judge.score_max + 1)
+        dist = []
+        for aspect in ASPECTS:
+            c = Counter(round(f[aspect]["score"]) for f in feedback.values() if f.get(aspect))
+            dist.append([aspect, *[c.get(v, 0) for v in scale]])
+        tables.append(("Score distribution (images per rounded score)", ["aspect", *map(str, scale)], dist))
+    return tables
