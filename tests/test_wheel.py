@@ -23,7 +23,7 @@ def test_wheel_ships_data_and_runs_quickstart(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for required in (
         "visionprefer/py.typed",
-        "visionprefer/publish/templates/card.md.j2",
+        "visionprefer/_data/DATASET_CARD.md",
         "visionprefer/_data/annotation_guides/README.md",
         "visionprefer/_data/examples/quickstart.yaml",
         "visionprefer/_data/examples/quickstart_prompts.txt",

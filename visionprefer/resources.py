@@ -1,8 +1,9 @@
-"""Files the package reads at run time: annotation guides, benchmark specs and the example configs.
+"""Files the package reads at run time: annotation guides, benchmark specs, the dataset card's template
+and the example configs.
 
-In the repository they sit at the top level (``annotation_guides/``, ``benchmarks/specs/``, ``examples/``);
-a built wheel carries them under ``visionprefer/_data/``. This module finds them in either place. (The
-dataset card's template lives inside the package, ``publish/templates/card.md.j2``.)
+In the repository they sit at the top level (``annotation_guides/``, ``benchmarks/specs/``,
+``DATASET_CARD.md``, ``examples/``); a built wheel carries them under ``visionprefer/_data/``. This module
+finds them in either place.
 """
 
 from __future__ import annotations

@@ -494,8 +494,9 @@ def score_stats(
     return rows
 
 
-CARD_TEMPLATE = "card.md.j2"
-"""The card's Jinja2 template, in ``visionprefer/publish/templates/`` (shipped in the wheel)."""
+CARD_TEMPLATE = "DATASET_CARD.md"
+"""The card's Jinja2 template: ``DATASET_CARD.md`` at the repository's top level (in a wheel,
+``visionprefer/_data/DATASET_CARD.md``; see :func:`visionprefer.resources.data_path`)."""
 
 
 def render_card(
@@ -525,9 +526,9 @@ def render_card(
 
 def card_template() -> Any:
     """The card's ``jinja2.Template``: undefined values are errors, block tags leave no blank lines."""
-    from importlib.resources import files
-
     import jinja2
+
+    from ..resources import data_path
 
     env = jinja2.Environment(
         undefined=jinja2.StrictUndefined,
@@ -539,7 +540,7 @@ def card_template() -> Any:
     env.filters["cell"] = lambda v: "" if v is None else str(v)
     env.filters["fmt"] = format
     env.filters["json"] = json.dumps
-    source = files(__package__).joinpath("templates", CARD_TEMPLATE).read_text(encoding="utf-8")
+    source = data_path(CARD_TEMPLATE).read_text(encoding="utf-8")
     return env.from_string(source)
 
 
