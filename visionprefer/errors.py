@@ -11,7 +11,14 @@ either::
     ├── RunDirError(RuntimeError)        a run directory that is missing or unusable
     ├── ModelLoadError(OSError)          a model that cannot be found or loaded
     ├── BudgetExceeded(RuntimeError)     a spending limit reached (the stage stops cleanly)
-    └── RanksTimedOut(TimeoutError)      a rank waited for the others longer than the process group allows
+    ├── RanksTimedOut(TimeoutError)      a rank waited for the others longer than the process group allows
+    ├── LLMUnreachable(ConnectionError)  the LLM server cannot be reached at all
+    ├── LLMAccessError(PermissionError)  the server refuses the credentials or does not serve the model
+    ├── BatchLineTooLarge(ValueError)    one Batch API request is larger than a whole input file may be
+    └── InvalidAnswer                    a model's answer is not acceptable (raised by validators; recorded
+                                         as a per-item failure of its ``kind``, never shown as an error)
+
+Each is importable from here and from the module that raises it (``visionprefer.llm`` for the LLM ones).
 """
 
 from __future__ import annotations
@@ -51,6 +58,37 @@ class BudgetExceeded(VisionPreferError, RuntimeError):
 
 class RanksTimedOut(VisionPreferError, TimeoutError):
     """Under a launcher, a rank waited at a barrier longer than the process group's timeout."""
+
+
+class LLMUnreachable(VisionPreferError, ConnectionError):
+    """The LLM server could not be reached at all."""
+
+
+class LLMAccessError(VisionPreferError, PermissionError):
+    """The server refused the credentials or does not serve the model."""
+
+
+class BatchLineTooLarge(VisionPreferError, ValueError):
+    """A single JSONL line is larger than a whole batch input file may be."""
+
+    def __init__(self, index: int, size: int, max_bytes: int, name: str | None = None):
+        self.index, self.size, self.max_bytes = index, size, max_bytes
+        what = f"request {name}" if name else f"line {index}"
+        super().__init__(
+            f"Batch API: {what} is {size:,} bytes, above the {max_bytes:,}-byte limit of one input file "
+            "(smaller images, or fewer per request)"
+        )
+
+
+class InvalidAnswer(VisionPreferError):
+    """Raised by a validator: the answer came back but is not acceptable (the message says why).
+
+    ``kind`` is the failure kind it is recorded under (:data:`FAILURE_KINDS`): ``schema`` unless the
+    validator says otherwise (``invalid_json``, ``refusal``, ``empty``, ...)."""
+
+    def __init__(self, message: str, kind: str = "schema"):
+        super().__init__(message)
+        self.kind = kind
 
 
 def first_line(error: BaseException) -> str:

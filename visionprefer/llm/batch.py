@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import BatchAPIConfig, LLMConfig, PriceConfig
-from ..errors import ConfigError, RunDirError, VisionPreferError
+from ..errors import BatchLineTooLarge, ConfigError, RunDirError
 from ..rundir import atomic_write_text
 from .cache import ResponseCache, request_key
 from .client import LLMAccessError, LLMUnreachable, _ssl_context, estimate_tokens
@@ -104,18 +104,6 @@ class BatchStats:
     pending: int = 0
     budget: int = 0
     failures: dict[str, int] = field(default_factory=dict)  # error (up to " (") -> count
-
-
-class BatchLineTooLarge(VisionPreferError, ValueError):
-    """A single JSONL line is larger than a whole batch input file may be."""
-
-    def __init__(self, index: int, size: int, max_bytes: int, name: str | None = None):
-        self.index, self.size, self.max_bytes = index, size, max_bytes
-        what = f"request {name}" if name else f"line {index}"
-        super().__init__(
-            f"Batch API: {what} is {size:,} bytes, above the {max_bytes:,}-byte limit of one input file "
-            "(smaller images, or fewer per request)"
-        )
 
 
 # --------------------------------------------------------------------------------------------- split

@@ -30,31 +30,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..config import LLMConfig, PriceConfig
-from ..errors import ConfigError, VisionPreferError
+from ..errors import ConfigError, InvalidAnswer, LLMAccessError, LLMUnreachable
 from .cache import ResponseCache, request_key
 from .limits import RateLimiter
 from .usage import COMMIT_LOCK, UsageLog, cost_usd, price_for, recover_usage
 
 T = TypeVar("T")
-
-
-class InvalidAnswer(Exception):
-    """Raised by a validator: the answer came back but is not acceptable (the message says why).
-
-    ``kind`` is the failure kind it is recorded under (:data:`~visionprefer.errors.FAILURE_KINDS`):
-    ``schema`` unless the validator says otherwise (``invalid_json``, ``refusal``, ``empty``, ...)."""
-
-    def __init__(self, message: str, kind: str = "schema"):
-        super().__init__(message)
-        self.kind = kind
-
-
-class LLMUnreachable(VisionPreferError, ConnectionError):
-    """The LLM server could not be reached at all."""
-
-
-class LLMAccessError(VisionPreferError, PermissionError):
-    """The server refused the credentials or does not serve the model."""
 
 
 @dataclass
