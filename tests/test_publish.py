@@ -136,6 +136,7 @@ def test_dpo_export_the_diffusers_way(judged_run):
     pairs = {p["pair_id"]: p for p in load_dataset(str(folder), "pairs", split="train")}
     assert len(dpo) > 0
     assert set(dpo.column_names) >= {"caption", "jpg_0", "jpg_1", "label_0", "label_1"}
+    assert run_status(run.root)["stages"]["pairs"]["dpo_pairs"] == len(dpo)  # status counts the export
 
     def preprocess_train(examples):
         pixel_pairs = []

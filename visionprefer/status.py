@@ -219,16 +219,17 @@ def _batch_status(run: RunDir) -> dict[str, Any] | None:
 
 
 def _pairs_status(config: Any, run: RunDir) -> dict[str, Any]:
-    from .pairs.stage import pairs_path
+    from .pairs.stage import is_dpo_pair, pairs_path
 
     if config.annotate.backend == "none":
         return {"state": "off", "done": 0, "pending": 0, "failed": 0, "pairs": 0}
     if not pairs_path(run).exists():
         return {"state": "not run", "done": 0, "pending": None, "failed": 0, "pairs": 0}
-    n = ties = 0
+    n = ties = dpo = 0
     for p in read_jsonl(pairs_path(run)):  # counted as they are read: a run has several pairs per image
         n += 1
         ties += p["label_0"] == 0.5
+        dpo += is_dpo_pair(p, config.publish.dpo_aspect)
     return {
         "state": "done",
         "done": n,
@@ -237,7 +238,7 @@ def _pairs_status(config: Any, run: RunDir) -> dict[str, Any]:
         "pairs": n,
         "ties": ties,
         "tie_rate": round(ties / n, 4) if n else None,
-        "dpo_pairs": n - ties,
+        "dpo_pairs": dpo,  # what the dpo config holds (one aspect, no ties)
     }
 
 

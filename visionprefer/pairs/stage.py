@@ -39,6 +39,12 @@ def pairs_path(run: RunDir):
     return run.root / "pairs" / "pairs.jsonl"
 
 
+def is_dpo_pair(pair: dict[str, Any], aspect: str) -> bool:
+    """Whether a pair enters the Diffusion-DPO export: the configured aspect (``publish.dpo_aspect``), not a
+    tie."""
+    return pair["aspect"] == aspect and pair["label_0"] != 0.5
+
+
 def preference_label(score_0: float, score_1: float, tie_tolerance: float) -> float:
     if score_0 - score_1 > tie_tolerance:
         return 1.0

@@ -205,7 +205,9 @@ def _jpeg(data: bytes) -> bytes:
 
 
 def dpo_pairs(config: BuildConfig, pairs: Sequence[dict[str, Any]]) -> Sequence[dict[str, Any]]:
-    return select(pairs, lambda p: p["aspect"] == config.publish.dpo_aspect and p["label_0"] != 0.5)
+    from ..pairs.stage import is_dpo_pair
+
+    return select(pairs, lambda p: is_dpo_pair(p, config.publish.dpo_aspect))
 
 
 def select(
