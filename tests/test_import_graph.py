@@ -87,19 +87,10 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 # Cycles not broken yet (issue 13 is open): the dataset card and the report read `status`, which reads the
-# publish state; and the estimate reaches into the stages it prices. Each entry is the set of modules of
-# one strongly connected component; the test fails on any other cycle, and on these once they grow.
+# publish state. Each entry is the set of modules of one strongly connected component; the test fails on
+# any other cycle, and on these once they grow.
 KNOWN_CYCLES = [
     {"visionprefer.publish.report", "visionprefer.publish.stage", "visionprefer.status"},
-    {
-        "visionprefer.annotate.common",
-        "visionprefer.annotate.metrics",
-        "visionprefer.annotate.stage",
-        "visionprefer.estimate",
-        "visionprefer.generate.stage",
-        "visionprefer.prompts.polish",
-        "visionprefer.prompts.stage",
-    },
 ]
 
 

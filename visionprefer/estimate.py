@@ -11,6 +11,7 @@ from collections.abc import Collection
 from typing import Any
 
 from .config import BuildConfig
+from .llm.usage import format_usd, round_usd  # noqa: F401 - round_usd is part of this module's API
 
 
 def estimate_build(config: BuildConfig) -> dict[str, Any]:
@@ -97,19 +98,6 @@ def estimate_build(config: BuildConfig) -> dict[str, Any]:
         "generators": generators,
         "llm": llm,
     }
-
-
-def round_usd(usd: float) -> float:
-    """Dollars for an estimate row: 4 decimals, but a non-zero cost below that keeps two significant digits
-    (never rounded to 0, which would read as free)."""
-    return round(usd, 4) if usd == 0 or abs(usd) >= 0.0001 else float(f"{usd:.2g}")
-
-
-def format_usd(usd: float) -> str:
-    """``$12.34``; a non-zero cost under a cent is ``<$0.01``, never ``$0.00``."""
-    if 0 < usd < 0.005:
-        return "<$0.01"
-    return f"${usd:.2f}"
 
 
 def format_estimate(est: dict[str, Any]) -> str:

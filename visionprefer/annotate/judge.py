@@ -447,7 +447,7 @@ def estimate_judge(
     ``planned_per_prompt`` (prompt id -> planned images; the others), the groups they will form.
     ``observed`` is ``(images judged, input tokens, output tokens)`` of this run so far: per image, those
     replace the heuristic (which knows neither the real image token counts nor the answer lengths)."""
-    from ..llm.usage import cost_usd, price_for
+    from ..llm.usage import cost_usd, price_for, round_usd
 
     judge = config.annotate.judge
     guide, _ = load_guide(judge)
@@ -471,7 +471,7 @@ def estimate_judge(
         "images_per_call": max(sizes, default=0),
         "input_tokens": tokens_in,
         "output_tokens": tokens_out,
-        "usd": round(cost_usd(price, tokens_in, tokens_out, batch=judge.mode == "batch"), 4),
+        "usd": round_usd(cost_usd(price, tokens_in, tokens_out, batch=judge.mode == "batch")),
         "price_known": price is not None,
         "mode": judge.mode,
         "basis": "observed" if observed is not None else "heuristic",

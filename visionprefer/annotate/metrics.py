@@ -519,10 +519,9 @@ def estimate_metrics_llm(
     question). ``images_per_prompt`` maps prompt text -> planned images. Answers already in the response
     cache (``folder``) are free. Question counts come from the template, from cached LLM questions, or are
     assumed to be 8 per prompt."""
-    from ..estimate import round_usd
     from ..llm import InvalidAnswer, chat_request, estimate_tokens
     from ..llm.cache import ResponseCache, request_key
-    from ..llm.usage import cost_usd, price_for
+    from ..llm.usage import cost_usd, price_for, round_usd
     from ..scorers import template_questions
 
     mc = config.annotate.metrics

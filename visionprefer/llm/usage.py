@@ -53,6 +53,19 @@ def cost_usd(
     return factor * (input_tokens * price.input_per_mtok + output_tokens * price.output_per_mtok) / 1e6
 
 
+def round_usd(usd: float) -> float:
+    """Dollars for an estimate row: 4 decimals, but a non-zero cost below that keeps two significant digits
+    (never rounded to 0, which would read as free)."""
+    return round(usd, 4) if usd == 0 or abs(usd) >= 0.0001 else float(f"{usd:.2g}")
+
+
+def format_usd(usd: float) -> str:
+    """``$12.34``; a non-zero cost under a cent is ``<$0.01``, never ``$0.00``."""
+    if 0 < usd < 0.005:
+        return "<$0.01"
+    return f"${usd:.2f}"
+
+
 class UsageLog:
     def __init__(self, folder: Path, rank: int = 0):
         self.folder = folder

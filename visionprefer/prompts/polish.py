@@ -95,7 +95,7 @@ def estimate_polish(records: list[dict[str, Any]], config: BuildConfig, folder: 
         out["input_tokens"] += tokens_in
         out["output_tokens"] += tokens_out
         out["usd"] += cost_usd(price, tokens_in, tokens_out)
-    from ..estimate import round_usd
+    from ..llm.usage import round_usd
 
     out["usd"] = round_usd(out["usd"])
     out["price_known"] = price is not None
