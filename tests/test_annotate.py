@@ -548,3 +548,37 @@ def test_the_judge_runs_with_an_injected_client(tmp_path):
     assert len(client.requests) == 2
     feedback = load_feedback(cfg, run)
     assert len(feedback) == 8 and {row["judge"] for row in feedback.values()} == {"gpt-4o-2024-08-06"}
+
+
+def test_the_api_judge_settings_that_change_answers_enter_the_annotation_key(tmp_path):
+    """temperature, structured_output, image_max_side and detail change what the judge answers, so they
+    change the annotation key; max_tokens, concurrency and the budget do not."""
+    from visionprefer.build import run_stage
+
+    base = _config(tmp_path, "http://127.0.0.1:9/v1", prompts=PROMPTS[:1]).read_text()
+    cfg = load_config(_config(tmp_path, "http://127.0.0.1:9/v1", prompts=PROMPTS[:1]))
+    for stage in ("prompts", "generate"):
+        run_stage(cfg, stage, progress=False)
+    run = open_run(cfg)
+
+    def key(old: str, new: str) -> str:
+        path = tmp_path / "variant.yaml"
+        assert old in base
+        path.write_text(base.replace(old, new))
+        c = load_config(path)
+        return judge_groups(c, run, load_guide(c.annotate.judge)[1])[0][0].annotation_id
+
+    same = key("concurrency: 4", "concurrency: 4")
+    changed = {
+        "temperature": key("concurrency: 4", "concurrency: 4\n      temperature: 0.7"),
+        "structured_output": key("concurrency: 4", "concurrency: 4\n      structured_output: json_object"),
+        "image_max_side": key("image_max_side: 64", "image_max_side: 128"),
+        "detail": key("image_max_side: 64", "image_max_side: 64\n    detail: low"),
+    }
+    kept = {
+        "max_tokens": key("concurrency: 4", "concurrency: 4\n      max_tokens: 3000"),
+        "concurrency": key("concurrency: 4", "concurrency: 8"),
+        "max_cost_usd": key("concurrency: 4", "concurrency: 4\n      max_cost_usd: 3"),
+    }
+    assert all(k != same for k in changed.values()) and len(set(changed.values())) == len(changed)
+    assert set(kept.values()) == {same}
