@@ -13,8 +13,7 @@ from typing import Any
 from .config import BuildConfig
 from .dist import ProcessInfo, process_info
 from .rundir import RunDir
-
-STAGES = ("prompts", "generate", "annotate", "pairs", "publish")
+from .stages import STAGE_NAMES as STAGES  # the stage list lives in visionprefer.stages
 
 
 @dataclass
@@ -47,40 +46,21 @@ def run_stage(
     run: RunDir | None = None,
     **kwargs: Any,
 ) -> Any:
-    """Run one stage (and nothing downstream of it)."""
+    """Run one stage (and nothing downstream of it); see :mod:`visionprefer.stages`."""
+    from .stages import get_stage
+
+    spec = get_stage(stage)
     proc = proc or process_info()
     run = run or open_run(config, proc)
-    if stage == "prompts":
-        from .prompts.stage import run_prompts_stage
-
-        result = (
-            run_prompts_stage(config, run, retry_failed=retry_failed, progress=progress)
-            if proc.is_main
-            else None
-        )
-        proc.barrier()
-        return result
-    if stage == "generate":
-        from .generate.stage import generate_images
-
-        return generate_images(config, run, retry_failed=retry_failed, progress=progress, proc=proc, **kwargs)
-    if stage == "annotate":
-        from .annotate.stage import run_annotate_stage
-
-        return run_annotate_stage(config, run, retry_failed=retry_failed, progress=progress, proc=proc)
-    if stage == "pairs":
-        from .pairs.stage import run_pairs_stage
-
-        result = run_pairs_stage(config, run) if proc.is_main else None
-        proc.barrier()
-        return result
-    if stage == "publish":
-        from .publish.stage import publish_dataset
-
-        result = publish_dataset(config, run, progress=progress) if proc.is_main else None
-        proc.barrier()
-        return result
-    raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+    if not spec.main_only:
+        return spec.run(config, run, retry_failed=retry_failed, progress=progress, proc=proc, **kwargs)
+    result = (
+        spec.run(config, run, retry_failed=retry_failed, progress=progress, proc=proc, **kwargs)
+        if proc.is_main
+        else None
+    )
+    proc.barrier()
+    return result
 
 
 def build(

@@ -246,30 +246,10 @@ def _summarise_build(args: argparse.Namespace, report, config) -> None:
 
     if not process_info().is_main:
         return
-    for stage, r in report.stages.items():
-        if stage == "prompts" and r is not None:
-            c = r.counts()
-            _say(args, f"prompts: {c['kept']} kept, {c['filtered']} filtered, {c['failed']} failed")
-        elif stage == "annotate" and r is not None and r.backend != "none":
-            unit = "groups" if r.backend == "judge" else "images"
-            _say(
-                args,
-                f"annotate ({r.backend}): {r.made} {unit} annotated, {r.done_before} already done, "
-                f"{r.failed} failed, {r.blocked} skipped (permanent failures)"
-                + (f", {r.waiting} prompts waiting for images" if r.waiting else ""),
-            )
-        elif stage == "pairs" and r is not None and r.pairs:
-            _say(args, f"pairs: {r.pairs} pairs ({r.ties} ties) over {', '.join(sorted(r.by_aspect))}")
-        elif stage == "publish" and r is not None:
-            counts = ", ".join(f"{v} {k}" for k, v in r.counts.items())
-            _say(args, f"publish: {r.folder} ({counts}); load it with datasets.load_dataset({r.folder!r})")
-            _say(args, f"report: {r.report}")
-        elif stage == "generate" and r is not None:
-            _say(
-                args,
-                f"generate: {r.made} made, {r.done_before} already done, {r.failed} failed, "
-                f"{r.blocked} skipped (permanent failures) of {r.planned} planned",
-            )
+    from .stages import summary_lines
+
+    for line in summary_lines(report.stages):
+        _say(args, line)
     if report.failed:
         _say(
             args,

@@ -1,0 +1,128 @@
+"""The stages, in order: one list that ``build`` and the CLI's summary loop over.
+
+Each :class:`Stage` names the module that does the work and offers the same few plain functions:
+
+* ``run(config, run, *, retry_failed, progress, proc)`` runs the stage for this process (``main_only``
+  stages run on rank 0 while the other ranks wait at a barrier) and returns its report;
+* ``summary(report)`` is what the CLI prints for that report (None: nothing to say).
+
+The stage modules are imported only when a stage runs, so ``import visionprefer`` stays light.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .config import BuildConfig
+from .dist import ProcessInfo
+from .rundir import RunDir
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    module: str  # where the stage's work lives
+    run: Callable[..., Any]
+    summary: Callable[[Any], str | None]
+    main_only: bool = False  # a single writer: rank 0 runs it, the others wait
+
+
+# --------------------------------------------------------------------------------------------- run
+def _run_prompts(config: BuildConfig, run: RunDir, *, retry_failed: bool, progress: bool, proc: ProcessInfo):
+    from .prompts.stage import run_prompts_stage
+
+    return run_prompts_stage(config, run, retry_failed=retry_failed, progress=progress)
+
+
+def _run_generate(
+    config: BuildConfig, run: RunDir, *, retry_failed: bool, progress: bool, proc: ProcessInfo, **kwargs: Any
+):
+    from .generate.stage import generate_images
+
+    return generate_images(config, run, retry_failed=retry_failed, progress=progress, proc=proc, **kwargs)
+
+
+def _run_annotate(config: BuildConfig, run: RunDir, *, retry_failed: bool, progress: bool, proc: ProcessInfo):
+    from .annotate.stage import run_annotate_stage
+
+    return run_annotate_stage(config, run, retry_failed=retry_failed, progress=progress, proc=proc)
+
+
+def _run_pairs(config: BuildConfig, run: RunDir, *, retry_failed: bool, progress: bool, proc: ProcessInfo):
+    from .pairs.stage import run_pairs_stage
+
+    return run_pairs_stage(config, run)
+
+
+def _run_publish(config: BuildConfig, run: RunDir, *, retry_failed: bool, progress: bool, proc: ProcessInfo):
+    from .publish.stage import publish_dataset
+
+    return publish_dataset(config, run, progress=progress)
+
+
+# --------------------------------------------------------------------------------------------- summaries
+def _prompts_summary(r: Any) -> str:
+    c = r.counts()
+    return f"prompts: {c['kept']} kept, {c['filtered']} filtered, {c['failed']} failed"
+
+
+def _generate_summary(r: Any) -> str:
+    return (
+        f"generate: {r.made} made, {r.done_before} already done, {r.failed} failed, "
+        f"{r.blocked} skipped (permanent failures) of {r.planned} planned"
+    )
+
+
+def _annotate_summary(r: Any) -> str | None:
+    if r.backend == "none":
+        return None
+    unit = "groups" if r.backend == "judge" else "images"
+    return (
+        f"annotate ({r.backend}): {r.made} {unit} annotated, {r.done_before} already done, "
+        f"{r.failed} failed, {r.blocked} skipped (permanent failures)"
+        + (f", {r.waiting} prompts waiting for images" if r.waiting else "")
+    )
+
+
+def _pairs_summary(r: Any) -> str | None:
+    if not r.pairs:
+        return None
+    return f"pairs: {r.pairs} pairs ({r.ties} ties) over {', '.join(sorted(r.by_aspect))}"
+
+
+def _publish_summary(r: Any) -> str:
+    counts = ", ".join(f"{v} {k}" for k, v in r.counts.items())
+    return f"publish: {r.folder} ({counts}); load it with datasets.load_dataset({r.folder!r})\nreport: {r.report}"
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("prompts", "visionprefer.prompts.stage", _run_prompts, _prompts_summary, main_only=True),
+    Stage("generate", "visionprefer.generate.stage", _run_generate, _generate_summary),
+    Stage("annotate", "visionprefer.annotate.stage", _run_annotate, _annotate_summary),
+    Stage("pairs", "visionprefer.pairs.stage", _run_pairs, _pairs_summary, main_only=True),
+    Stage("publish", "visionprefer.publish.stage", _run_publish, _publish_summary, main_only=True),
+)
+STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
+
+
+def get_stage(name: str) -> Stage:
+    for stage in STAGES:
+        if stage.name == name:
+            return stage
+    raise ValueError(f"unknown stage {name!r}; stages: {', '.join(STAGE_NAMES)}")
+
+
+def summary_lines(stages: dict[str, Any]) -> list[str]:
+    """The CLI's lines for a build's stage reports (stages that did not run, or have nothing to say, give
+    none)."""
+    lines: list[str] = []
+    for stage in STAGES:
+        report = stages.get(stage.name)
+        if report is None:
+            continue
+        text = stage.summary(report)
+        if text:
+            lines.extend(text.splitlines())
+    return lines
