@@ -26,13 +26,15 @@ saved without the ``Software`` tag and matplotlib writes none), so writing the r
 bytes. Charts are drawn on ``matplotlib.figure.Figure`` objects rendered by the Agg canvas: pyplot is never
 imported, so the caller's matplotlib backend and figure registry are left alone.
 
-Text from the run (prompts, explanations, failure reasons, generator names) is untrusted: it is escaped
-with ``html.escape``, and a Content-Security-Policy forbids scripts altogether.
+The page is the Jinja2 template ``publish/templates/report.html.j2`` rendered with autoescaping: text from
+the run (prompts, explanations, failure reasons, generator names) is untrusted and reaches the page only as
+escaped text; a Content-Security-Policy forbids scripts altogether. The statistics (win rates and their
+intervals, from :mod:`visionprefer.evaluate.stats`) and the charts are computed here; the template only
+lays them out.
 """
 
 from __future__ import annotations
 
-import html
 import io
 import math
 from array import array
@@ -48,6 +50,7 @@ from ..rundir import RunDir, atomic_write_bytes, atomic_write_text
 from .stage import select
 
 REPORT_DIR = "report"
+REPORT_TEMPLATE = "report.html.j2"  # in publish/templates/, shipped in the wheel
 SAMPLES_DIR = "samples"
 SAMPLE_PROMPTS = 8  # prompts shown in the sample grid
 SAMPLE_IMAGES_PER_PROMPT = 12
@@ -354,37 +357,13 @@ def _short(value: Any, n: int = 22) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-# --------------------------------------------------------------------------------------------- html bits
-def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
-
-
-def _table(header: list[str], rows: list[list[Any]], table_id: str | None = None) -> str:
-    """An HTML table; cells are escaped unless they are ``_Raw``."""
-    ident = f' id="{_e(table_id)}"' if table_id else ""
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{c.html if isinstance(c, _Raw) else _e(c)}</td>" for c in row) + "</tr>"
-        for row in rows
-    )
-    return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-class _Raw:
-    def __init__(self, html_text: str):
-        self.html = html_text
-
-
+# --------------------------------------------------------------------------------------------- formatting
 def _fmt(x: float | None, digits: int = 3) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
 
 def _scale(x: Any) -> str:
     return f"{x:g}" if isinstance(x, int | float) else str(x)
-
-
-def _img(src: str, alt: str, cls: str = "chart") -> str:
-    return f'<img class="{cls}" src="{_e(src)}" alt="{_e(alt)}">'
 
 
 CSS = """
@@ -467,299 +446,264 @@ def write_report(
         key=lambda s: (not isinstance(s, int | float), s if isinstance(s, int | float) else 0, str(s)),
     )
     ann = config.annotate
-    sections: list[str] = []
+    ctx: dict[str, Any] = {"css": CSS, "run_name": Path(config.run_dir).name, "backend": ann.backend}
 
     with rc_context({"text.parse_math": False, "font.size": 9, "axes.titlesize": 10}):
-        # ----------------------------------------------------------------- scores
-        parts = ['<h2 id="scores">Score distributions</h2>']
-        if not feedback:
-            parts.append(
-                '<p class="note">No feedback in this build (annotate backend '
-                f"<code>{_e(ann.backend)}</code>): there are no scores to show.</p>"
-            )
-        else:
-            columns = score_columns(feedback)
-            ylim = None
-            if ann.backend == "judge":
-                ylim = (ann.judge.score_min - 0.4, ann.judge.score_max + 0.4)
-            for key, groups, title, xlabel, fname in (
-                ("generator_name", names, "per model (generator)", "generator", "scores_by_generator.png"),
-                ("guidance_scale", scales, "per CFG scale", "guidance scale", "scores_by_cfg.png"),
-            ):
-                # array("d") holds the same doubles as a list of floats in 8 bytes instead of 32
-                values: dict[str, dict[Any, array[float]]] = {
-                    f: defaultdict(lambda: array("d")) for _, f in columns
-                }
-                for rec in images:
-                    fb = feedback.get(rec["image_id"])
-                    if fb is None:
-                        continue
-                    for _, f in columns:
-                        v = score_value(fb, f)
-                        if v is not None:
-                            values[f][rec[key]].append(v)
-                src = put(fname, _box_chart(groups, values, columns, xlabel, ylim))
-                parts.append(f"<h3>Scores {_e(title)}</h3>")
-                parts.append(_img(src, f"box plots of scores {title}"))
-                rows = []
-                for g in groups:
-                    row: list[Any] = [_scale(g), len(values["overall"].get(g, []))]
-                    for _, f in columns:
-                        vs = values[f].get(g, [])
-                        row.append(_fmt(sum(vs) / len(vs)) if vs else "–")
-                    rows.append(row)
-                parts.append(
-                    _table(
-                        [xlabel, "images", *[f"mean {label}" for label, _ in columns]],
-                        rows,
-                        table_id=f"scores-{key}",
-                    )
-                )
-            parts.append(
-                '<p class="note">Boxes: quartiles and median (line); diamond: mean; dots: individual images.</p>'
-            )
-            if ann.backend == "judge" and any(fb.get(a) for fb in feedback.values() for a in ASPECTS):
-                src = put(
-                    "score_histogram.png",
-                    _histogram_chart(feedback, ann.judge.score_min, ann.judge.score_max),
-                )
-                parts.append("<h3>Judge score histogram</h3>")
-                parts.append(_img(src, "images per rounded score and aspect"))
-            effects = (status.get("stages", {}).get("annotate") or {}).get("order_effects")
-            if effects and effects["groups"]:
-                parts.append("<h3>Position bias</h3>")
-                parts.append(
-                    f"<p>{effects['groups']} groups were judged in two orders (shuffled, then reversed). The "
-                    "preference between two images by <code>overall</code> was the same in both orders for "
-                    f"<b>{effects['order_agreement']:.1%}</b> of image pairs (1.0 for a judge blind to order); "
-                    "an image shown first scored "
-                    f"<b>{effects['first_position_gain']:+.3f}</b> <code>overall</code> against the same image "
-                    "shown last (0 without position bias). Scores in this dataset average both orders.</p>"
-                )
-        sections.append("\n".join(parts))
-
-        # ----------------------------------------------------------------- win rates
-        parts = ['<h2 id="winrates">Win rates</h2>']
-        overall = select(pairs, lambda p: p["aspect"] == "overall")
-        if not overall:
-            parts.append('<p class="note">No preference pairs in this build: there are no win rates.</p>')
-        else:
-            # The generator name of the images in these pairs (the pairs carry only the `generator` column).
-            in_pairs = {p[f"image_id_{side}"] for p in overall for side in (0, 1)}
-            generator_name = {r["image_id"]: r["generator_name"] for r in images if r["image_id"] in in_pairs}
-            del in_pairs
-
-            def gen_of(p: dict[str, Any], side: int) -> str:
-                image_id = p[f"image_id_{side}"]
-                return generator_name[image_id] if image_id in generator_name else p[f"generator_{side}"]
-
-            def cfg_of(p: dict[str, Any], side: int) -> Any:
-                return p[f"guidance_scale_{side}"]
-
-            mode = (
-                "every unordered pair of a prompt's images"
-                if config.pairs.mode == "all"
-                else "best against worst image of each prompt (so the counts are small and selective)"
-            )
-            parts.append(
-                f"<p>From the {len(overall)} <code>overall</code> pairs ({_e(mode)}; a tie is a score difference "
-                f"≤ {config.pairs.tie_tolerance:g}). For a model or a CFG scale <i>v</i>, every pair whose two "
-                "images differ in that attribute and one of which has <i>v</i> is a comparison: a win (W) when "
-                "<i>v</i>'s image is preferred, a loss (L) when the other one is, a tie (T) otherwise.</p>"
-                '<p><span class="formula">win rate = (W + 0.5·T) / N, &nbsp; N = W + T + L</span></p>'
-                "<p>Every win rate carries its 95% interval: a paired bootstrap over the comparisons (1,000 "
-                "resamples; each comparison is two images of one prompt, resampled together).</p>"
-            )
-            for title, attr, groups, fname, tid in (
-                ("per model", gen_of, names, "winrate_by_generator.png", "winrate-generator"),
-                ("against CFG scale", cfg_of, scales, "winrate_by_cfg.png", "winrate-cfg"),
-            ):
-                rates = win_rates(overall, attr)
-                present = [g for g in groups if g in rates]
-                parts.append(f"<h3>Win rate {_e(title)}</h3>")
-                if not present:
-                    what = "model" if attr is gen_of else "CFG scale"
-                    parts.append(
-                        f'<p class="note">No pair compares images of different {what}s '
-                        f"(this build has {len(groups)} {what}{'s' if len(groups) != 1 else ''}).</p>"
-                    )
-                    continue
-                if attr is gen_of:
-                    chart = _winrate_bar_chart(present, rates)
-                else:
-                    numeric = all(isinstance(s, int | float) for s in present)
-                    chart = (
-                        _winrate_cfg_chart(present, rates) if numeric else _winrate_bar_chart(present, rates)
-                    )
-                parts.append(_img(put(fname, chart), f"win rate {title}"))
-                parts.append(
-                    _table(
-                        [
-                            "model" if attr is gen_of else "guidance scale",
-                            "W",
-                            "T",
-                            "L",
-                            "N",
-                            "win rate",
-                            "95% CI",
-                        ],
-                        [
-                            [
-                                _scale(g),
-                                rates[g]["wins"],
-                                rates[g]["ties"],
-                                rates[g]["losses"],
-                                rates[g]["n"],
-                                _fmt(rates[g]["win_rate"]),
-                                format_ci(rates[g]["ci"]),
-                            ]
-                            for g in present
-                        ],
-                        table_id=tid,
-                    )
-                )
-                if attr is gen_of and len(present) > 2:
-                    h2h = head_to_head(overall, attr)
-                    parts.append(
-                        "<p>Head to head (row's win rate against column, same formula, with its 95% interval):</p>"
-                    )
-                    parts.append(
-                        _table(
-                            ["", *present],
-                            [
-                                [
-                                    a,
-                                    *[
-                                        "–"
-                                        if (a, b) not in h2h
-                                        else f"{h2h[(a, b)]['win_rate']:.3f} {format_ci(h2h[(a, b)]['ci'])} "
-                                        f"(N={h2h[(a, b)]['n']})"
-                                        for b in present
-                                    ],
-                                ]
-                                for a in present
-                            ],
-                            table_id="head-to-head",
-                        )
-                    )
-        sections.append("\n".join(parts))
-
-        # ----------------------------------------------------------------- failures
-        parts = ['<h2 id="failures">Failures</h2>']
-        st = status.get("stages", {})
-        chart_rows = []
-        table_rows = []
-        reason_rows = []
-        for stage in ("prompts", "generate", "annotate", "pairs"):
-            s = st.get(stage)
-            if not s:
-                continue
-            pending = s.get("pending")
-            table_rows.append(
-                [
-                    stage,
-                    s.get("state", ""),
-                    s.get("done", 0),
-                    s.get("failed", 0),
-                    s.get("failed_transient", 0),
-                    s.get("failed_permanent", 0),
-                    "–" if pending is None else pending,
-                    s.get("filtered", "–") if stage == "prompts" else "–",
-                ]
-            )
-            if stage != "pairs" and s.get("state") != "off":
-                label = {"generate": "generate (images)", "annotate": "annotate (annotations)"}
-                chart_rows.append(
-                    (
-                        label.get(stage, stage),
-                        s.get("done", 0),
-                        s.get("failed", 0),
-                        pending or 0,
-                        s.get("filtered", 0) or 0,
-                    )
-                )
-            for reason, n in (s.get("reasons") or {}).items():
-                reason_rows.append([stage, n, reason])
-        if chart_rows:
-            parts.append(_img(put("failures.png", _failures_chart(chart_rows)), "items per stage"))
-        parts.append(
-            _table(
-                ["stage", "state", "done", "failed", "transient", "permanent", "pending", "filtered"],
-                table_rows,
-                table_id="stages",
-            )
-        )
-        if reason_rows:
-            parts.append("<h3>Top reasons</h3>")
-            parts.append(
-                '<p class="note">Failed (and, for prompts, filtered) items by reason, at most five per stage. '
-                "Transient failures are retried by the next run; permanent ones with "
-                "<code>--retry-failed</code>.</p>"
-            )
-            parts.append(_table(["stage", "items", "reason"], reason_rows, table_id="reasons"))
-        else:
-            parts.append('<p class="note">No item failed.</p>')
-        sections.append("\n".join(parts))
-
-        # ----------------------------------------------------------------- spend
-        parts = ['<h2 id="spend">LLM spend</h2>']
-        llm = status.get("llm") or {}
-        if not llm:
-            parts.append('<p class="note">No LLM calls were made in this build.</p>')
-        else:
-            rows = []
-            total = dict.fromkeys(("attempts", "completions", "errors", "input_tokens", "output_tokens"), 0)
-            usd = 0.0
-            for purpose in sorted(llm):
-                v = llm[purpose]
-                rows.append(
-                    [
-                        purpose,
-                        v.get("attempts", 0),
-                        v.get("completions", 0),
-                        v.get("errors", 0),
-                        v.get("input_tokens", 0),
-                        v.get("output_tokens", 0),
-                        f"{v.get('usd', 0.0):.4f}",
-                    ]
-                )
-                for k in total:
-                    total[k] += v.get(k, 0) or 0
-                usd += v.get("usd", 0.0) or 0.0
-            rows.append([_Raw("<b>total</b>"), *total.values(), f"{usd:.4f}"])
-            parts.append(
-                _table(
-                    ["purpose", "attempts", "answers", "errors", "input tokens", "output tokens", "USD"],
-                    rows,
-                    table_id="spend",
-                )
-            )
-            parts.append(
-                '<p class="note">Every attempt is counted, including retried errors; dollars from the '
-                "config's price table (Batch API calls at the batch discount).</p>"
-            )
-        sections.append("\n".join(parts))
-
-        # ----------------------------------------------------------------- samples
-        sections.append(_samples_section(run, prompts, images, feedback, ann, put))
-
-    head = _header(config, run, status, data, names, scales, tiny, __version__)
-    page = (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
-        "img-src 'self' file: data:; style-src 'unsafe-inline'\">\n"
-        '<link rel="icon" href="data:,">\n'
-        f"<title>visionprefer build report: {_e(Path(config.run_dir).name)}</title>\n"
-        f"<style>{CSS}</style>\n</head>\n<body>\n<main>\n{head}\n"
-        + "\n".join(sections)
-        + "\n</main>\n</body>\n</html>\n"
-    )
+        ctx["scores"] = _scores_context(config, images, feedback, names, scales, status, put)
+        ctx["winrates"] = _winrates_context(config, images, pairs, names, scales, put)
+        ctx["failures"] = _failures_context(status, put)
+        ctx["spend"] = _spend_context(status)
+        ctx["samples"] = _samples_context(run, prompts, images, feedback, ann, put)
+    ctx["head"] = _header(config, run, status, data, names, scales, tiny, __version__)
     index = out / "index.html"
-    atomic_write_text(index, page)
+    atomic_write_text(index, report_template().render(**ctx))
     written.add(index)
     _remove_stale(out, written)
     return index
+
+
+def report_template() -> Any:
+    """The page's ``jinja2.Template`` (``publish/templates/report.html.j2``): autoescaped, so every value
+    from the run (prompts, explanations, failure reasons, generator names) is HTML text; undefined values are
+    errors."""
+    from importlib.resources import files
+
+    import jinja2
+
+    env = jinja2.Environment(
+        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True
+    )
+    source = files(__package__).joinpath("templates", REPORT_TEMPLATE).read_text(encoding="utf-8")
+    return env.from_string(source)
+
+
+def _scores_context(
+    config: BuildConfig,
+    images: Iterable[dict[str, Any]],
+    feedback: dict[str, dict[str, Any]],
+    names: list[str],
+    scales: list[Any],
+    status: dict[str, Any],
+    put: Any,
+) -> dict[str, Any] | None:
+    if not feedback:
+        return None
+    ann = config.annotate
+    columns = score_columns(feedback)
+    ylim = None
+    if ann.backend == "judge":
+        ylim = (ann.judge.score_min - 0.4, ann.judge.score_max + 0.4)
+    blocks = []
+    for key, groups, title, xlabel, fname in (
+        ("generator_name", names, "per model (generator)", "generator", "scores_by_generator.png"),
+        ("guidance_scale", scales, "per CFG scale", "guidance scale", "scores_by_cfg.png"),
+    ):
+        # array("d") holds the same doubles as a list of floats in 8 bytes instead of 32
+        values: dict[str, dict[Any, array[float]]] = {f: defaultdict(lambda: array("d")) for _, f in columns}
+        for rec in images:
+            fb = feedback.get(rec["image_id"])
+            if fb is None:
+                continue
+            for _, f in columns:
+                v = score_value(fb, f)
+                if v is not None:
+                    values[f][rec[key]].append(v)
+        src = put(fname, _box_chart(groups, values, columns, xlabel, ylim))
+        rows = []
+        for g in groups:
+            row: list[Any] = [_scale(g), len(values["overall"].get(g, []))]
+            for _, f in columns:
+                vs = values[f].get(g, [])
+                row.append(_fmt(sum(vs) / len(vs)) if vs else "–")
+            rows.append(row)
+        blocks.append(
+            {
+                "title": title,
+                "src": src,
+                "header": [xlabel, "images", *[f"mean {label}" for label, _ in columns]],
+                "rows": rows,
+                "id": f"scores-{key}",
+            }
+        )
+    histogram = None
+    if ann.backend == "judge" and any(fb.get(a) for fb in feedback.values() for a in ASPECTS):
+        histogram = put(
+            "score_histogram.png", _histogram_chart(feedback, ann.judge.score_min, ann.judge.score_max)
+        )
+    effects = (status.get("stages", {}).get("annotate") or {}).get("order_effects")
+    if effects and effects["groups"]:
+        effects = {
+            "groups": effects["groups"],
+            "agreement": f"{effects['order_agreement']:.1%}",
+            "gain": f"{effects['first_position_gain']:+.3f}",
+        }
+    else:
+        effects = None
+    return {"blocks": blocks, "histogram": histogram, "effects": effects}
+
+
+def _winrates_context(
+    config: BuildConfig,
+    images: Iterable[dict[str, Any]],
+    pairs: Any,
+    names: list[str],
+    scales: list[Any],
+    put: Any,
+) -> dict[str, Any] | None:
+    overall = select(pairs, lambda p: p["aspect"] == "overall")
+    if not overall:
+        return None
+    # The generator name of the images in these pairs (the pairs carry only the `generator` column).
+    in_pairs = {p[f"image_id_{side}"] for p in overall for side in (0, 1)}
+    generator_name = {r["image_id"]: r["generator_name"] for r in images if r["image_id"] in in_pairs}
+    del in_pairs
+
+    def gen_of(p: dict[str, Any], side: int) -> str:
+        image_id = p[f"image_id_{side}"]
+        return generator_name[image_id] if image_id in generator_name else p[f"generator_{side}"]
+
+    def cfg_of(p: dict[str, Any], side: int) -> Any:
+        return p[f"guidance_scale_{side}"]
+
+    mode = (
+        "every unordered pair of a prompt's images"
+        if config.pairs.mode == "all"
+        else "best against worst image of each prompt (so the counts are small and selective)"
+    )
+    blocks = []
+    for title, attr, groups, fname, tid in (
+        ("per model", gen_of, names, "winrate_by_generator.png", "winrate-generator"),
+        ("against CFG scale", cfg_of, scales, "winrate_by_cfg.png", "winrate-cfg"),
+    ):
+        rates = win_rates(overall, attr)
+        present = [g for g in groups if g in rates]
+        what = "model" if attr is gen_of else "CFG scale"
+        if not present:
+            blocks.append({"title": title, "missing": True, "what": what, "groups": len(groups)})
+            continue
+        if attr is gen_of:
+            chart = _winrate_bar_chart(present, rates)
+        else:
+            numeric = all(isinstance(s, int | float) for s in present)
+            chart = _winrate_cfg_chart(present, rates) if numeric else _winrate_bar_chart(present, rates)
+        block: dict[str, Any] = {
+            "title": title,
+            "missing": False,
+            "src": put(fname, chart),
+            "header": [
+                "model" if attr is gen_of else "guidance scale",
+                "W",
+                "T",
+                "L",
+                "N",
+                "win rate",
+                "95% CI",
+            ],
+            "rows": [
+                [
+                    _scale(g),
+                    rates[g]["wins"],
+                    rates[g]["ties"],
+                    rates[g]["losses"],
+                    rates[g]["n"],
+                    _fmt(rates[g]["win_rate"]),
+                    format_ci(rates[g]["ci"]),
+                ]
+                for g in present
+            ],
+            "id": tid,
+            "h2h": None,
+        }
+        if attr is gen_of and len(present) > 2:
+            h2h = head_to_head(overall, attr)
+            block["h2h"] = {
+                "header": ["", *present],
+                "rows": [
+                    [
+                        a,
+                        *[
+                            "–"
+                            if (a, b) not in h2h
+                            else f"{h2h[(a, b)]['win_rate']:.3f} {format_ci(h2h[(a, b)]['ci'])} "
+                            f"(N={h2h[(a, b)]['n']})"
+                            for b in present
+                        ],
+                    ]
+                    for a in present
+                ],
+            }
+        blocks.append(block)
+    return {
+        "pairs": len(overall),
+        "mode": mode,
+        "tolerance": f"{config.pairs.tie_tolerance:g}",
+        "blocks": blocks,
+    }
+
+
+def _failures_context(status: dict[str, Any], put: Any) -> dict[str, Any]:
+    st = status.get("stages", {})
+    chart_rows = []
+    table_rows = []
+    reason_rows = []
+    for stage in ("prompts", "generate", "annotate", "pairs"):
+        s = st.get(stage)
+        if not s:
+            continue
+        pending = s.get("pending")
+        table_rows.append(
+            [
+                stage,
+                s.get("state", ""),
+                s.get("done", 0),
+                s.get("failed", 0),
+                s.get("failed_transient", 0),
+                s.get("failed_permanent", 0),
+                "–" if pending is None else pending,
+                s.get("filtered", "–") if stage == "prompts" else "–",
+            ]
+        )
+        if stage != "pairs" and s.get("state") != "off":
+            label = {"generate": "generate (images)", "annotate": "annotate (annotations)"}
+            chart_rows.append(
+                (
+                    label.get(stage, stage),
+                    s.get("done", 0),
+                    s.get("failed", 0),
+                    pending or 0,
+                    s.get("filtered", 0) or 0,
+                )
+            )
+        for reason, n in (s.get("reasons") or {}).items():
+            reason_rows.append([stage, n, reason])
+    chart = put("failures.png", _failures_chart(chart_rows)) if chart_rows else None
+    return {"chart": chart, "stages": table_rows, "reasons": reason_rows}
+
+
+def _spend_context(status: dict[str, Any]) -> dict[str, Any] | None:
+    llm = status.get("llm") or {}
+    if not llm:
+        return None
+    rows = []
+    total = dict.fromkeys(("attempts", "completions", "errors", "input_tokens", "output_tokens"), 0)
+    usd = 0.0
+    for purpose in sorted(llm):
+        v = llm[purpose]
+        rows.append(
+            [
+                purpose,
+                v.get("attempts", 0),
+                v.get("completions", 0),
+                v.get("errors", 0),
+                v.get("input_tokens", 0),
+                v.get("output_tokens", 0),
+                f"{v.get('usd', 0.0):.4f}",
+            ]
+        )
+        for k in total:
+            total[k] += v.get(k, 0) or 0
+        usd += v.get("usd", 0.0) or 0.0
+    return {"rows": rows, "total": ["total", *total.values(), f"{usd:.4f}"]}
 
 
 def _header(
@@ -771,50 +715,38 @@ def _header(
     scales: list[Any],
     tiny: bool,
     version: str,
-) -> str:
+) -> dict[str, Any]:
     ann = config.annotate
+    feedback: dict[str, Any] = {"kind": ann.backend}
     if ann.backend == "judge":
-        feedback = f"VLM judge <code>{_e(judge_name(ann.judge))}</code>, scores {ann.judge.score_min}–{ann.judge.score_max}"
-    elif ann.backend == "metrics":
-        feedback = "metric feedback (AGFSync: VQA, CLIP and aesthetic scores, weighted)"
-    else:
-        feedback = "none"
-    counts = [
-        ["prompts", len(data["prompts"])],
-        ["images", len(data["images"])],
-        ["annotated images", len(data["feedback"])],
-        ["pairs (all aspects)", len(data["pairs"])],
-        ["overall pairs", sum(1 for p in data["pairs"] if p["aspect"] == "overall")],
-    ]
-    lines = [
-        f"<h1>Build report: {_e(config.publish.pretty_name or Path(config.run_dir).name)}</h1>",
-        f'<p class="meta">Run <code>{_e(run.root)}</code> · config fingerprint '
-        f"<code>{_e(status.get('fingerprint') or run.meta().get('fingerprint', '?'))}</code> · visionprefer "
-        f"{_e(version)}</p>",
-        f"<p>Models: {', '.join(f'<code>{_e(n)}</code>' for n in names)} · CFG scales: "
-        f"{', '.join(_e(_scale(s)) for s in scales)} · feedback: {feedback}.</p>",
-    ]
-    if tiny:
-        lines.append(
-            '<p class="warn"><b>Test build:</b> the generators of this build are tiny models with random '
-            "weights. The images are noise and the scores mean nothing.</p>"
-        )
-    lines.append(_table(["", "count"], counts, table_id="counts"))
-    lines.append(
-        '<p><a href="#scores">Scores</a> · <a href="#winrates">Win rates</a> · <a href="#failures">Failures</a>'
-        ' · <a href="#spend">LLM spend</a> · <a href="#samples">Samples</a></p>'
-    )
-    return "\n".join(lines)
+        feedback.update(judge=judge_name(ann.judge), lo=ann.judge.score_min, hi=ann.judge.score_max)
+    return {
+        "title": config.publish.pretty_name or Path(config.run_dir).name,
+        "run": str(run.root),
+        "fingerprint": status.get("fingerprint") or run.meta().get("fingerprint", "?"),
+        "version": version,
+        "names": names,
+        "scales": [_scale(s) for s in scales],
+        "feedback": feedback,
+        "tiny": tiny,
+        "counts": [
+            ["prompts", len(data["prompts"])],
+            ["images", len(data["images"])],
+            ["annotated images", len(data["feedback"])],
+            ["pairs (all aspects)", len(data["pairs"])],
+            ["overall pairs", sum(1 for p in data["pairs"] if p["aspect"] == "overall")],
+        ],
+    }
 
 
-def _samples_section(
+def _samples_context(
     run: RunDir,
     prompts: Iterable[dict[str, Any]],
     images: Iterable[dict[str, Any]],
     feedback: dict[str, dict[str, Any]],
     ann: Any,
     put: Any,
-) -> str:
+) -> dict[str, Any]:
     from PIL import Image
 
     # Images come grouped by prompt in prompt order (collect's row order), so the first SAMPLE_PROMPTS
@@ -825,17 +757,6 @@ def _samples_section(
             break
         by_prompt[rec["prompt_id"]].append(rec)
     chosen = list(islice((p for p in prompts if by_prompt.get(p["prompt_id"])), SAMPLE_PROMPTS))
-    parts = ['<h2 id="samples">Samples</h2>']
-    if not chosen:
-        parts.append('<p class="note">No images.</p>')
-        return "\n".join(parts)
-    parts.append(
-        f'<p class="note">The first {len(chosen)} prompts (in prompt order) with up to '
-        f"{SAMPLE_IMAGES_PER_PROMPT} of their images, by model and CFG scale."
-        + (" A green frame marks rank 1." if feedback else "")
-        + (" Hover over an image for the judge's explanations." if ann.backend == "judge" else "")
-        + "</p>"
-    )
 
     def sort_key(r: dict[str, Any]) -> tuple:
         gs = r.get("guidance_scale")
@@ -846,43 +767,56 @@ def _samples_section(
             r["image_id"],
         )
 
+    out = []
     for p in chosen:
-        parts.append(f'<div class="prompt">{_e(p["prompt"])}</div><div class="grid">')
+        figures = []
         for rec in sorted(by_prompt[p["prompt_id"]], key=sort_key)[:SAMPLE_IMAGES_PER_PROMPT]:
-            src = run.root / rec["file"]
             name = f"{SAMPLES_DIR}/{rec['image_id']}.png"
+            fig: dict[str, Any] = {
+                "generator": rec["generator_name"],
+                "cfg": _scale(rec["guidance_scale"]),
+                "src": None,
+                "alt": f"{rec['generator_name']}, CFG {_scale(rec['guidance_scale'])}",
+                "error": None,
+                "lines": [],
+                "tooltip": "",
+                "rank1": False,
+                "no_feedback": False,
+            }
             try:
-                with Image.open(src) as im:
+                with Image.open(run.root / rec["file"]) as im:
                     im = im.convert("RGBA" if im.mode in ("RGBA", "LA", "P") else "RGB")
                     im.thumbnail((THUMB_SIDE, THUMB_SIDE))
                     buf = io.BytesIO()
                     im.save(buf, format="PNG")
-                put(name, buf.getvalue())
-                img = f'<img src="{_e(name)}" alt="{_e(rec["generator_name"])}, CFG {_e(_scale(rec["guidance_scale"]))}">'
+                fig["src"] = put(name, buf.getvalue())
             except (OSError, ValueError) as exc:
-                img = f'<div class="note">image unreadable: {_e(exc)}</div>'
+                fig["error"] = str(exc)
             fb = feedback.get(rec["image_id"])
-            caption = [f"<b>{_e(rec['generator_name'])}</b> · CFG {_e(_scale(rec['guidance_scale']))}"]
-            tooltip = []
-            cls = ""
             if fb:
-                caption.append(f"overall {_fmt(fb.get('overall'), 2)} · rank {_e(fb.get('rank'))}")
+                lines = [f"overall {_fmt(fb.get('overall'), 2)} · rank {fb.get('rank')}"]
                 aspects = [f"{ASPECT_ABBREV[a]} {_fmt(fb[a]['score'], 1)}" for a in ASPECTS if fb.get(a)]
                 if aspects:
-                    caption.append(" · ".join(aspects))
+                    lines.append(" · ".join(aspects))
                 metrics = fb.get("metrics") or {}
                 ms = [f"{m} {_fmt(metrics[m], 2)}" for m in METRIC_NAMES if metrics.get(m) is not None]
                 if ms:
-                    caption.append(" · ".join(ms))
-                tooltip = [f"{a}: {fb[a].get('explanation') or ''}" for a in ASPECTS if fb.get(a)]
-                if fb.get("rank") == 1:
-                    cls = ' class="rank1"'
+                    lines.append(" · ".join(ms))
+                fig["lines"] = lines
+                fig["tooltip"] = "\n".join(
+                    f"{a}: {fb[a].get('explanation') or ''}" for a in ASPECTS if fb.get(a)
+                )
+                fig["rank1"] = fb.get("rank") == 1
             else:
-                caption.append('<span class="note">no feedback</span>')
-            title = f' title="{_e(chr(10).join(tooltip))}"' if tooltip else ""
-            parts.append(f"<figure{cls}{title}>{img}<figcaption>{'<br>'.join(caption)}</figcaption></figure>")
-        parts.append("</div>")
-    return "\n".join(parts)
+                fig["no_feedback"] = True
+            figures.append(fig)
+        out.append({"text": p["prompt"], "figures": figures})
+    return {
+        "prompts": out,
+        "per_prompt": SAMPLE_IMAGES_PER_PROMPT,
+        "feedback": bool(feedback),
+        "judge": ann.backend == "judge",
+    }
 
 
 def _remove_stale(out: Path, written: set[Path]) -> None:
