@@ -8,7 +8,8 @@ One table holds numbers measured with one instrument: the same metric version an
 for HPS the same checkpoint and antialiasing, for win rates the same opponent, judge or scorer and tie
 tolerance, for Bradley-Terry the same fit (the same battles file). Anything else gets its own table, so HPS
 v2.0 and v2.1 are never ranked together. Higher is better for every metric here; rows that show the same
-value at the displayed precision share a rank (1, 2, 2, 4).
+value at the displayed precision share a rank (1, 2, 2, 4). Each benchmark's rows, title and metrics are
+its entry in the evaluator registry (:mod:`visionprefer.evaluate.registry`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def render_leaderboard(
     ``(markdown, html)``.
 
     A folder contributes every ``*.json`` directly inside it and every ``*/submission.json`` one level down.
-    ``metric`` defaults to the benchmark's headline: hpsv2 ``average`` (or a style), tifa ``tifa_average``
+    ``metric`` defaults to the benchmark's headline (the first of its registry entry's ``metrics``): hpsv2 ``average`` (or a style), tifa ``tifa_average``
     (or an element type of ``accuracy_by_type``), score ``clip`` (``aesthetic``, ``pickscore``), winrate
     ``win_rate`` (``decisive_win_rate``), bradley_terry ``rating``.
     """
