@@ -81,111 +81,14 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--token-env", default="HF_TOKEN", help="environment variable holding the Hub token")
     common(sp)
 
+    from .evaluate.registry import benchmarks, evaluators
+
     ev = sub.add_parser("eval", help="evaluate a model (generate with --model) or an image folder (--images)")
     evsub = ev.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
-
-    def source(sp: argparse.ArgumentParser) -> None:
-        g = sp.add_mutually_exclusive_group(required=True)
-        g.add_argument(
-            "--model", help="preset (sd15, sdxl, tiny-sd15, ...) or diffusers id/path: generate images"
-        )
-        g.add_argument("--images", metavar="DIR", help="existing images in the benchmark's layout")
-        sp.add_argument("--out", required=True, metavar="DIR", help="where results (and generated images) go")
-        sp.add_argument("--submission", metavar="FILE", help="also write a leaderboard submission")
-        sp.add_argument("--device", default="auto")
-        sp.add_argument("--batch-size", type=int, default=16)
-        sp.add_argument("--seed", type=int, default=0)
-        sp.add_argument("--steps", type=int)
-        sp.add_argument("--guidance-scale", type=float, default=7.5)
+    for evaluator in evaluators().values():  # each evaluator's options are its registry entry's
+        sp = evsub.add_parser(evaluator.name, help=evaluator.help)
+        evaluator.add_arguments(sp)
         common(sp)
-
-    sp = evsub.add_parser("score", help="CLIP score, LAION aesthetic, PickScore, HPS v2, CQ on a prompt list")
-    sp.add_argument(
-        "--prompts",
-        required=True,
-        metavar="FILE",
-        help="prompt file (txt, jsonl, json, csv/tsv, parquet) or a public prompt set by name: "
-        "partiprompts, drawbench, geneval, imagereward (downloaded and cached)",
-    )
-    sp.add_argument("--column", help="prompt column / JSON key")
-    sp.add_argument("--limit", type=int)
-    sp.add_argument(
-        "--metrics", default="clip,aesthetic", help="comma-separated: clip,aesthetic,pickscore,hpsv2,cq"
-    )
-    sp.add_argument("--clip-model", default="openai/clip-vit-large-patch14")
-    sp.add_argument("--aesthetic-model", default="laion-aesthetic-v2")
-    sp.add_argument("--aesthetic-clip-model")
-    sp.add_argument("--pickscore-model", default="yuvalkirstain/PickScore_v1")
-    sp.add_argument("--pickscore-processor", default="laion/CLIP-ViT-H-14-laion2B-s32B-b79K")
-    sp.add_argument("--hpsv2-version", default="v2.1", choices=["v2.0", "v2.1"])
-    sp.add_argument("--hpsv2-checkpoint")
-    sp.add_argument("--cq-model", default="hustvl/yolos-tiny")
-    source(sp)
-
-    sp = evsub.add_parser("tifa", help="TIFA v1.0: VQA accuracy on the official question/answer file")
-    sp.add_argument(
-        "--questions", metavar="FILE|URL", help="question/answer file (default: the official v1.0, cached)"
-    )
-    sp.add_argument("--limit", type=int, help="first N captions only")
-    sp.add_argument("--vqa-model", help="VQA model (default Salesforce/blip-vqa-base)")
-    sp.add_argument(
-        "--embed-model",
-        default="sentence-transformers/all-mpnet-base-v2",
-        help="sentence embedding that maps free-form answers to choices",
-    )
-    source(sp)
-
-    sp = evsub.add_parser("winrate", help="model A vs B (or N models): wins/ties/losses, CIs, Bradley-Terry")
-    sp.add_argument(
-        "--prompts",
-        required=True,
-        metavar="FILE",
-        help="prompt file, or a public prompt set by name (partiprompts, drawbench, geneval, imagereward)",
-    )
-    sp.add_argument("--column")
-    sp.add_argument("--limit", type=int)
-    sp.add_argument("--a", metavar="DIR", help="model A's images (<i:05d>.png per prompt)")
-    sp.add_argument("--b", metavar="DIR", help="model B's images")
-    sp.add_argument(
-        "--model-dir", action="append", default=[], metavar="NAME=DIR", help="more models (repeat)"
-    )
-    sp.add_argument("--judge-model", help="pairwise VLM judge (asked in both orders)")
-    sp.add_argument("--base-url", help="OpenAI-compatible server of the judge (default: the OpenAI API)")
-    sp.add_argument("--api-key-env", default="OPENAI_API_KEY")
-    sp.add_argument("--concurrency", type=int, default=8)
-    sp.add_argument(
-        "--max-cost-usd", type=float, metavar="USD", help="the judge's spending limit (exit 3 when reached)"
-    )
-    sp.add_argument(
-        "--scorer", choices=["clip", "aesthetic", "pickscore", "hpsv2", "cq"], help="reward scorer instead"
-    )
-    sp.add_argument("--scorer-model", help="the scorer's model id")
-    sp.add_argument("--tie-tolerance", type=float, default=0.0)
-    sp.add_argument("--bootstrap", type=int, default=1000)
-    sp.add_argument(
-        "--submission", metavar="FILE", help="also write a leaderboard submission for the first model"
-    )
-    sp.add_argument(
-        "--model-info",
-        metavar="JSON",
-        help="the first model's description (id, revision, pipeline, "
-        "scheduler, steps, guidance_scale, height, width, seed_rule, dtype) for --submission",
-    )
-    sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--out", required=True, metavar="DIR")
-    sp.add_argument("--device", default="auto")
-    common(sp)
-
-    sp = evsub.add_parser("hpsv2", help="HPS v2 benchmark: 4 styles x 800 prompts, v2.0 or v2.1 checkpoint")
-    sp.add_argument("--version", default="v2.1", choices=["v2.0", "v2.1"])
-    sp.add_argument("--styles", default="anime,concept-art,paintings,photo")
-    sp.add_argument("--benchmark-dir", metavar="DIR", help="local folder with <style>.json prompt files")
-    sp.add_argument("--limit", type=int, help="first N prompts of each style")
-    sp.add_argument("--checkpoint", help="local HPS checkpoint (.pt) instead of the Hub's")
-    sp.add_argument(
-        "--no-antialias", action="store_true", help="resize without antialiasing (older torchvision)"
-    )
-    source(sp)
 
     lb = sub.add_parser("leaderboard", help="validate submission files; render a ranked table")
     lbsub = lb.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -199,9 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--out", required=True, metavar="DIR", help="writes leaderboard.md and leaderboard.html here"
     )
-    sp.add_argument(
-        "--benchmark", default="hpsv2", choices=["hpsv2", "tifa", "score", "winrate", "bradley_terry"]
-    )
+    sp.add_argument("--benchmark", default="hpsv2", choices=list(benchmarks()))
     sp.add_argument("--metric", help="which number ranks the table (default: the benchmark's main one)")
     common(sp)
 
@@ -327,154 +228,18 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from .errors import ConfigError
+    """``visionprefer eval NAME``: the evaluator's registry entry runs, reports and (``--submission``)
+    makes the leaderboard entries."""
+    from .evaluate.registry import evaluator, run_evaluator
 
-    progress = not args.quiet
-    if args.benchmark == "score":
-        from .evaluate.score import run_score
-
-        summary = run_score(
-            args.prompts,
-            args.out,
-            images=args.images,
-            model=args.model,
-            metrics=[m.strip() for m in args.metrics.split(",") if m.strip()],
-            column=args.column,
-            limit=args.limit,
-            clip_model=args.clip_model,
-            aesthetic_model=args.aesthetic_model,
-            aesthetic_clip_model=args.aesthetic_clip_model,
-            pickscore_model=args.pickscore_model,
-            pickscore_processor=args.pickscore_processor,
-            hpsv2_version=args.hpsv2_version,
-            hpsv2_checkpoint=args.hpsv2_checkpoint,
-            cq_model=args.cq_model,
-            device=args.device,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            steps=args.steps,
-            guidance_scale=args.guidance_scale,
-            progress=progress,
-        )
-        means = ", ".join(f"{k} {v:.4f}" for k, v in summary["means"].items() if v is not None)
-        _say(
-            args,
-            f"score: {summary['n_scored']}/{summary['n_prompts']} images scored ({means}); "
-            f"skipped {summary['skipped'] or 'none'}; results in {args.out}",
-        )
-    elif args.benchmark == "winrate":
-        from .config import LLMConfig
-        from .evaluate.winrate import run_winrate
-
-        models: dict[str, str] = {}
-        if args.a or args.b:
-            if not (args.a and args.b):
-                raise ConfigError("eval winrate: give both --a and --b")
-            models.update(A=args.a, B=args.b)
-        for item in args.model_dir:
-            name, sep, folder = item.partition("=")
-            if not sep or not name or not folder:
-                raise ConfigError(f"--model-dir: {item!r} is not NAME=DIR")
-            models[name] = folder
-        judge = None
-        if args.judge_model:
-            judge = LLMConfig(
-                model=args.judge_model,
-                base_url=args.base_url,
-                api_key_env=args.api_key_env,
-                concurrency=args.concurrency,
-                max_tokens=300,
-                max_cost_usd=args.max_cost_usd,
-            )
-        summary = run_winrate(
-            args.prompts,
-            models,
-            args.out,
-            judge=judge,
-            scorer=args.scorer,
-            scorer_model=args.scorer_model,
-            tie_tolerance=args.tie_tolerance,
-            n_bootstrap=args.bootstrap,
-            seed=args.seed,
-            column=args.column,
-            limit=args.limit,
-            device=args.device,
-        )
-        from .evaluate.winrate import console_lines
-
-        for line in console_lines(summary):
-            _say(args, line)
-        _say(args, f"results in {args.out} (winrate_summary.json, winrate.md, winrate.png)")
-        if args.submission:
-            from pathlib import Path
-
-            plain = json.loads((Path(args.out) / "winrate_summary.json").read_text())
-            if args.model_info:
-                try:
-                    plain["model"] = json.loads(Path(args.model_info).read_text())
-                except (OSError, ValueError) as e:
-                    raise ConfigError(f"--model-info: cannot read {args.model_info} ({e})") from None
-            plain["n_bootstrap"] = args.bootstrap
-            _write_submission(args, plain)
-        return 0
-    elif args.benchmark == "hpsv2":
-        from .evaluate.hpsv2 import run_hpsv2
-
-        summary = run_hpsv2(
-            args.out,
-            images=args.images,
-            model=args.model,
-            version=args.version,
-            styles=tuple(x.strip() for x in args.styles.split(",") if x.strip()),
-            benchmark_dir=args.benchmark_dir,
-            limit=args.limit,
-            checkpoint=args.checkpoint,
-            antialias=not args.no_antialias,
-            device=args.device,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            steps=args.steps,
-            guidance_scale=args.guidance_scale,
-            progress=progress,
-            submission=bool(args.submission),
-        )
-        for style, row in summary["styles"].items():
-            _say(args, f"{style:<12} {row['mean']:.2f} ± {row['std']:.4f}  ({row['n_images']} images)")
-        _say(
-            args,
-            f"HPS {summary['version']} average {summary['average']:.2f} over {summary['n_images']} images; "
-            f"skipped {summary['skipped'] or 'none'}; results in {args.out}",
-        )
-    elif args.benchmark == "tifa":
-        from .evaluate.tifa import run_tifa
-
-        summary = run_tifa(
-            args.out,
-            images=args.images,
-            model=args.model,
-            questions=args.questions,
-            limit=args.limit,
-            vqa_model=args.vqa_model,
-            embed_model=args.embed_model,
-            device=args.device,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            steps=args.steps,
-            guidance_scale=args.guidance_scale,
-            progress=progress,
-        )
-        stdev = summary.get("tifa_stdev")
-        _say(
-            args,
-            f"tifa: average {summary['tifa_average']:.4f}"
-            + (f" (stdev {stdev:.4f})" if stdev is not None else "")
-            + f" over {summary['n_captions']} captions / {summary['n_questions']} questions; "
-            f"skipped {summary.get('skipped_questions') or 'none'}; results in {args.out}",
-        )
-    else:  # pragma: no cover - argparse restricts the choices
-        raise AssertionError(args.benchmark)
-    if args.submission:
-        _write_submission(args, summary)
+    ev = evaluator(args.benchmark)
+    summary = run_evaluator(ev, args)
+    for line in ev.report(args, summary):
+        _say(args, line)
+    if getattr(args, "submission", None):
+        if ev.submission_summary is not None:
+            summary = ev.submission_summary(args, summary)
+        _write_submission(args, dict(summary))
     return 0
 
 

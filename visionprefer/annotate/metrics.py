@@ -312,55 +312,52 @@ class VQAFailed(RuntimeError):
         self.failure_kind = failure_kind
 
 
+def scorer_settings(config: BuildConfig) -> Any:
+    """The :class:`~visionprefer.scorers.factory.ScorerSettings` of ``annotate.metrics`` (the same factory
+    ``eval score`` builds its scorers with)."""
+    from ..scorers.factory import ScorerSettings
+
+    mc = config.annotate.metrics
+    settings = ScorerSettings(
+        device=mc.device,
+        batch_size=mc.batch_size,
+        clip_model=mc.clip_model,
+        aesthetic_model=mc.aesthetic_model,
+        aesthetic_clip_model=mc.aesthetic_clip_model,
+        vqa_model=mc.vqa_model,
+        cq_threshold=mc.cq_threshold,
+        pickscore_processor=mc.pickscore_processor,
+        hpsv2_checkpoint=config.resolve_path(mc.hpsv2_checkpoint) if mc.hpsv2_checkpoint else None,
+    )
+    # The optional models are off (None) in the config; the settings keep their defaults then.
+    optional = {
+        "cq_model": mc.cq_model,
+        "pickscore_model": mc.pickscore_model,
+        "hpsv2_version": mc.hpsv2_version,
+    }
+    return settings.replace(**{k: v for k, v in optional.items() if v})
+
+
 class _Scorers:
     """The metric models, each loaded once for the stage."""
 
     def __init__(self, config: BuildConfig, run: RunDir, proc: ProcessInfo):
-        from ..scorers import AestheticScorer, BlipVQA, CLIPScorer
+        from ..scorers.factory import build_scorers
 
         mc = config.annotate.metrics
         self.config, self.run, self.proc, self.mc = config, run, proc, mc
-        self.clip = CLIPScorer(mc.clip_model, device=mc.device, batch_size=mc.batch_size)
-        self.aesthetic = AestheticScorer(
-            mc.aesthetic_model,
-            clip_model=mc.aesthetic_clip_model,
-            device=mc.device,
-            batch_size=mc.batch_size,
-            clip=self.clip,
-        )
-        self.vqa = (
-            BlipVQA(mc.vqa_model, device=mc.device, batch_size=mc.batch_size)
-            if mc.vqa_backend == "blip"
-            else None
-        )
-        self.cq = None
-        if mc.cq_model:
-            from ..scorers.cq import CQScorer
-
-            self.cq = CQScorer(
-                mc.cq_model, threshold=mc.cq_threshold, device=mc.device, batch_size=mc.batch_size
-            )
-        self.rewards: dict[str, Any] = {}  # reward models: name -> (scorer, factor to the reported scale)
-        if mc.pickscore_model:
-            from ..scorers.pickscore import PickScoreScorer
-
-            self.rewards["pickscore"] = (
-                PickScoreScorer(
-                    mc.pickscore_model,
-                    processor_id=mc.pickscore_processor,
-                    device=mc.device,
-                    batch_size=mc.batch_size,
-                ),
-                1.0,
-            )
-        if mc.hpsv2_version:
-            from ..scorers.hpsv2 import HPSv2Scorer
-
-            checkpoint = config.resolve_path(mc.hpsv2_checkpoint) if mc.hpsv2_checkpoint else None
-            scorer = HPSv2Scorer(
-                mc.hpsv2_version, checkpoint=checkpoint, device=mc.device, batch_size=mc.batch_size
-            )
-            self.rewards["hpsv2"] = (scorer, 100.0)  # HPS is reported as 100 x cosine
+        names = ["clip", "aesthetic"]  # in this order: the aesthetic head reuses the CLIP model
+        names += ["vqa"] if mc.vqa_backend == "blip" else []
+        names += ["cq"] if mc.cq_model else []
+        names += ["pickscore"] if mc.pickscore_model else []
+        names += ["hpsv2"] if mc.hpsv2_version else []
+        built = build_scorers(names, scorer_settings(config))
+        self.clip, self.aesthetic = built["clip"], built["aesthetic"]
+        self.vqa = built.get("vqa")
+        self.cq = built.get("cq")
+        # Reward models: name -> (scorer, factor to the reported scale); HPS is reported as 100 x cosine.
+        factors = {"pickscore": 1.0, "hpsv2": 100.0}
+        self.rewards: dict[str, Any] = {n: (built[n], f) for n, f in factors.items() if n in built}
 
     def score(self, tasks: list[MetricTask], questions: dict[str, list]) -> list[dict[str, Any]]:
         from PIL import Image

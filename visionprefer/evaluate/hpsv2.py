@@ -104,7 +104,7 @@ def run_hpsv2(
 ) -> dict[str, Any]:
     """Score the benchmark's images; ``submission=True`` (``--submission``) refuses a limited run up front,
     before any image is generated or scored (see :func:`incomplete_reason`)."""
-    from ..scorers.hpsv2 import HPSv2Scorer
+    from ..scorers.factory import ScorerSettings, build_scorer
     from .images import generate_images, read_image_dir
     from .provenance import summary_provenance
     from .score import score_images
@@ -148,8 +148,15 @@ def run_hpsv2(
         raise ConfigError(
             f"--images: {root} has no folder for style(s) {missing_styles} (layout <root>/<style>/<i:05d>.jpg)"
         )
-    scorer = HPSv2Scorer(
-        version, checkpoint=checkpoint, device=device, batch_size=batch_size, antialias=antialias
+    scorer = build_scorer(
+        "hpsv2",
+        ScorerSettings(
+            device=device,
+            batch_size=batch_size,
+            hpsv2_version=version,
+            hpsv2_checkpoint=checkpoint,
+            hpsv2_antialias=antialias,
+        ),
     )
     rows: list[dict[str, Any]] = []
     stats: dict[str, Any] = {}

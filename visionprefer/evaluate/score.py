@@ -46,8 +46,7 @@ def check_metrics(metrics: Sequence[str]) -> None:
         raise ConfigError(f"--metrics: unknown metric(s) {unknown}; choose from {', '.join(SCORE_METRICS)}")
 
 
-def build_scorers(
-    metrics: Sequence[str],
+def score_settings(
     *,
     clip_model: str,
     aesthetic_model: str,
@@ -57,43 +56,26 @@ def build_scorers(
     hpsv2_version: str = "v2.1",
     hpsv2_checkpoint: str | None = None,
     cq_model: str = "hustvl/yolos-tiny",
+    cq_threshold: float = 0.9,
     device: str = "auto",
     batch_size: int = 16,
-) -> dict[str, Any]:
-    """Each requested scorer, loaded once; the aesthetic head reuses the CLIP model when it is the same one."""
-    check_metrics(metrics)
-    out: dict[str, Any] = {}
-    if "clip" in metrics:
-        from ..scorers import CLIPScorer
+) -> Any:
+    """The :class:`~visionprefer.scorers.factory.ScorerSettings` of ``eval score``'s options."""
+    from ..scorers.factory import ScorerSettings
 
-        out["clip"] = CLIPScorer(clip_model, device=device, batch_size=batch_size)
-    if "aesthetic" in metrics:
-        from ..scorers import AestheticScorer
-
-        out["aesthetic"] = AestheticScorer(
-            aesthetic_model,
-            clip_model=aesthetic_clip_model,
-            device=device,
-            batch_size=batch_size,
-            clip=out.get("clip"),
-        )
-    if "pickscore" in metrics:
-        from ..scorers.pickscore import PickScoreScorer
-
-        out["pickscore"] = PickScoreScorer(
-            pickscore_model, processor_id=pickscore_processor, device=device, batch_size=batch_size
-        )
-    if "hpsv2" in metrics:
-        from ..scorers.hpsv2 import HPSv2Scorer
-
-        out["hpsv2"] = HPSv2Scorer(
-            hpsv2_version, checkpoint=hpsv2_checkpoint, device=device, batch_size=batch_size
-        )
-    if "cq" in metrics:
-        from ..scorers.cq import CQScorer
-
-        out["cq"] = CQScorer(cq_model, device=device)
-    return out
+    return ScorerSettings(
+        device=device,
+        batch_size=batch_size,
+        clip_model=clip_model,
+        aesthetic_model=aesthetic_model,
+        aesthetic_clip_model=aesthetic_clip_model,
+        pickscore_model=pickscore_model,
+        pickscore_processor=pickscore_processor,
+        hpsv2_version=hpsv2_version,
+        hpsv2_checkpoint=hpsv2_checkpoint,
+        cq_model=cq_model,
+        cq_threshold=cq_threshold,
+    )
 
 
 def score_images(scorers: dict[str, Any], prompts: list[str], files: list[Path]) -> dict[str, np.ndarray]:
@@ -126,6 +108,7 @@ def run_score(
     hpsv2_version: str = "v2.1",
     hpsv2_checkpoint: str | None = None,
     cq_model: str = "hustvl/yolos-tiny",
+    cq_threshold: float = 0.9,
     device: str = "auto",
     batch_size: int = 16,
     seed: int = 0,
@@ -166,18 +149,24 @@ def run_score(
             f"eval score: none of the {len(rels)} images could be scored ({skipped or 'none found'}) in "
             f"{images}: it needs <index:05d>.png (or .jpg) per prompt"
         )
+    from ..scorers.factory import build_scorers
+
+    # In SCORE_METRICS order whatever the order of --metrics (the summary's keys follow it).
     scorers = build_scorers(
-        metrics,
-        clip_model=clip_model,
-        aesthetic_model=aesthetic_model,
-        aesthetic_clip_model=aesthetic_clip_model,
-        pickscore_model=pickscore_model,
-        pickscore_processor=pickscore_processor,
-        hpsv2_version=hpsv2_version,
-        hpsv2_checkpoint=hpsv2_checkpoint,
-        cq_model=cq_model,
-        device=device,
-        batch_size=batch_size,
+        [m for m in SCORE_METRICS if m in metrics],
+        score_settings(
+            clip_model=clip_model,
+            aesthetic_model=aesthetic_model,
+            aesthetic_clip_model=aesthetic_clip_model,
+            pickscore_model=pickscore_model,
+            pickscore_processor=pickscore_processor,
+            hpsv2_version=hpsv2_version,
+            hpsv2_checkpoint=hpsv2_checkpoint,
+            cq_model=cq_model,
+            cq_threshold=cq_threshold,
+            device=device,
+            batch_size=batch_size,
+        ),
     )
     values: dict[str, list[float]] = {name: [] for name in scorers}
     # Fixed chunks of the prompt list (as generation's), not of the usable images: a skipped image leaves a

@@ -759,9 +759,11 @@ def run_tifa(
         images = out / "images"
     found = resolve_images(images, list(captions))  # type: ignore[arg-type]
     if answerer is None and found.files:
-        from ..scorers.vqa import BlipVQA
+        from ..scorers.factory import ScorerSettings, build_scorer
 
-        answerer = BlipVQA(vqa_model or DEFAULT_VQA, device=device, batch_size=batch_size)
+        answerer = build_scorer(
+            "vqa", ScorerSettings(device=device, batch_size=batch_size, vqa_model=vqa_model or DEFAULT_VQA)
+        )
     sim = similarity if similarity is not None else EmbeddingSimilarity(embed_model, device=device)
     result = evaluate_tifa(
         qs, found, answerer, similarity=sim, chunk_size=max(64, 4 * batch_size), progress=progress

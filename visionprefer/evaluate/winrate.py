@@ -147,7 +147,7 @@ def run_winrate(
     from . import stats
     from .images import read_image_dir
     from .provenance import judge_provenance, summary_provenance
-    from .score import build_scorers, read_prompt_list, score_images
+    from .score import check_metrics, read_prompt_list, score_images
 
     if len(models) < 2:
         raise ConfigError(
@@ -166,16 +166,20 @@ def run_winrate(
     names = list(models)
     scores: dict[str, list[float]] = {}
     if scorer is not None:
-        kwargs: dict[str, Any] = {
-            "clip_model": scorer_model or "openai/clip-vit-large-patch14",
-            "aesthetic_model": scorer_model or "laion-aesthetic-v2",
-            "aesthetic_clip_model": None,
-            "pickscore_model": scorer_model or "yuvalkirstain/PickScore_v1",
-            "pickscore_processor": None if scorer_model else "laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
-            "hpsv2_checkpoint": scorer_model,
-            "cq_model": scorer_model or "hustvl/yolos-tiny",
-        }
-        model = build_scorers([scorer], device=device, **kwargs)
+        from ..scorers.factory import ScorerSettings, build_scorers
+
+        check_metrics([scorer])
+        settings = ScorerSettings(device=device)
+        if scorer_model:  # the one model id names the chosen scorer's model (HPS: a local checkpoint)
+            settings = settings.replace(
+                clip_model=scorer_model,
+                aesthetic_model=scorer_model,
+                pickscore_model=scorer_model,
+                pickscore_processor=None,
+                hpsv2_checkpoint=scorer_model,
+                cq_model=scorer_model,
+            )
+        model = build_scorers([scorer], settings)
         for name in names:
             files = [sets[name].files[rels[i]] for i in shared]
             scores[name] = score_images(model, [prompts[i] for i in shared], files)[scorer].tolist()

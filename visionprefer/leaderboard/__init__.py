@@ -8,32 +8,58 @@ The format (``visionprefer.submission/1``) and its checks are documented in
     write_submission(sub, out_dir / "submission.json")
     markdown, html = render_leaderboard("leaderboard/", benchmark="hpsv2")
 
-Importing this package is cheap: ``jsonschema`` is imported on the first validation, torch only when
-:func:`build_submission` is asked to detect the device.
+Importing this package is cheap: its modules load on first attribute access, ``jsonschema`` on the first
+validation, torch only when :func:`build_submission` is asked to detect the device.
 """
 
 from __future__ import annotations
 
-from .render import render_leaderboard
-from .schema import (
-    SCHEMA_ID,
-    SubmissionError,
-    bradley_terry_ratings,
-    build_submission,
-    environment_info,
-    load_submission,
-    opponent_entry,
-    submission_problems,
-    submission_schema,
-    validate_submission,
-    write_submission,
-)
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .render import render_leaderboard
+    from .schema import (
+        SCHEMA_ID,
+        SubmissionError,
+        bradley_terry_ratings,
+        build_submission,
+        effective_schema,
+        environment_info,
+        load_submission,
+        opponent_entry,
+        submission_problems,
+        submission_schema,
+        validate_submission,
+        write_submission,
+    )
+
+_LAZY = {
+    "render_leaderboard": ".render",
+    **dict.fromkeys(
+        (
+            "SCHEMA_ID",
+            "SubmissionError",
+            "bradley_terry_ratings",
+            "build_submission",
+            "effective_schema",
+            "environment_info",
+            "load_submission",
+            "opponent_entry",
+            "submission_problems",
+            "submission_schema",
+            "validate_submission",
+            "write_submission",
+        ),
+        ".schema",
+    ),
+}
 
 __all__ = [
     "SCHEMA_ID",
     "SubmissionError",
     "bradley_terry_ratings",
     "build_submission",
+    "effective_schema",
     "environment_info",
     "load_submission",
     "opponent_entry",
@@ -43,3 +69,13 @@ __all__ = [
     "validate_submission",
     "write_submission",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
