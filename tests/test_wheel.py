@@ -25,6 +25,7 @@ def test_wheel_ships_data_and_runs_quickstart(tmp_path):
         "visionprefer/py.typed",
         "visionprefer/_data/DATASET_CARD.md",
         "visionprefer/publish/templates/report.html.j2",
+        "visionprefer/leaderboard/templates/leaderboard.html.j2",
         "visionprefer/_data/annotation_guides/README.md",
         "visionprefer/_data/examples/quickstart.yaml",
         "visionprefer/_data/examples/quickstart_prompts.txt",

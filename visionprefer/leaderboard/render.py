@@ -14,7 +14,6 @@ its entry in the evaluator registry (:mod:`visionprefer.evaluate.registry`).
 
 from __future__ import annotations
 
-import html
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -207,37 +206,27 @@ p.note { color: #555; }
 
 
 def _html(heading: str, tables: Iterable[Table], unranked: list[str]) -> str:
-    e = lambda text: html.escape(str(text), quote=True)  # noqa: E731
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        f'<head><meta charset="utf-8"><title>{e(heading)}</title><style>{_CSS}</style></head>',
-        "<body>",
-        f"<h1>{e(heading)}</h1>",
-    ]
+    """The HTML page: ``leaderboard/templates/leaderboard.html.j2`` rendered by Jinja2 with autoescape."""
+    from importlib.resources import files
+
+    import jinja2
+
+    env = jinja2.Environment(
+        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True
+    )
+    template = env.from_string(
+        files(__package__).joinpath("templates", "leaderboard.html.j2").read_text("utf-8")
+    )
+    rows = []
     for table in tables:
         header, body = _table_cells(table)
-        numeric_cols = {i for i, h in enumerate(header) if _numeric(i, h)}
-        parts += [
-            "<section>",
-            f"<h2>{e(table.title)}</h2>",
-            f"<p>{e(table.description)} {e(_FOOTER)}</p>",
-            "<table>",
-        ]
-        parts.append(
-            "<thead><tr>" + "".join(f'<th scope="col">{e(h)}</th>' for h in header) + "</tr></thead>"
+        rows.append(
+            {
+                "title": table.title,
+                "description": table.description,
+                "header": header,
+                "body": body,
+                "numeric": {i for i, h in enumerate(header) if _numeric(i, h)},
+            }
         )
-        parts.append("<tbody>")
-        for row in body:
-            cells = "".join(
-                f'<td class="num">{e(c)}</td>' if i in numeric_cols else f"<td>{e(c)}</td>"
-                for i, c in enumerate(row)
-            )
-            parts.append(f"<tr>{cells}</tr>")
-        parts += ["</tbody>", "</table>", "</section>"]
-    if not tables:
-        parts.append('<p class="note">No submission has this benchmark metric.</p>')
-    if unranked:
-        parts.append(f'<p class="note">Not ranked: {e("; ".join(unranked))}.</p>')
-    parts += ["</body>", "</html>", ""]
-    return "\n".join(parts)
+    return template.render(heading=heading, tables=rows, unranked=unranked, footer=_FOOTER, css=_CSS)
