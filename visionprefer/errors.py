@@ -15,6 +15,8 @@ either::
     ├── LLMUnreachable(ConnectionError)  the LLM server cannot be reached at all
     ├── LLMAccessError(PermissionError)  the server refuses the credentials or does not serve the model
     ├── BatchLineTooLarge(ValueError)    one Batch API request is larger than a whole input file may be
+    ├── VQAFailed(RuntimeError)          a VLM's VQA answer failed (a per-item failure of metric feedback)
+    ├── SubmissionError(ValueError)      a leaderboard submission that is malformed (leaderboard.schema)
     └── InvalidAnswer                    a model's answer is not acceptable (raised by validators; recorded
                                          as a per-item failure of its ``kind``, never shown as an error)
 
@@ -78,6 +80,15 @@ class BatchLineTooLarge(VisionPreferError, ValueError):
             f"Batch API: {what} is {size:,} bytes, above the {max_bytes:,}-byte limit of one input file "
             "(smaller images, or fewer per request)"
         )
+
+
+class VQAFailed(VisionPreferError, RuntimeError):
+    """A VLM's VQA answer failed (after the LLM layer's retries); ``failure_kind`` says why. Recorded as the
+    image's per-item failure by metric feedback."""
+
+    def __init__(self, message: str, failure_kind: str | None):
+        super().__init__(message)
+        self.failure_kind = failure_kind
 
 
 class InvalidAnswer(VisionPreferError):

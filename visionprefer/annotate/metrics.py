@@ -19,7 +19,7 @@ from typing import Any
 
 from ..config import METRICS, BuildConfig, MetricsConfig
 from ..dist import ProcessInfo
-from ..errors import BudgetExceeded, classify_failure
+from ..errors import BudgetExceeded, VQAFailed, classify_failure
 from ..keys import digest
 from ..rundir import LogIndex, RunDir
 from ..scorers.questions import ELEMENT_TYPES
@@ -302,14 +302,6 @@ def _questions_for(
     if budget:
         raise BudgetExceeded("annotate: max_cost_usd reached while writing questions; raise it and rerun")
     return out, failures
-
-
-class VQAFailed(RuntimeError):
-    """A VLM's VQA answer failed (after the LLM layer's retries); ``failure_kind`` says why."""
-
-    def __init__(self, message: str, failure_kind: str | None):
-        super().__init__(message)
-        self.failure_kind = failure_kind
 
 
 def scorer_settings(config: BuildConfig) -> Any:
