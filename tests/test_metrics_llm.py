@@ -65,3 +65,23 @@ def test_llm_questions_and_vlm_answers_estimate_build_and_count(tmp_path, fake_l
     n = len(server.requests())
     build(cfg, progress=False)
     assert len(server.requests()) == n  # a rerun asks nothing again
+
+
+def test_retry_failed_asks_again_for_questions_that_failed_permanently(tmp_path, fake_llm):
+    """Question writing that failed permanently (garbage answers, re-ask included) is replayed from the cache
+    by a plain rerun, and asked again with --retry-failed."""
+    from visionprefer.cli import main
+
+    bad = fake_llm(responder="metrics", faults="garbage:1.0")
+    cfg = _config(tmp_path, bad.base_url)
+    build(cfg, progress=False)
+    st = run_status(tmp_path / "run")["stages"]["annotate"]
+    assert st["done"] == 0 and st["failed_permanent"] == 8
+    good = fake_llm(responder="metrics")
+    cfg = _config(tmp_path, good.base_url)  # same requests (the server is not in their keys)
+    build(cfg, progress=False)
+    assert not good.requests()  # permanent: nothing asked again
+    assert main(["annotate", str(tmp_path / "config.yaml"), "--retry-failed", "-q"]) == 0
+    asked = [r for r in good.requests() if r["path"].endswith("/chat/completions")]
+    assert len(asked) > len(PROMPTS)  # the questions again, then their VQA answers
+    assert run_status(tmp_path / "run")["stages"]["annotate"]["done"] == 8

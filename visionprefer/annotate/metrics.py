@@ -205,7 +205,7 @@ def annotate_with_metrics(
 
     # Questions for every prompt of the chunks (a finished image's too: its chunk is scored whole).
     questions, question_failures = _questions_for(
-        config, run, sorted({t.prompt for chunk in mine for t in chunk}), proc
+        config, run, sorted({t.prompt for chunk in mine for t in chunk}), proc, retry_failed=retry_failed
     )
     scorers = _Scorers(config, run, proc)
     try:
@@ -256,9 +256,11 @@ def annotate_with_metrics(
 
 
 def _questions_for(
-    config: BuildConfig, run: RunDir, prompts: list[str], proc: ProcessInfo
+    config: BuildConfig, run: RunDir, prompts: list[str], proc: ProcessInfo, *, retry_failed: bool = False
 ) -> tuple[dict[str, list], dict[str, Any]]:
-    """Per prompt, its questions; and per prompt whose question writing failed, the failed LLMResult."""
+    """Per prompt, its questions; and per prompt whose question writing failed, the failed LLMResult. With
+    ``retry_failed``, a prompt whose cached answers fail permanently is asked again (the cache ignored), as
+    the judge and polishing do."""
     mc = config.annotate.metrics
     if mc.questions == "template":
         from ..scorers import template_questions
@@ -285,7 +287,10 @@ def _questions_for(
             request = chat_request(
                 mc.question_llm, question_messages(prompt), schema=QUESTION_SCHEMA, schema_name="questions"
             )
-            return await llm.call(request, validate=validate_questions)
+            result = await llm.call(request, validate=validate_questions)
+            if not result.ok and result.kind == "permanent" and retry_failed:
+                result = await llm.call(request, validate=validate_questions, refresh=True)
+            return result
 
         def done(prompt: str, result: Any) -> None:
             nonlocal budget
