@@ -128,7 +128,7 @@ def test_the_format_page_lists_the_same_columns():
     import re
 
     doc = (REPO / "docs" / "dataset-format.md").read_text(encoding="utf-8")
-    for name in CONFIG_NAMES:
+    for name in ALL_CONFIG_NAMES:
         section = doc.split(f"## Config `{name}`", 1)[1].split("\n## ", 1)[0]
         cells = re.findall(r"^\| (`[^|]+`) \|", section, re.M)
         listed = [n for cell in cells for n in re.findall(r"`([^`]+)`", cell)]
