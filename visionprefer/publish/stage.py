@@ -530,8 +530,8 @@ def publish_status(config: BuildConfig, run: RunDir) -> dict[str, Any]:
         last = json.loads(published_path(run).read_text(encoding="utf-8"))
     except (FileNotFoundError, ValueError):
         last = None
-    if not (folder / "README.md").exists():
-        if folder.exists():
+    if not (folder / "README.md").exists() or not (dpo_repo_dir(config, run) / "README.md").exists():
+        if folder.exists():  # the companion's card comes first, the main one last
             row["state"] = "interrupted"
         return row
     row["done"] = split_sizes(folder, "images")["num_rows"]  # every split
