@@ -129,8 +129,8 @@ def child_check(args: argparse.Namespace, size_dir: Path) -> dict:
 
     n = args.check
     out = size_dir / "run" / "dataset"
-    image_files = sorted((out / "data" / "images").glob("train-*.parquet"))
-    prompt_files = sorted((out / "data" / "prompts").glob("train-*.parquet"))
+    image_files = sorted((out / "data" / "images").glob("*.parquet"))  # every split
+    prompt_files = sorted((out / "data" / "prompts").glob("*.parquet"))
     rows = sum(pq.ParquetFile(p).metadata.num_rows for p in image_files)
     prompt_rows = sum(pq.ParquetFile(p).metadata.num_rows for p in prompt_files)
     first = pq.ParquetFile(image_files[0]).read_row_group(0, columns=["image", "image_sha256"]).to_pylist()

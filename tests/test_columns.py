@@ -5,7 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from visionprefer.publish.schema import COLUMNS, CONDITIONS, CONFIG_NAMES, FEEDBACK, RECORD, columns, features
+from visionprefer.publish.schema import (
+    ALL_CONFIG_NAMES,
+    COLUMNS,
+    CONDITIONS,
+    CONFIG_NAMES,
+    FEEDBACK,
+    RECORD,
+    columns,
+    features,
+)
+from visionprefer.publish.stage import config_dir
 
 from .conftest import REPO
 
@@ -37,7 +47,7 @@ def _card_columns(body: str, name: str) -> dict[str, list[str]]:
 def test_the_column_table_is_well_formed():
     keys = [(c.config, c.name) for c in COLUMNS]
     assert len(keys) == len(set(keys))
-    assert {c.config for c in COLUMNS} == set(CONFIG_NAMES)
+    assert {c.config for c in COLUMNS} == set(ALL_CONFIG_NAMES)
     for c in COLUMNS:
         assert c.source in (RECORD, FEEDBACK, "derived"), c
         assert c.only_with is None or c.only_with in CONDITIONS, c
@@ -66,7 +76,7 @@ def test_card_dataset_info_and_parquet_agree_with_the_column_table(quickstart):
         assert [f["name"] for f in yaml_features] == [c.name for c in table], name
         assert Features._from_yaml_list(yaml_features) == features(name)
         # the Parquet files: column order, Arrow types, and the `datasets` features in their metadata
-        shards = sorted(folder.glob(f"{'dpo' if name == 'dpo' else 'data/' + name}/train-*.parquet"))
+        shards = sorted(folder.glob(f"{config_dir(name)}/*.parquet"))  # every split
         assert shards, name
         for shard in shards:
             schema = pq.read_schema(shard)
@@ -118,7 +128,7 @@ def test_the_format_page_lists_the_same_columns():
     import re
 
     doc = (REPO / "docs" / "dataset-format.md").read_text(encoding="utf-8")
-    for name in CONFIG_NAMES:
+    for name in ALL_CONFIG_NAMES:
         section = doc.split(f"## Config `{name}`", 1)[1].split("\n## ", 1)[0]
         cells = re.findall(r"^\| (`[^|]+`) \|", section, re.M)
         listed = [n for cell in cells for n in re.findall(r"`([^`]+)`", cell)]

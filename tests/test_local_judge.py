@@ -63,7 +63,10 @@ def test_the_quickstart_publishes_judge_annotations_from_the_tiny_vlm(tmp_path):
     assert (ann.planned, ann.made, ann.failed) == (8, 8, 0)
     st = run_status(tmp_path / "qs")["stages"]["annotate"]
     assert (st["done"], st["failed"], st["failed_permanent"]) == (8, 0, 0)
-    rows = load_dataset(str(tmp_path / "qs" / "dataset"), split="train")
+    from datasets import concatenate_datasets
+
+    splits = load_dataset(str(tmp_path / "qs" / "dataset"))  # train and validation (splits by prompt)
+    rows = concatenate_datasets(list(splits.values()))
     assert len(rows) == 48
     scores = set()
     for row in rows:

@@ -35,7 +35,7 @@ generate:
 annotate:
   backend: judge
   judge: {{image_max_side: 64, llm: {{base_url: "{server.base_url}", concurrency: 4}}}}
-publish: {{rows_per_shard: 5}}
+publish: {{rows_per_shard: 5, validation_fraction: 0, test_fraction: 0}}  # every prompt in train
 """,
     )
     cfg = load_config(path)
@@ -226,7 +226,7 @@ def test_push_with_an_injected_hub_client(judged_run, monkeypatch):
     hub = _FakeHub()
     url = push_dataset(run.root, "my-org/my-prefs", api=hub)
     assert url == "https://huggingface.co/datasets/my-org/my-prefs"
-    assert [c[0] for c in hub.calls] == ["create_repo", "upload_folder"]
+    assert [c[0] for c in hub.calls] == ["create_repo", "upload_folder"] * 2
     assert hub.calls[0][1] == {
         "repo_id": "my-org/my-prefs",
         "repo_type": "dataset",
@@ -234,8 +234,14 @@ def test_push_with_an_injected_hub_client(judged_run, monkeypatch):
         "exist_ok": True,
     }
     assert hub.calls[1][1]["folder_path"] == str(run.root / "dataset")
+    # The companion repository: the DPO export as its default config.
+    assert hub.calls[2][1]["repo_id"] == hub.calls[3][1]["repo_id"] == "my-org/my-prefs-dpo"
+    assert hub.calls[3][1]["folder_path"] == str(run.root / "dataset-dpo")
     card = (run.root / "dataset" / "README.md").read_text()
     assert 'load_dataset("my-org/my-prefs", "pairs"' in card and "ORG/NAME" not in card
+    assert "--dataset_name my-org/my-prefs-dpo " in card
+    companion = (run.root / "dataset-dpo" / "README.md").read_text()
+    assert 'load_dataset("my-org/my-prefs-dpo", split="train")' in companion and "ORG/NAME" not in companion
     for path in run.root.rglob("*"):
         if path.is_file():
             assert b"hf_secret_token_value_123" not in path.read_bytes()

@@ -423,9 +423,29 @@ class PublishConfig:
     # prompt and five aspects, each image is stored ten times). false leaves image_0/image_1 null there:
     # the images stay in the `images` config (join on image_id_0/1) and in the DPO export.
     pair_images: bool = True
+    # Splits by prompt, the same in every config: a prompt's split is a function of its key and `split_seed`
+    # only (a digest compared with these fractions), so adding prompts never moves an existing one.
+    validation_fraction: float = 0.05
+    test_fraction: float = 0.05
+    split_seed: int = 0
+    # Extra exports: `agfsync` adds the config `agfsync` (AGFSync's released DPO format: caption, good_jpg,
+    # bad_jpg as images).
+    formats: tuple[Literal["agfsync"], ...] = ()
+    # The card's `license_name` / `license_link` (the Hub asks for both with `license: other`). Unset with
+    # `other`: `generator-licenses` and the LICENSE.md written into the folder (the generators' licences).
+    license_name: str | None = None
+    license_link: str | None = None
 
     def __post_init__(self) -> None:
         _positive("publish.rows_per_shard", self.rows_per_shard)
+        for key in ("validation_fraction", "test_fraction"):
+            value = getattr(self, key)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"publish.{key}: {value!r} must be at least 0 and below 1")
+        if self.validation_fraction + self.test_fraction >= 1.0:
+            raise ConfigError(
+                "publish.validation_fraction + publish.test_fraction must leave prompts for train (sum < 1)"
+            )
         if "/" in self.folder or self.folder in ("", ".", ".."):
             raise ConfigError(
                 f"publish.folder: {self.folder!r} must be a plain folder name inside the run directory"

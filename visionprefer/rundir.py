@@ -46,12 +46,31 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     atomic_write_chunks(path, [data])
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system says it (Linux ``/proc``); elsewhere
+    set and restored at once."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a new file gets from ``open``: 0o666 less the umask (0o644 under the usual 022)."""
+    return 0o666 & ~current_umask()
+
+
 def atomic_write_chunks(path: Path, chunks: Iterable[bytes]) -> None:
     """Replace ``path`` atomically with the concatenated ``chunks`` (written as they come, so a large file
-    is never held in memory): temporary file in the same folder, fsync, rename."""
+    is never held in memory): temporary file in the same folder, fsync, rename. The file gets the mode
+    ``open`` would give it (``mkstemp``'s 0600 is widened to 0666 less the umask), like every other file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb", buffering=1 << 20) as f:
             for chunk in chunks:
                 f.write(chunk)

@@ -2,12 +2,17 @@
 the row functions of the publish stage, the card's column tables and its ``dataset_info`` features all read
 them from here, and so do the tests.
 
-Four configs, one split (``train``) each:
+Four configs, each with the splits ``train``, ``validation`` and ``test`` (by prompt, the same in every
+config; the ``dpo`` export adds Pick-a-Pic's ``validation_unique`` and ``test_unique``):
 
 * ``prompts`` — the cleaned (and polished) prompts;
 * ``images`` (default) — one row per image with its generation metadata and feedback;
 * ``pairs`` — every preference pair, ties included (``label_0`` 0.5);
-* ``dpo`` — Pick-a-Pic-style columns for Diffusion-DPO trainers, ties dropped, encoded image bytes.
+* ``dpo`` — a superset of Pick-a-Pic v2's columns for Diffusion-DPO trainers and PickScore, ties dropped,
+  encoded image bytes;
+
+and, with ``publish.formats: [agfsync]``, ``agfsync`` — AGFSync's released DPO format (``caption``,
+``good_jpg``, ``bad_jpg`` as images).
 
 Every column is in every build's Parquet; a column declared ``only_with`` a condition (judge feedback,
 metric feedback, ...) is null in the builds where the condition does not hold. This module imports neither
@@ -25,13 +30,54 @@ if TYPE_CHECKING:
     from ..config import BuildConfig
 
 CONFIG_NAMES = ("images", "prompts", "pairs", "dpo")
-"""The configs in the order of the card (``images`` is the default)."""
+"""The configs of every build in the order of the card (``images`` is the default)."""
+
+OPTIONAL_CONFIGS: dict[str, str] = {"agfsync": "agfsync"}
+"""Configs written only when ``publish.formats`` names them: config name -> the format's name."""
+
+ALL_CONFIG_NAMES = (*CONFIG_NAMES, *OPTIONAL_CONFIGS)
+
+SPLITS = ("train", "validation", "test")
+"""The splits of every config, by prompt (:mod:`visionprefer.publish.splits`)."""
+
+UNIQUE_SPLITS = ("validation_unique", "test_unique")
+"""The DPO export's extra splits, as Pick-a-Pic defines them: one row per prompt of validation / test."""
+
+DPO_SPLITS = (*SPLITS, *UNIQUE_SPLITS)
+
+
+def config_names(config: BuildConfig) -> tuple[str, ...]:
+    """The configs a build of ``config`` publishes, in the card's order."""
+    formats = set(config.publish.formats)
+    return (*CONFIG_NAMES, *(name for name, fmt in OPTIONAL_CONFIGS.items() if fmt in formats))
+
+
+def present_splits(config_name: str, counts: Mapping[str, int]) -> tuple[str, ...]:
+    """The splits of one config that are published, given its rows per split: those with rows (``datasets``
+    cannot load a split without any), or ``train`` alone, empty, when the config has no rows at all (so that
+    the config and its features are still declared)."""
+    present = tuple(s for s in split_names(config_name) if counts.get(s, 0) > 0)
+    return present or ("train",)
+
+
+def split_names(config_name: str) -> tuple[str, ...]:
+    """The splits of one config: the DPO export adds Pick-a-Pic's ``*_unique`` splits."""
+    return DPO_SPLITS if config_name == "dpo" else SPLITS
+
 
 ASPECT_COLUMNS = ("prompt_following", "fidelity", "aesthetic", "harmlessness")
 METRIC_FIELDS = ("vqa", "clip", "aesthetic", "cq", "pickscore", "hpsv2", "total")
 
 # Column types: a `datasets.Value` dtype, "image" (`datasets.Image()`) or a struct {field: type}.
-STRING, INT64, FLOAT32, BINARY, IMAGE = "string", "int64", "float32", "binary", "image"
+STRING, INT64, FLOAT32, FLOAT64, BOOL, BINARY, IMAGE = (
+    "string",
+    "int64",
+    "float32",
+    "float64",
+    "bool",
+    "binary",
+    "image",
+)
 ASPECT_TYPE: Mapping[str, str] = {"score": FLOAT32, "explanation": STRING}
 METRICS_TYPE: Mapping[str, str] = dict.fromkeys(METRIC_FIELDS, FLOAT32)
 
@@ -159,8 +205,8 @@ COLUMNS: tuple[Column, ...] = (
         ("caption", STRING, "the prompt", DERIVED),
         ("jpg_0", BINARY, "encoded bytes of image 0 (as stored: PNG, JPEG or WebP)", DERIVED),
         ("jpg_1", BINARY, "encoded bytes of image 1", DERIVED),
-        ("label_0", FLOAT32, "1.0 when image 0 is preferred, else 0.0 (no ties)"),
-        ("label_1", FLOAT32, "1 - label_0", DERIVED),
+        ("label_0", FLOAT64, "1.0 when image 0 is preferred, else 0.0 (no ties; float64 as in Pick-a-Pic)"),
+        ("label_1", FLOAT64, "1 - label_0", DERIVED),
         ("pair_id", STRING, "key of the pair (joins `pairs`)"),
         ("prompt_id", STRING, "key of the prompt"),
         ("aspect", STRING, "the aspect the preference is about"),
@@ -168,6 +214,24 @@ COLUMNS: tuple[Column, ...] = (
         ("image_id_1", STRING, "key of image 1"),
         ("model_0", STRING, "model id of image 0 (the folder name of a local model)"),
         ("model_1", STRING, "model id of image 1"),
+        ("image_0_uid", STRING, "Pick-a-Pic name of `image_id_0`", DERIVED),
+        ("image_1_uid", STRING, "Pick-a-Pic name of `image_id_1`", DERIVED),
+        ("ranking_id", INT64, "Pick-a-Pic's int64 example id: the first 15 hex digits of `pair_id` as an "
+         "integer", DERIVED),
+        ("best_image_uid", STRING, "uid of the preferred image", DERIVED),
+        ("has_label", BOOL, "whether the row carries a preference: always true here (ties are dropped)",
+         DERIVED),
+        ("are_different", BOOL, "whether the two image files differ (their bytes)", DERIVED),
+        ("num_example_per_prompt", INT64, "rows of this prompt in this split (PickScore weighs examples by "
+         "its inverse)", DERIVED),
+    ]),
+    *_c("agfsync", [
+        ("caption", STRING, "the prompt", DERIVED),
+        ("good_jpg", IMAGE, "the preferred image", DERIVED),
+        ("bad_jpg", IMAGE, "the other image", DERIVED),
+        ("pair_id", STRING, "key of the pair (joins `pairs` and `dpo`)"),
+        ("prompt_id", STRING, "key of the prompt"),
+        ("aspect", STRING, "the aspect the preference is about"),
     ]),
 )
 # fmt: on
@@ -175,7 +239,7 @@ COLUMNS: tuple[Column, ...] = (
 
 def columns(config_name: str, source: str | None = None) -> tuple[Column, ...]:
     """The columns of one config in table (and Parquet) order; with ``source``, only those taken from it."""
-    if config_name not in CONFIG_NAMES:
+    if config_name not in ALL_CONFIG_NAMES:
         raise ValueError(f"unknown dataset config {config_name!r}")
     return tuple(c for c in COLUMNS if c.config == config_name and (source is None or c.source == source))
 

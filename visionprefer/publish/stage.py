@@ -1,23 +1,35 @@
-"""The publish stage: the run directory as a Hugging Face dataset folder that ``load_dataset`` reads as is.
+"""The publish stage: the run directory as Hugging Face dataset folders that ``load_dataset`` reads as they are.
 
-Layout of ``<run>/<publish.folder>/``::
+Two folders, one per Hub repository ``visionprefer push`` uploads::
 
-    README.md                       the dataset card (YAML: configs, features, licence, task, size)
-    data/images/train-*.parquet     default config
-    data/prompts/train-*.parquet
-    data/pairs/train-*.parquet
-    dpo/train-*.parquet             Pick-a-Pic columns, in their own folder for the Diffusion-DPO example
+    <run>/<publish.folder>/                 repo ORG/NAME
+        README.md                           the dataset card (YAML: configs, splits, features, sizes, licence)
+        LICENSE.md                          the generators' licences (with ``license: other``)
+        data/images/<split>-*.parquet       default config
+        data/prompts/<split>-*.parquet
+        data/pairs/<split>-*.parquet
+        data/agfsync/<split>-*.parquet      with ``publish.formats: [agfsync]``
+        dpo/data/<split>-*.parquet          config ``dpo`` (hard links to the companion's shards)
+    <run>/<publish.folder>-dpo/             repo ORG/NAME-dpo: the DPO export as its default config
+        README.md, LICENSE.md
+        data/<split>-*.parquet              train, validation, test, validation_unique, test_unique
+
+The companion exists because a Hub id has at most one ``/`` (``datasets`` takes ``ORG/NAME/dpo`` for a local
+path) and the diffusers Diffusion-DPO example passes no config name: ``--dataset_name ORG/NAME-dpo`` loads
+the DPO export as it is. Splits are by prompt (:mod:`.splits`), the same in every config.
 
 Rows are in a deterministic order (prompts in prompt-file order; images and pairs grouped by prompt, then
 by key), and each shard is written atomically, so publishing the same run twice gives the same files. The
-card is written last: a folder without ``README.md`` is a publish that did not finish.
+cards are written last: a folder without ``README.md`` is a publish that did not finish.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
+import os
 from array import array
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -28,21 +40,29 @@ from typing import Any
 
 from ..config import ASPECTS, BuildConfig
 from ..errors import StageOrderError
-from ..rundir import RunDir, StoredRecords, atomic_write_text
+from ..rundir import RunDir, StoredRecords, atomic_write_text, file_mode
 from .schema import (
     CONDITIONS,
-    CONFIG_NAMES,
     FEEDBACK,
     METRIC_FIELDS,
     RECORD,
+    SPLITS,
+    UNIQUE_SPLITS,
     column_names,
     columns,
+    config_names,
     features,
+    present_splits,
     public_model_id,
+    split_names,
 )
-from .writer import write_shards
+from .splits import splitter, unique_rank
+from .writer import remove_shards, write_shards
 
 DPO_FOLDER = "dpo"
+DPO_REPO_SUFFIX = "-dpo"
+"""The companion folder (and Hub repository) of the DPO export: ``<publish.folder>-dpo``, ``ORG/NAME-dpo``."""
+LICENSE_FILE = "LICENSE.md"
 
 
 @dataclass
@@ -57,8 +77,24 @@ def dataset_dir(config: BuildConfig, run: RunDir) -> Path:
     return run.root / config.publish.folder
 
 
-def config_paths(name: str) -> str:
-    return f"{DPO_FOLDER}/train-*.parquet" if name == "dpo" else f"data/{name}/train-*.parquet"
+def dpo_repo_dir(config: BuildConfig, run: RunDir) -> Path:
+    """The companion folder: the DPO export alone, as the default config of its own repository."""
+    return run.root / (config.publish.folder + DPO_REPO_SUFFIX)
+
+
+def config_dir(name: str) -> str:
+    """Where one config's shards sit in the main folder (``None`` name: the companion's ``data``)."""
+    return f"{DPO_FOLDER}/data" if name == "dpo" else f"data/{name}"
+
+
+def config_paths(name: str, split: str = "train") -> str:
+    """The ``data_files`` pattern of one config's split in the main folder."""
+    return f"{config_dir(name)}/{split}-*.parquet"
+
+
+def companion_paths(split: str) -> str:
+    """The ``data_files`` pattern of one split of the companion's default config."""
+    return f"data/{split}-*.parquet"
 
 
 # --------------------------------------------------------------------------------------------- rows
@@ -171,20 +207,56 @@ def pair_rows(run: RunDir, pairs: Iterable[dict[str, Any]], *, images: bool = Tr
         yield row
 
 
-def dpo_rows(config: BuildConfig, run: RunDir, pairs: Iterable[dict[str, Any]]):
+def ranking_id(pair_id: str) -> int:
+    """Pick-a-Pic's int64 ``ranking_id`` of a pair: the first 15 hex digits of its key (60 bits)."""
+    return int(pair_id[:15], 16)
+
+
+def dpo_rows(
+    config: BuildConfig,
+    run: RunDir,
+    pairs: Iterable[dict[str, Any]],
+    per_prompt: Callable[[dict[str, Any]], int] | None = None,
+):
     """Rows of the ``dpo`` config: the pair record's fields named in the column table, and the Pick-a-Pic
-    columns derived from the pair (caption, encoded image bytes, ``label_1``)."""
+    columns derived from the pair (caption, encoded image bytes, ``label_1``, uids, ``ranking_id``,
+    ``best_image_uid``, ``has_label``, ``are_different``). ``per_prompt(pair)`` is the pair's
+    ``num_example_per_prompt`` (rows of its prompt in the split written; 1 without it)."""
     from_record = column_names("dpo", RECORD)
     for p in pairs:
         b0, b1 = (run.root / p["file_0"]).read_bytes(), (run.root / p["file_1"]).read_bytes()
+        different = b0 != b1
         if config.publish.dpo_image_format == "jpeg":
             b0, b1 = _jpeg(b0), _jpeg(b1)
+        label_0 = float(p["label_0"])
         yield {
             **{k: p[k] for k in from_record},
             "caption": p["prompt"],
             "jpg_0": b0,
             "jpg_1": b1,
-            "label_1": 1.0 - p["label_0"],
+            "label_0": label_0,
+            "label_1": 1.0 - label_0,
+            "image_0_uid": p["image_id_0"],
+            "image_1_uid": p["image_id_1"],
+            "ranking_id": ranking_id(p["pair_id"]),
+            "best_image_uid": p["image_id_0"] if label_0 == 1.0 else p["image_id_1"],
+            "has_label": True,
+            "are_different": different,
+            "num_example_per_prompt": per_prompt(p) if per_prompt else 1,
+        }
+
+
+def agfsync_rows(run: RunDir, pairs: Iterable[dict[str, Any]]):
+    """Rows of the ``agfsync`` config (AGFSync's released DPO format): the caption, the preferred image as
+    ``good_jpg`` and the other as ``bad_jpg`` (``Image()`` cells of the stored files), and the keys."""
+    from_record = column_names("agfsync", RECORD)
+    for p in pairs:
+        good, bad = ("file_0", "file_1") if p["label_0"] == 1.0 else ("file_1", "file_0")
+        yield {
+            **{k: p[k] for k in from_record},
+            "caption": p["prompt"],
+            "good_jpg": _image_cell(run, p[good]),
+            "bad_jpg": _image_cell(run, p[bad]),
         }
 
 
@@ -221,63 +293,107 @@ def select(
 
 
 # --------------------------------------------------------------------------------------------- stage
+def unique_choice(config: BuildConfig, dpo: Iterable[dict[str, Any]], split_of: Callable[[str], str]):
+    """The ``pair_id`` of each validation or test prompt's one example in the ``*_unique`` splits."""
+    best: dict[str, tuple[str, str]] = {}
+    seed = config.publish.split_seed
+    for p in dpo:
+        if split_of(p["prompt_id"]) == "train":
+            continue
+        rank = unique_rank(p["pair_id"], seed)
+        if p["prompt_id"] not in best or rank < best[p["prompt_id"]][0]:
+            best[p["prompt_id"]] = (rank, p["pair_id"])
+    return {pid: pair_id for pid, (_, pair_id) in best.items()}
+
+
 def publish_dataset(config: BuildConfig, run: RunDir, *, progress: bool = True) -> PublishReport:
     from ..progress import progress_bar
 
     data = collect(config, run)
-    out = dataset_dir(config, run)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "README.md").unlink(missing_ok=True)  # written last: its presence marks a finished publish
+    out, dpo_out = dataset_dir(config, run), dpo_repo_dir(config, run)
+    for folder in (out, dpo_out):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "README.md").unlink(missing_ok=True)  # written last: its presence marks a finished publish
+    for old in (out / DPO_FOLDER).glob("*.parquet"):  # the layout before splits: dpo/train-*.parquet
+        old.unlink()
+    split_of = splitter(config)
     dpo = dpo_pairs(config, data["pairs"])
-    counts = {
-        "prompts": len(data["prompts"]),
-        "images": len(data["images"]),
-        "pairs": len(data["pairs"]),
-        "dpo": len(dpo),
+    per_prompt = Counter(p["prompt_id"] for p in dpo)
+    chosen = unique_choice(config, dpo, split_of)
+    names = config_names(config)
+
+    def in_split(records: Sequence[dict[str, Any]], split: str) -> Sequence[dict[str, Any]]:
+        if split in UNIQUE_SPLITS:
+            base = split.removesuffix("_unique")
+            return select(
+                records,
+                lambda r: split_of(r["prompt_id"]) == base and chosen.get(r["prompt_id"]) == r["pair_id"],
+            )
+        return select(records, lambda r: split_of(r["prompt_id"]) == split)
+
+    sources: dict[str, tuple[Sequence[dict[str, Any]], Callable[[Sequence[dict[str, Any]], str], Any]]] = {
+        "prompts": (data["prompts"], lambda recs, _: prompt_rows(recs)),
+        "images": (data["images"], lambda recs, _: image_rows(run, recs, data["feedback"])),
+        "pairs": (data["pairs"], lambda recs, _: pair_rows(run, recs, images=config.publish.pair_images)),
+        "dpo": (
+            dpo,
+            lambda recs, split: dpo_rows(
+                config, run, recs, None if split in UNIQUE_SPLITS else lambda p: per_prompt[p["prompt_id"]]
+            ),
+        ),
+        "agfsync": (dpo, lambda recs, _: agfsync_rows(run, recs)),
     }
+    selected = {
+        name: {split: in_split(sources[name][0], split) for split in split_names(name)} for name in names
+    }
+    split_counts = {
+        name: {split: len(recs) for split, recs in by_split.items()} for name, by_split in selected.items()
+    }
+    counts = {name: sum(split_counts[name][s] for s in SPLITS) for name in names}
     per_shard = config.publish.rows_per_shard
-    total = sum(counts.values())
+    total = sum(sum(c.values()) for c in split_counts.values())
     with progress_bar(total=total, desc="publish", unit="row", enabled=progress) as bar:
 
         def tick() -> None:
             bar.update(1)
 
-        write_shards(
-            out / "data" / "prompts",
-            features("prompts"),
-            prompt_rows(data["prompts"]),
-            total=counts["prompts"],
-            rows_per_shard=max(per_shard, 10_000),
-            on_row=tick,
-        )
-        write_shards(
-            out / "data" / "images",
-            features("images"),
-            image_rows(run, data["images"], data["feedback"]),
-            total=counts["images"],
-            rows_per_shard=per_shard,
-            on_row=tick,
-        )
-        write_shards(
-            out / "data" / "pairs",
-            features("pairs"),
-            pair_rows(run, data["pairs"], images=config.publish.pair_images),
-            total=counts["pairs"],
-            rows_per_shard=per_shard,
-            on_row=tick,
-        )
-        write_shards(
-            out / DPO_FOLDER,
-            features("dpo"),
-            dpo_rows(config, run, dpo),
-            total=counts["dpo"],
-            rows_per_shard=per_shard,
-            on_row=tick,
-        )
+        for name in names:
+            folder = dpo_out / "data" if name == "dpo" else out / config_dir(name)
+            present = present_splits(name, split_counts[name])
+            for split, recs in selected[name].items():
+                if split not in present:
+                    remove_shards(folder, split)
+                    continue
+                write_shards(
+                    folder,
+                    features(name),
+                    sources[name][1](recs, split),
+                    total=len(recs),
+                    rows_per_shard=max(per_shard, 10_000) if name == "prompts" else per_shard,
+                    prefix=split,
+                    on_row=tick,
+                )
+    _link_folder(dpo_out / "data", out / config_dir("dpo"))
+    for old in (out / "data").iterdir():  # a config no longer published (agfsync dropped from formats)
+        if old.is_dir() and old.name not in names:
+            for f in old.glob("*.parquet"):
+                f.unlink()
+            with contextlib.suppress(OSError):
+                old.rmdir()
     from ..status import run_status
     from .report import write_report
 
     status = run_status(run.root)  # once for the card and the report: it reads the whole run
+    data["split_counts"] = split_counts
+    licence = licence_text(config)
+    for folder in (out, dpo_out):
+        if licence is not None:
+            atomic_write_text(folder / LICENSE_FILE, licence)
+        else:
+            (folder / LICENSE_FILE).unlink(missing_ok=True)
+    atomic_write_text(
+        dpo_out / "README.md", render_card(config, run, data, counts, status=status, companion=True)
+    )
     card = render_card(config, run, data, counts, status=status)
     atomic_write_text(out / "README.md", card)
     report_path = write_report(config, run, data=data, status=status)
@@ -286,7 +402,9 @@ def publish_dataset(config: BuildConfig, run: RunDir, *, progress: bool = True) 
         json.dumps(
             {
                 "folder": str(out.relative_to(run.root)),
+                "dpo_folder": str(dpo_out.relative_to(run.root)),
                 "counts": counts,
+                "split_counts": split_counts,
                 "settings": publish_settings(config),
                 "inputs": input_signature(run),
             },
@@ -296,6 +414,52 @@ def publish_dataset(config: BuildConfig, run: RunDir, *, progress: bool = True) 
         + "\n",
     )
     return PublishReport(folder=str(out), counts=counts, report=str(report_path))
+
+
+def _link_folder(source: Path, target: Path) -> None:
+    """Make ``target`` hold the Parquet files of ``source`` (hard links, or copies where links fail), and
+    nothing else: the main folder's ``dpo`` config and the companion share their shards on disk."""
+    import shutil
+
+    target.mkdir(parents=True, exist_ok=True)
+    names = {p.name for p in source.glob("*.parquet")}
+    for old in target.glob("*.parquet"):
+        if old.name not in names:
+            old.unlink()
+    for name in sorted(names):
+        dest = target / name
+        tmp = dest.with_name(f".{name}.tmp")
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(source / name, tmp)
+        except OSError:
+            shutil.copyfile(source / name, tmp)
+            os.chmod(tmp, file_mode())
+        os.replace(tmp, dest)
+
+
+def licence_text(config: BuildConfig) -> str | None:
+    """``LICENSE.md`` of the folders with ``license: other`` and no ``license_link`` of one's own: the
+    licence of each generator's images (``None`` otherwise: the Hub knows the licence by its id)."""
+    pc = config.publish
+    if pc.license != "other" or pc.license_link:
+        return None
+    from ..generate.plan import resolve_generators
+    from ..generate.presets import PRESETS
+
+    lines = [
+        "# Licence",
+        "",
+        "The images of this dataset were generated by the models below and inherit their licences; the",
+        "prompts keep the terms of their sources (see the dataset card). Check them before any use.",
+        "",
+        "| generator | model | licence |",
+        "|---|---|---|",
+    ]
+    for s in resolve_generators(config.generate):
+        licence = PRESETS[s.preset].licence if s.preset in PRESETS else "see the model card"
+        lines.append(f"| {s.name} | `{public_model_id(s.model_id)}` | {licence} |")
+    return "\n".join(lines) + "\n"
 
 
 def published_path(run: RunDir) -> Path:
@@ -368,11 +532,11 @@ def publish_status(config: BuildConfig, run: RunDir) -> dict[str, Any]:
         last = json.loads(published_path(run).read_text(encoding="utf-8"))
     except (FileNotFoundError, ValueError):
         last = None
-    if not (folder / "README.md").exists():
-        if folder.exists():
+    if not (folder / "README.md").exists() or not (dpo_repo_dir(config, run) / "README.md").exists():
+        if folder.exists():  # the companion's card comes first, the main one last
             row["state"] = "interrupted"
         return row
-    row["done"] = split_sizes(folder, "images")["num_rows"]
+    row["done"] = split_sizes(folder, "images")["num_rows"]  # every split
     if last is None:  # a folder published by an older version, or copied in: nothing to compare with
         row["state"] = "done"
         return row
@@ -399,18 +563,42 @@ def size_category(n: int) -> str:
     return "10M<n<100M"
 
 
-def split_sizes(folder: Path, name: str) -> dict[str, int]:
-    """One config's shards, from the Parquet footers: ``num_rows``, ``num_bytes`` (uncompressed, about the
-    Arrow size in memory) and ``download_size`` (the files)."""
+def split_sizes(folder: Path, name: str, split: str | None = None) -> dict[str, int]:
+    """One config's shards in the main folder (one split, or all of them), from the Parquet footers:
+    ``num_rows`` and ``download_size`` (the files)."""
     import pyarrow.parquet as pq
 
-    rows = num_bytes = download = 0
-    for path in sorted(folder.glob(config_paths(name))):
-        meta = pq.ParquetFile(path).metadata
-        rows += meta.num_rows
-        num_bytes += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-        download += path.stat().st_size
-    return {"num_rows": rows, "num_bytes": num_bytes, "download_size": download}
+    rows = download = 0
+    for s in [split] if split else split_names(name):
+        for path in sorted(folder.glob(config_paths(name, s))):
+            rows += pq.ParquetFile(path).metadata.num_rows
+            download += path.stat().st_size
+    return {"num_rows": rows, "download_size": download}
+
+
+def arrow_num_bytes(paths: Iterable[Path], feats: Any) -> int:
+    """A split's ``num_bytes`` as ``datasets`` computes it when it prepares the split: the Parquet builder
+    reads each file in batches of its first row group's size, casts each batch to the features' schema,
+    and the Arrow writer adds up ``Table.nbytes`` of what it writes. The same steps here, so the card's
+    sizes are the ones ``load_dataset`` records (the uncompressed sizes in Parquet footers are not)."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    from datasets.table import table_cast
+
+    schema = feats.arrow_schema
+    fmt = ds.ParquetFileFormat()
+    total = 0
+    for path in paths:
+        with open(path, "rb") as f:
+            fragment = fmt.make_fragment(f)
+            if not fragment.row_groups:
+                continue
+            batch_size = fragment.row_groups[0].num_rows
+            if batch_size == 0:
+                continue
+            for batch in fragment.to_batches(batch_size=batch_size, batch_readahead=0, fragment_readahead=0):
+                total += table_cast(pa.Table.from_batches([batch]), schema).combine_chunks().nbytes
+    return total
 
 
 def pretty_name(config: BuildConfig) -> str:
@@ -419,48 +607,120 @@ def pretty_name(config: BuildConfig) -> str:
     return config.publish.pretty_name or "visionprefer preference dataset"
 
 
-def card_data(config: BuildConfig, counts: dict[str, int], folder: Path | None = None) -> Any:
-    """The card's YAML header as a ``huggingface_hub.DatasetCardData``: licence, task, size, the configs
-    (in :data:`~visionprefer.publish.schema.CONFIG_NAMES` order, ``images`` the default) and each config's
-    ``dataset_info``, written by ``datasets``' own ``DatasetInfosDict`` from the column table's features.
+ANNOTATIONS_CREATORS = ["machine-generated"]
 
-    With ``folder`` (the written dataset), each ``dataset_info`` also records its split sizes, as
-    ``push_to_hub`` does: besides informing the viewer, that makes two builds' cards differ, and
-    ``load_dataset``'s cache for a local folder is keyed on the card's metadata, not on the folder (two
-    folders with identical cards would be served one cache)."""
-    from datasets import DatasetInfo, SplitDict, SplitInfo
-    from datasets.info import DatasetInfosDict
+
+def source_datasets(config: BuildConfig) -> list[str]:
+    """The card's ``source_datasets``: ``original`` (the images and feedback are new), and each Hub
+    dataset the prompts came from as ``extended|<id>`` (local files and benchmarks are named in the card)."""
+    out = ["original"]
+    for src in config.prompts.sources:
+        if src.hf_dataset and not Path(src.hf_dataset).expanduser().is_absolute():
+            hub_id = src.hf_dataset
+            if hub_id.count("/") == 1 and not Path(config.base_dir, hub_id).exists():
+                out.append(f"extended|{hub_id}")
+    return sorted(set(out), key=out.index)
+
+
+def _licence_fields(config: BuildConfig) -> dict[str, Any]:
+    pc = config.publish
+    if pc.license != "other":
+        return {}
+    return {
+        "license_name": pc.license_name or "generator-licenses",
+        "license_link": pc.license_link or LICENSE_FILE,
+    }
+
+
+def _card_header(config: BuildConfig, counts: dict[str, int], *, companion: bool) -> Any:
     from huggingface_hub import DatasetCardData
 
-    data = DatasetCardData(
+    return DatasetCardData(
         license=config.publish.license,
-        pretty_name=pretty_name(config),
+        **_licence_fields(config),
+        pretty_name=pretty_name(config) + (" (DPO export)" if companion else ""),
+        annotations_creators=ANNOTATIONS_CREATORS,
+        language_creators=["machine-generated" if config.prompts.polish.enabled else "found"],
+        source_datasets=source_datasets(config),
         task_categories=["text-to-image"],
         language=["en"],
-        size_categories=[size_category(counts["images"])],
-        tags=["preference", "ai-feedback", "dpo", "visionprefer", "synthetic"],
-        configs=[
-            {
-                "config_name": name,
-                "data_files": [{"split": "train", "path": config_paths(name)}],
-                **({"default": True} if name == "images" else {}),
-            }
-            for name in CONFIG_NAMES
-        ],
+        multilinguality=["monolingual"],
+        size_categories=[size_category(counts["dpo"] if companion else counts["images"])],
+        tags=["preference", "ai-feedback", "dpo", "visionprefer", "synthetic"]
+        + (["pick-a-pic"] if companion else []),
     )
+
+
+def card_data(
+    config: BuildConfig,
+    counts: dict[str, int],
+    folder: Path | None = None,
+    *,
+    companion: bool = False,
+    split_counts: dict[str, dict[str, int]] | None = None,
+) -> Any:
+    """The card's YAML header as a ``huggingface_hub.DatasetCardData``: licence (with ``license_name`` and
+    ``license_link`` for ``other``), annotation and language creators, source datasets, task, size, the
+    configs (in :func:`~visionprefer.publish.schema.config_names` order, ``images`` the default) with one
+    ``data_files`` entry per split, and each config's ``dataset_info``, written by ``datasets``' own
+    ``DatasetInfosDict`` from the column table's features. With ``companion``, the header of the DPO
+    repository: one config, ``default``, the DPO export with its five splits.
+
+    With ``folder`` (the written dataset), each ``dataset_info`` also records its split sizes as
+    ``datasets`` computes them (:func:`arrow_num_bytes`; ``download_size`` the files' bytes): besides
+    informing the viewer, that makes two builds' cards differ, and ``load_dataset``'s cache for a local
+    folder is keyed on the card's metadata, not on the folder (two folders with identical cards would be
+    served one cache)."""
+    from datasets import DatasetInfo, SplitDict, SplitInfo
+    from datasets.info import DatasetInfosDict
+
+    data = _card_header(config, counts, companion=companion)
+    if companion:
+        entries = [("default", "dpo", lambda split: companion_paths(split))]
+    else:
+        entries = [
+            (name, name, lambda split, name=name: config_paths(name, split)) for name in config_names(config)
+        ]
+
+    def splits_of(name: str) -> tuple[str, ...]:
+        if split_counts is None:
+            return split_names(name)
+        return present_splits(name, split_counts[name])
+
+    data["configs"] = [
+        {
+            "config_name": config_name,
+            "data_files": [{"split": split, "path": paths(split)} for split in splits_of(name)],
+            **({"default": True} if name == "images" or companion else {}),
+        }
+        for config_name, name, paths in entries
+    ]
     infos = DatasetInfosDict()
-    for name in CONFIG_NAMES:
-        info = DatasetInfo(features=features(name), config_name=name)
+    for config_name, name, paths in entries:
+        info = DatasetInfo(features=features(name), config_name=config_name)
         if folder is not None:
-            size = split_sizes(folder, name)
-            split = SplitInfo(name="train", num_bytes=size["num_bytes"], num_examples=counts[name])
-            info.splits = SplitDict({"train": split})
-            info.download_size = size["download_size"]
-            info.dataset_size = size["num_bytes"]
-        infos[name] = info
+            splits, download = SplitDict(), 0
+            for split in splits_of(name):
+                files = sorted(folder.glob(paths(split)))
+                n = split_counts[name][split] if split_counts else None
+                if n is None:
+                    import pyarrow.parquet as pq
+
+                    n = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+                splits.add(
+                    SplitInfo(name=split, num_bytes=arrow_num_bytes(files, info.features), num_examples=n)
+                )
+                download += sum(f.stat().st_size for f in files)
+            info.splits = splits
+            info.download_size = download
+            info.dataset_size = sum(s.num_bytes for s in splits.values())
+        infos[config_name] = info
     infos.to_dataset_card_data(data)
-    data["dataset_info"].sort(key=lambda entry: CONFIG_NAMES.index(entry["config_name"]))  # as `configs`
-    for entry in data["dataset_info"]:  # without sizes: no `splits: null` and the like
+    order = [c["config_name"] for c in data["configs"]]
+    entries_yaml = data["dataset_info"] if isinstance(data["dataset_info"], list) else [data["dataset_info"]]
+    if isinstance(data["dataset_info"], list):
+        data["dataset_info"].sort(key=lambda entry: order.index(entry["config_name"]))  # as `configs`
+    for entry in entries_yaml:  # without sizes: no `splits: null` and the like
         for key in [k for k, v in entry.items() if v is None]:
             del entry[key]
     return data
@@ -509,19 +769,24 @@ def render_card(
     repo_id: str | None = None,
     *,
     status: dict[str, Any] | None = None,
+    companion: bool = False,
 ) -> str:
     """The dataset card: the YAML of :func:`card_data` and the body rendered from the packaged template
     with :func:`card_context`, read back through ``huggingface_hub.DatasetCard``. ``status`` is
-    :func:`visionprefer.status.run_status` of the run (computed when omitted)."""
+    :func:`visionprefer.status.run_status` of the run (computed when omitted). With ``companion``, the card
+    of the DPO repository (``<publish.folder>-dpo``)."""
     from huggingface_hub import DatasetCard
 
     if status is None:
         from ..status import run_status
 
         status = run_status(run.root)
-    meta = card_data(config, counts, dataset_dir(config, run))
+    folder = dpo_repo_dir(config, run) if companion else dataset_dir(config, run)
+    meta = card_data(config, counts, folder, companion=companion, split_counts=data.get("split_counts"))
     text = card_template().render(
-        card_data=meta.to_yaml(), **card_context(config, data, counts, repo_id=repo_id, status=status)
+        card_data=meta.to_yaml(),
+        companion=companion,
+        **card_context(config, data, counts, repo_id=repo_id, status=status),
     )
     return DatasetCard(text).content
 
@@ -561,6 +826,7 @@ def card_context(
     from ..generate.presets import PRESETS
 
     images, feedback, pairs = data["images"], data["feedback"], data["pairs"]
+    split_counts = data.get("split_counts", {})
     specs = resolve_generators(config.generate)
     by_gen = Counter(r["generator_name"] for r in images)
     ann = config.annotate
@@ -624,13 +890,26 @@ def card_context(
         "fingerprint": config.portable_fingerprint(),
         "tiny": any(s.tiny for s in specs),
         "repo_id": repo_id or "ORG/NAME",
-        "sizes": [[n, counts[n], f"`{config_paths(n)}`"] for n in CONFIG_NAMES],
+        "dpo_repo_id": (repo_id or "ORG/NAME") + DPO_REPO_SUFFIX,
+        "config_names": config_names(config),
+        "present": {n: list(present_splits(n, split_counts.get(n, {}))) for n in config_names(config)},
+        "sizes": [
+            [n, *(split_counts.get(n, {}).get(s, "–") for s in SPLITS), f"`{config_dir(n)}/`"]
+            for n in config_names(config)
+        ],
+        "dpo_sizes": [
+            [s, split_counts.get("dpo", {}).get(s, 0), f"`{companion_paths(s)}`"] for s in split_names("dpo")
+        ],
+        "split_fractions": {
+            "validation": config.publish.validation_fraction,
+            "test": config.publish.test_fraction,
+        },
         "sources": sources,
         "generators": generators,
         **judge,
         "pairs": len(pairs),
         "ties": ties,
-        "columns": {name: column_rows(name, config) for name in CONFIG_NAMES},
+        "columns": {name: column_rows(name, config) for name in config_names(config)},
         "stage_counts": stage_counts,
         "score_tables": score_tables(config, images, feedback, pairs) if feedback else [],
         "llm_spend": [

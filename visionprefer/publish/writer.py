@@ -38,8 +38,7 @@ def write_shards(
     import pyarrow.parquet as pq
 
     folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob(f"{prefix}-*.parquet"):
-        old.unlink()
+    remove_shards(folder, prefix)
     n_shards = max(1, -(-total // rows_per_shard))
     schema = features.arrow_schema
     paths: list[Path] = []
@@ -49,16 +48,20 @@ def write_shards(
         tmp = path.with_name(f".{path.name}.tmp")
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
             shard_rows = islice(it, rows_per_shard) if shard < n_shards - 1 else it
-            wrote = False
+            # An empty split's shard has the schema and no row group: `datasets` reads a file in batches of
+            # its first row group's size, and a row group of zero rows would make that zero (an error).
             for batch in _batches(shard_rows, BATCH_ROWS):
                 encoded = [features.encode_example(r) for r in batch]
                 writer.write_batch(pa.RecordBatch.from_pylist(encoded, schema=schema))
-                wrote = True
                 if on_row is not None:
                     for _ in batch:
                         on_row()
-            if not wrote:
-                writer.write_table(schema.empty_table())
         os.replace(tmp, path)
         paths.append(path)
     return paths
+
+
+def remove_shards(folder: Path, prefix: str) -> None:
+    """Delete the shards ``<prefix>-*.parquet`` of ``folder`` (``validation-*`` leaves ``validation_unique-*``)."""
+    for old in folder.glob(f"{prefix}-*.parquet"):
+        old.unlink()
