@@ -410,3 +410,51 @@ def test_agfsync_export(pushed):
         image_0 = Image.open(io.BytesIO(pair["jpg_0"])).convert("RGB").tobytes()
         good = row["good_jpg"].convert("RGB").tobytes()
         assert (good == image_0) == (pair["label_0"] == 1.0)
+
+
+def test_two_diffusion_dpo_training_steps_on_the_dpo_repo(pushed):
+    """The diffusers example's training step on batches from its own loading code (above), default split,
+    with the tiny SD 1.5: VAE latents of both images, the same noise and timestep for the pair, the UNet and
+    a frozen reference UNet, and the Diffusion-DPO loss -log σ(-β/2 · ((e_w − e_l) − (r_w − r_l))) with
+    β = 5000 as the script's default. Two optimiser steps run and change the weights."""
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+    from diffusers import DDPMScheduler, StableDiffusionPipeline
+
+    from visionprefer.models.tiny import tiny_model_path
+
+    torch.manual_seed(0)
+    _, _, uploads = pushed
+    ds, _ = diffusers_dpo_batch(str(uploads[REPO_ID + "-dpo"]))
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_model_path("tiny-sd15"), safety_checker=None)
+    unet, ref_unet = pipe.unet, copy.deepcopy(pipe.unet).requires_grad_(False)
+    vae, text_encoder, tokenizer = pipe.vae, pipe.text_encoder, pipe.tokenizer
+    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-4)
+    before = [p.detach().clone() for p in unet.parameters()]
+    losses = []
+    for step in range(2):
+        batch = ds[step * 2 : step * 2 + 2] if len(ds) >= 4 else ds[:2]
+        pixels = torch.tensor(np.stack(batch["pixel_values"])).permute(0, 3, 1, 2) * 2.0 - 1.0  # [-1, 1]
+        feed = torch.cat(pixels.chunk(2, dim=1))  # preferred images, then the others (as the script)
+        with torch.no_grad():
+            latents = vae.encode(feed).latent_dist.sample() * vae.config.scaling_factor
+            ids = tokenizer(batch["caption"], padding="max_length", truncation=True, return_tensors="pt")
+            text = text_encoder(ids.input_ids)[0].repeat(2, 1, 1)
+        noise = torch.randn_like(latents).chunk(2)[0].repeat(2, 1, 1, 1)
+        t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(batch["caption"]),)).repeat(2)
+        noisy = noise_scheduler.add_noise(latents, noise, t)
+        model_losses = (unet(noisy, t, text).sample.float() - noise.float()).pow(2).mean(dim=[1, 2, 3])
+        w, l_ = model_losses.chunk(2)
+        with torch.no_grad():
+            ref = (ref_unet(noisy, t, text).sample.float() - noise.float()).pow(2).mean(dim=[1, 2, 3])
+            rw, rl = ref.chunk(2)
+        loss = -F.logsigmoid(-0.5 * 5000 * ((w - l_) - (rw - rl))).mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(float(loss))
+    assert all(np.isfinite(losses)) and len(losses) == 2
+    assert any(not torch.equal(a, b) for a, b in zip(before, unet.parameters(), strict=True))
