@@ -175,7 +175,9 @@ def load_verdicts(path: str | Path) -> list[Verdict]:
     out = []
     for n, row in enumerate(rows):
         try:
-            out.append(Verdict(str(row["item_id"]), int(row["image_a"]), int(row["image_b"]), row.get("answer")))
+            out.append(
+                Verdict(str(row["item_id"]), int(row["image_a"]), int(row["image_b"]), row.get("answer"))
+            )
         except (KeyError, TypeError, ValueError) as e:
             raise SourceError(f"{file}: row {n}: needs item_id, image_a, image_b, answer ({e})") from None
         model_from_position(out[-1].answer, a_shown_first=True)  # validates the answer
@@ -202,7 +204,9 @@ def scorer_callable(scorer: Any, *, open_image: Callable[[Any], Any] | None = No
     opener = open_image or default_open
 
     def score(item: Item) -> list[float | None]:
-        present = [i for i, ref in enumerate(item.images) if not (isinstance(ref, str) and not Path(ref).is_file())]
+        present = [
+            i for i, ref in enumerate(item.images) if not (isinstance(ref, str) and not Path(ref).is_file())
+        ]
         out: list[float | None] = [None] * len(item.images)
         if present:
             values = scorer.score([item.prompt] * len(present), [opener(item.images[i]) for i in present])
@@ -315,9 +319,13 @@ def agreement(
     if not tie_tolerance >= 0 or math.isinf(tie_tolerance):
         raise ConfigError(f"tie_tolerance must be a finite number >= 0, got {tie_tolerance!r}")
 
-    if scores is not None and not isinstance(scores, Mapping) and not callable(scores):
-        if not hasattr(scores, "score"):
-            raise ConfigError("scores must be a mapping, a callable or a scorer with .score()")
+    if (
+        scores is not None
+        and not isinstance(scores, Mapping)
+        and not callable(scores)
+        and not hasattr(scores, "score")
+    ):
+        raise ConfigError("scores must be a mapping, a callable or a scorer with .score()")
     if scores is not None and hasattr(scores, "score") and not isinstance(scores, Mapping):
         scores = scorer_callable(scores)
 
@@ -338,7 +346,9 @@ def agreement(
         n = len(item.images)
         if protocol == "tifa_correlation":
             if item.likert is None:
-                raise ConfigError(f"item {item.item_id!r} has no Likert scores: tifa_correlation needs TIFA160")
+                raise ConfigError(
+                    f"item {item.item_id!r} has no Likert scores: tifa_correlation needs TIFA160"
+                )
             values = _item_scores(item, scores)
             for i in range(n):
                 if values[i] is None:
@@ -443,7 +453,9 @@ def _item_scores(item: Item, scores: Any) -> list[float | None]:
     if callable(scores) and not isinstance(scores, Mapping):
         values = list(scores(item))
         if len(values) != n:
-            raise ConfigError(f"item {item.item_id!r}: the scorer returned {len(values)} scores for {n} images")
+            raise ConfigError(
+                f"item {item.item_id!r}: the scorer returned {len(values)} scores for {n} images"
+            )
     else:
         values = []
         for i in range(n):
@@ -569,13 +581,23 @@ def _statistic_fn(protocol: str) -> tuple[Callable, Callable, Callable]:
 
     def extra(t: list[_ItemTally], idx: Sequence[int]) -> dict[str, Any]:
         h, p = gather(t, idx)
-        return {"spearman": spearman(h, p), "kendall_tau_b": kendall_tau_b(h, p), "pearson": pearson(h, p), "images": int(h.size)}
+        return {
+            "spearman": spearman(h, p),
+            "kendall_tau_b": kendall_tau_b(h, p),
+            "pearson": pearson(h, p),
+            "images": int(h.size),
+        }
 
     return value, lambda t: len(t.human) > 0, extra
 
 
 def _bootstrap(
-    tallies: list[_ItemTally], used: list[int], value: Callable, confidence: float, n_bootstrap: int, seed: int
+    tallies: list[_ItemTally],
+    used: list[int],
+    value: Callable,
+    confidence: float,
+    n_bootstrap: int,
+    seed: int,
 ) -> tuple[float, float] | None:
     n = len(used)
     if not n or not n_bootstrap:
@@ -657,7 +679,9 @@ def _ci(ci: tuple[float, float] | None, scale: float = 100) -> str:
     return "n/a" if ci is None else f"[{scale * ci[0]:.2f}, {scale * ci[1]:.2f}]"
 
 
-def format_agreement(result: AgreementResult, *, references: Sequence[Mapping[str, Any]] | None = None) -> str:
+def format_agreement(
+    result: AgreementResult, *, references: Sequence[Mapping[str, Any]] | None = None
+) -> str:
     """A text report of ``result``, with the published reference figures of its test set beside it.
 
     ``references`` defaults to the spec's ``references`` when ``result.testset`` names a spec; a figure
@@ -708,11 +732,15 @@ def format_agreement(result: AgreementResult, *, references: Sequence[Mapping[st
             f"(Wilson {conf} CI {_ci(pc['wilson_ci'])})"
         )
     for label, entry in result.per_aspect.items():
-        lines.append(f"  aspect {label}: {_pct(entry['value'])}% over {entry['items']} items ({entry['pairs']} pairs)")
+        lines.append(
+            f"  aspect {label}: {_pct(entry['value'])}% over {entry['items']} items ({entry['pairs']} pairs)"
+        )
     if references is None and result.testset:
         from .testsets import TESTSETS, testset_spec
 
-        references = testset_spec(result.testset).get("references") or [] if result.testset in TESTSETS else []
+        references = (
+            testset_spec(result.testset).get("references") or [] if result.testset in TESTSETS else []
+        )
     if references:
         lines.append("  published reference figures:")
         for ref in references:
@@ -722,5 +750,7 @@ def format_agreement(result: AgreementResult, *, references: Sequence[Mapping[st
             note = ""
             if ref.get("protocol") and ref["protocol"] != result.protocol:
                 note = f"  [protocol {ref['protocol']}: not comparable as is]"
-            lines.append(f"    {ref.get('scorer', '?')}: {numbers}  ({ref.get('source', 'source not given')}){note}")
+            lines.append(
+                f"    {ref.get('scorer', '?')}: {numbers}  ({ref.get('source', 'source not given')}){note}"
+            )
     return "\n".join(lines)

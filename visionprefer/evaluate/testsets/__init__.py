@@ -190,7 +190,11 @@ _PICKAPIC_IDS = ("ranking_id", "pair_id")
 
 
 def load_pickapic(
-    source: str | Path | Any, *, split: str | None = None, with_images: bool = False, aspect: str | None = None
+    source: str | Path | Any,
+    *,
+    split: str | None = None,
+    with_images: bool = False,
+    aspect: str | None = None,
 ) -> list[Item]:
     """Rows in Pick-a-Pic columns: ``caption`` (or ``prompt``), ``jpg_0``/``jpg_1`` (or ``image_0``/
     ``image_1``, as a visionprefer dataset's ``pairs`` config), ``label_0`` (1 = image 0 preferred, 0 =
@@ -249,7 +253,9 @@ def load_mjbench(
     resolve against ``images`` (default: the JSON file's folder); image objects/bytes are kept as they are.
     """
     if isinstance(source, (str, Path)) and Path(source).suffix == ".json":
-        return _mjbench_items(_read_json_list(Path(source)), Path(source).parent.name, images or Path(source).parent)
+        return _mjbench_items(
+            _read_json_list(Path(source)), Path(source).parent.name, images or Path(source).parent
+        )
     if isinstance(source, (str, Path)) and Path(source).is_dir() and not _parquet_files(Path(source), None):
         root = Path(source)
         files = sorted(root.rglob("*_test.json"))
@@ -258,7 +264,9 @@ def load_mjbench(
         for f in combined or files:
             items.extend(_mjbench_items(_read_json_list(f), f.parent.name, images or f.parent))
         return items
-    rows = _pickapic_rows(source, subset, with_images=True) if isinstance(source, (str, Path)) else list(source)
+    rows = (
+        _pickapic_rows(source, subset, with_images=True) if isinstance(source, (str, Path)) else list(source)
+    )
     return _mjbench_items(rows, None, images)
 
 
@@ -279,7 +287,9 @@ def _mjbench_items(rows: Iterable[Mapping[str, Any]], category: str | None, imag
         def ref(value: Any) -> Any:
             return str(Path(images) / value) if isinstance(value, str) and images is not None else value
 
-        cat = row.get("category") or (row.get("info") if isinstance(row.get("info"), str) else None) or category
+        cat = (
+            row.get("category") or (row.get("info") if isinstance(row.get("info"), str) else None) or category
+        )
         item_id = str(row["id"]) if row.get("id") is not None else str(i)
         if category is not None and row.get("id") is not None:
             item_id = f"{category}/{row['id']}"  # ids repeat across the category folders
