@@ -537,3 +537,41 @@ def test_errors(imagereward_dir, tmp_path):
         load_scores(bad)
     nothing = agreement(items, {}, "imagereward_micro", n_bootstrap=10)
     assert nothing.value is None and nothing.bootstrap_ci is None and nothing.missing_images == 14
+
+
+def test_run_agreement_writes_summary(imagereward_dir, tmp_path):
+    from visionprefer.evaluate.agreement import run_agreement
+
+    out = tmp_path / "out"
+    result = run_agreement(
+        "imagereward_test",
+        imagereward_dir / "data",
+        scores=imagereward_dir / "test_model.json",
+        out=out,
+        n_bootstrap=20,
+    )
+    assert result.protocol == "imagereward_micro" and result.value == pytest.approx(
+        0.7
+    )  # the spec's protocol
+    summary = json.loads((out / "agreement_summary.json").read_text())
+    assert summary["spec_revision"] == spec_of("imagereward_test")["revision"]
+    assert re.fullmatch(r"[0-9a-f]{64}", summary["input_sha256"]["scores"])
+    assert summary["result"]["n_pairs"] == 10
+
+
+def test_pickapic_from_a_datasets_dataset():
+    import datasets
+
+    ds = datasets.Dataset.from_dict(
+        {
+            "caption": ["a", "b"],
+            "jpg_0": [b"0", b"1"],
+            "jpg_1": [b"2", b"3"],
+            "label_0": [1.0, 0.5],
+            "label_1": [0.0, 0.5],
+        }
+    )
+    items = load_pickapic(ds)
+    assert [i.ranking for i in items] == [(1.0, 2.0), (1.0, 1.0)] and items[1].item_id == "1"
+    with pytest.raises(SourceError, match="label_1"):
+        load_pickapic([{"caption": "a", "label_0": 1.0, "label_1": 1.0}])

@@ -613,6 +613,50 @@ def _bootstrap(
     return _percentile_interval(values, confidence) if values.size else None
 
 
+def run_agreement(
+    testset: str,
+    data: str | Path | Any,
+    *,
+    scores: str | Path | Scores | Scorer | Any | None = None,
+    verdicts: str | Path | Iterable[Verdict] | None = None,
+    protocol: str | None = None,
+    out: str | Path | None = None,
+    loader_options: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> AgreementResult:
+    """What an ``eval agreement`` registry entry calls: load ``testset`` from ``data``, score it, and with
+    ``out`` write ``<out>/agreement_summary.json`` (the result, the spec's name, revision and the SHA-256 of
+    the score/verdict files read). ``scores``/``verdicts`` may be file paths (:func:`load_scores`,
+    :func:`load_verdicts`) or objects as :func:`agreement` takes; ``protocol`` defaults to the spec's;
+    ``options`` go to :func:`agreement`."""
+    from .provenance import file_sha256
+    from .testsets import load_testset, testset_spec
+
+    spec = testset_spec(testset)
+    protocol = protocol or spec["protocol"]
+    inputs: dict[str, str] = {}
+    if isinstance(scores, (str, Path)):
+        inputs["scores"] = file_sha256(Path(scores))
+        scores = load_scores(scores)
+    if isinstance(verdicts, (str, Path)):
+        inputs["verdicts"] = file_sha256(Path(verdicts))
+        verdicts = load_verdicts(verdicts)
+    items = load_testset(testset, data, **dict(loader_options or {}))
+    result = agreement(items, scores, protocol, verdicts=verdicts, testset=testset, **options)
+    if out is not None:
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        summary = {
+            "testset": testset,
+            "spec_revision": spec.get("revision"),
+            "protocol": protocol,
+            "input_sha256": inputs,
+            "result": result.to_dict(),
+        }
+        (folder / "agreement_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
 # ---------------------------------------------------------------------------------------------------
 # Correlations (numpy; checked against scipy.stats in the tests)
 
