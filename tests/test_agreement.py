@@ -1,0 +1,577 @@
+"""Agreement with human test sets: loaders on fixtures in each set's published format, protocol arithmetic
+computed by hand, intervals against evaluate/stats.py, correlations against scipy.stats. Offline, no models."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+
+from visionprefer.errors import ConfigError, SourceError
+from visionprefer.evaluate import stats
+from visionprefer.evaluate.agreement import (
+    PROTOCOLS,
+    Verdict,
+    agreement,
+    format_agreement,
+    kendall_tau_b,
+    load_scores,
+    load_verdicts,
+    spearman,
+)
+from visionprefer.evaluate.testsets import (
+    LOADERS,
+    TESTSETS,
+    load_hpdv2_test,
+    load_hpdv3_test,
+    load_mjbench,
+    load_pickapic,
+    load_testset,
+    load_tifa160,
+)
+from visionprefer.evaluate.testsets import testset_spec as spec_of
+
+# ---------------------------------------------------------------------------------------------------
+# Fixtures in the published formats
+
+
+def _write(path, data):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def imagereward_dir(tmp_path):
+    """data/test.json of THUDM/ImageReward: id, prompt, generations, ranking (1 = best, ties, gaps)."""
+    rows = [
+        {
+            "id": "000001-0001",
+            "prompt": "a",
+            "generations": [f"p1/{i}.webp" for i in range(4)],
+            "ranking": [1, 2, 2, 4],
+        },
+        {"id": "000001-0002", "prompt": "b", "generations": ["p2/0.webp", "p2/1.webp"], "ranking": [2, 1]},
+        {
+            "id": "000001-0003",
+            "prompt": "c",
+            "generations": [f"p3/{i}.webp" for i in range(3)],
+            "ranking": [1, 2, 5],
+        },
+        {
+            "id": "000001-0004",
+            "prompt": "d",
+            "generations": [f"p4/{i}.webp" for i in range(3)],
+            "ranking": [1, 2, 3],
+        },
+        {"id": "000001-0005", "prompt": "e", "generations": ["p5/0.webp", "p5/1.webp"], "ranking": [1, 1]},
+    ]
+    _write(tmp_path / "data" / "test.json", rows)
+    # scores in the format ImageReward's test.py writes (test_<model>.json: id, prompt, ranking, rewards)
+    rewards = {
+        "000001-0001": [4, 3, 1, 2],  # 5 decisive pairs, 4 right ((2,3) wrong), 1 human tie
+        "000001-0002": [5, 5],  # a predicted tie on a decisive pair: wrong
+        "000001-0003": [3, 1, 2],  # (0,1) right, (0,2) right, (1,2) wrong
+        "000001-0004": [2, 1, None],  # image 2 unscored: (0,1) right, two pairs skipped
+        "000001-0005": [1, 2],  # human tie only: no decisive pair
+    }
+    _write(
+        tmp_path / "test_model.json",
+        [{"id": k, "prompt": "", "ranking": [], "rewards": v} for k, v in rewards.items()],
+    )
+    return tmp_path
+
+
+def test_imagereward_loader_reads_published_format(imagereward_dir):
+    items = load_testset("imagereward_test", imagereward_dir / "data")
+    assert [i.item_id for i in items][:2] == ["000001-0001", "000001-0002"]
+    assert items[0].ranking == (1, 2, 2, 4)
+    assert items[0].images[0] == str(imagereward_dir / "data" / "test_images" / "p1/0.webp")
+    assert len(items[2].images) == 3
+
+
+def test_micro_and_macro_differ_on_crafted_fixture(imagereward_dir):
+    items = load_testset("imagereward_test", imagereward_dir / "data" / "test.json")
+    scores = load_scores(imagereward_dir / "test_model.json")
+    micro = agreement(items, scores, "imagereward_micro", testset="imagereward_test", n_bootstrap=200)
+    macro = agreement(items, scores, "hpsv2_macro", testset="imagereward_test", n_bootstrap=200)
+    # micro: (4 + 0 + 2 + 1) / (5 + 1 + 3 + 1)
+    assert micro.value == pytest.approx(7 / 10)
+    assert (micro.correct, micro.n_pairs) == (7, 10)
+    # macro: mean of 4/5, 0/1, 2/3, 1/1; the all-tie prompt is left out
+    assert macro.value == pytest.approx((4 / 5 + 0 + 2 / 3 + 1) / 4)
+    assert micro.value != pytest.approx(macro.value)
+    for r in (micro, macro):
+        assert r.human_ties == 2  # one in prompt 1, one in prompt 5
+        assert r.predicted_ties == 1 and r.tie_rate == pytest.approx(1 / 10)
+        assert r.skipped_pairs == 2 and r.missing_images == 1
+        assert r.items_used == 4 and r.items_skipped == 1
+    assert micro.wilson_ci == stats.wilson_interval(7, 10)
+    assert macro.wilson_ci is None  # a mean of per-prompt accuracies is not a binomial proportion
+
+
+def test_reference_implementation_of_imagereward_acc(imagereward_dir):
+    """ImageReward test.py's acc(), re-derived independently: pooled pairs, tie rules as published."""
+    rows = json.loads((imagereward_dir / "data" / "test.json").read_text())
+    rewards = {r["id"]: r["rewards"] for r in json.loads((imagereward_dir / "test_model.json").read_text())}
+    total = true = 0
+    for row in rows:
+        rank, rew = row["ranking"], rewards[row["id"]]
+        for i in range(len(rank)):
+            for j in range(i + 1, len(rank)):
+                if rew[i] is None or rew[j] is None or rank[i] == rank[j]:
+                    continue
+                total += 1
+                true += (rank[i] > rank[j] and rew[i] < rew[j]) or (rank[i] < rank[j] and rew[i] > rew[j])
+    items = load_testset("imagereward_test", imagereward_dir / "data")
+    result = agreement(
+        items, load_scores(imagereward_dir / "test_model.json"), "imagereward_micro", n_bootstrap=0
+    )
+    assert result.value == pytest.approx(true / total)
+    assert result.bootstrap_ci is None
+
+
+def test_hpsv2_ranking_protocol(tmp_path):
+    rows = [
+        {"prompt": "x", "image_path": ["a.jpg", "b.jpg", "c.jpg"], "rank": [1, 2, 3], "raw_annotations": []},
+        {"prompt": "y", "image_path": ["d.jpg", "e.jpg", "f.jpg"], "rank": [1, 1, 2]},
+        {"prompt": "z", "image_path": ["g.jpg", "h.jpg"], "rank": [2, 1]},
+    ]
+    items = load_hpdv2_test(_write(tmp_path / "HPD" / "test.json", rows))
+    assert items[0].images[0] == str(tmp_path / "HPD" / "test" / "a.jpg")
+    assert items[0].meta == {"raw_annotations": []}
+    scores = {
+        ("0", 0): 3,
+        ("0", 1): 1,
+        ("0", 2): 2,
+        ("1", 0): 1,
+        ("1", 1): 2,
+        ("1", 2): 3,
+        ("2", 0): 7,
+        ("2", 1): 7,
+    }
+    result = agreement(items, scores, "hpsv2_ranking", n_bootstrap=100)
+    # prompt 0: 1 discordant of 3; prompt 1: the human tie is not discordant, 2 of 3; prompt 2: tie = discordant
+    assert result.value == pytest.approx(((1 - 1 / 3) + (1 - 2 / 3) + 0) / 3)
+
+    def inversion_score(p1, p2):  # HPS v2 training/train.py, as published
+        n, cnt = len(p1), 0
+        for i in range(n - 1):
+            for j in range(i + 1, n):
+                cnt += (p1[i] > p1[j] and p2[i] < p2[j]) or (p1[i] < p1[j] and p2[i] > p2[j])
+        return 1 - cnt / (n * (n - 1) / 2)
+
+    for k in (0, 1):  # prompts without tied scores: same as the official argsort + inversion_score
+        s = np.array([scores[(str(k), i)] for i in range(3)], dtype=float)
+        order = list(np.argsort(-s))
+        hps_ranking = [order.index(j) for j in range(3)]
+        single = agreement([items[k]], scores, "hpsv2_ranking", n_bootstrap=0)
+        assert single.value == pytest.approx(inversion_score(hps_ranking, rows[k]["rank"]))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pairwise sets
+
+
+@pytest.fixture
+def pickapic_parquet(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    labels = [1.0, 0.0, 0.5, 1.0, 1.0, 0.0]
+    table = pa.table(
+        {
+            "ranking_id": [f"r{i}" for i in range(6)],
+            "caption": [f"prompt {i}" for i in range(6)],
+            "jpg_0": [b"\x00"] * 6,
+            "jpg_1": [b"\x01"] * 6,
+            "label_0": labels,
+            "label_1": [1 - v for v in labels],
+        }
+    )
+    folder = tmp_path / "pickapic" / "data"
+    folder.mkdir(parents=True)
+    pq.write_table(table, folder / "test_unique-00000-of-00001.parquet")
+    pq.write_table(table.slice(0, 1), folder / "validation_unique-00000-of-00001.parquet")
+    return tmp_path / "pickapic"
+
+
+PICK_SCORES = {  # (score of image 0, score of image 1) per row
+    "r0": (2, 1),  # label 1: right
+    "r1": (1, 2),  # label 0: right
+    "r2": (1, 2),  # human tie
+    "r3": (1, 2),  # label 1: wrong
+    "r4": (3, 3),  # predicted tie: wrong
+    "r5": (0, 5),  # label 0: right
+}
+
+
+def _pick_scores():
+    return {(k, i): v[i] for k, v in PICK_SCORES.items() for i in (0, 1)}
+
+
+def test_pickapic_excluding_ties_and_intervals_match_stats(pickapic_parquet):
+    items = load_pickapic(pickapic_parquet, split="test_unique")
+    assert len(items) == 6 and items[0].images == ("r0/0", "r0/1")  # no image bytes unless asked
+    assert load_pickapic(pickapic_parquet, split="test_unique", with_images=True)[0].images == (
+        b"\x00",
+        b"\x01",
+    )
+    result = agreement(items, _pick_scores(), "pairwise_excl_ties", n_bootstrap=500, seed=3)
+    assert result.value == pytest.approx(3 / 5)
+    assert result.human_ties == 1 and result.predicted_ties == 1
+    assert result.wilson_ci == stats.wilson_interval(3, 5, 0.95)
+    # one pair per item: the item bootstrap is win_rate_summary's on the +1/-1 outcomes of decisive pairs
+    reference = stats.win_rate_summary([1, 1, -1, -1, 1], n_bootstrap=500, seed=3)
+    assert result.bootstrap_ci == pytest.approx(reference.bootstrap_ci)
+    assert reference.win_rate == pytest.approx(result.value)
+
+
+def test_pickscore_tie_credit_matches_pickscore_code(pickapic_parquet):
+    """PickScore eval_preference_predictor.py re-derived: softmax, |p1 - p0| <= threshold is a tie, credit
+    1 / 0.5 / 0 over every row (human ties included)."""
+    items = load_pickapic(pickapic_parquet, split="test_unique")
+    labels = {"r0": 1.0, "r1": 0.0, "r2": 0.5, "r3": 1.0, "r4": 1.0, "r5": 0.0}
+    for threshold in (0.0, 0.3, 0.5, 0.99):
+        credit = []
+        for k, (s0, s1) in PICK_SCORES.items():
+            p0 = math.exp(s0) / (math.exp(s0) + math.exp(s1))
+            p1 = 1 - p0
+            pred = "tie" if abs(p1 - p0) <= threshold else ("0" if p0 > p1 else "1")
+            label = "tie" if labels[k] == 0.5 else ("0" if labels[k] == 1 else "1")
+            credit.append(1 if label == pred else 0.5 if "tie" in (label, pred) else 0)
+        result = agreement(
+            items, _pick_scores(), "pickscore_tie_credit", tie_tolerance=threshold, n_bootstrap=0
+        )
+        assert result.value == pytest.approx(sum(credit) / len(credit)), threshold
+    assert agreement(items, _pick_scores(), "pickscore_tie_credit", n_bootstrap=0).value == pytest.approx(
+        4 / 6
+    )
+
+
+def test_visionprefer_pairs_rows_per_aspect():
+    rows = [
+        {
+            "pair_id": "a",
+            "prompt": "p",
+            "image_id_0": "i0",
+            "image_id_1": "i1",
+            "label_0": 1.0,
+            "aspect": "aesthetic",
+        },
+        {
+            "pair_id": "b",
+            "prompt": "p",
+            "image_id_0": "i2",
+            "image_id_1": "i3",
+            "label_0": 0.0,
+            "aspect": "aesthetic",
+        },
+        {
+            "pair_id": "c",
+            "prompt": "q",
+            "image_id_0": "i4",
+            "image_id_1": "i5",
+            "label_0": 1.0,
+            "aspect": "fidelity",
+        },
+    ]
+    items = load_pickapic(rows)
+    assert items[0].image_ids == ("i0", "i1")
+    scores = {"i0": 1.0, "i1": 0.0, "i2": 1.0, "i3": 0.0, "i4": 0.0, "i5": 1.0}  # keyed by image id
+    result = agreement(items, scores, "pairwise_excl_ties", n_bootstrap=0)
+    assert result.value == pytest.approx(1 / 3)
+    assert result.per_aspect["aesthetic"]["value"] == pytest.approx(1 / 2)
+    assert result.per_aspect["aesthetic"]["wilson_ci"] == stats.wilson_interval(1, 2)
+    assert result.per_aspect["fidelity"]["value"] == 0.0
+    assert len(load_pickapic(rows, aspect="fidelity")) == 1
+
+
+def test_hpdv3_loader_and_callable_scorer_with_missing_images(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "HPDv3"
+    (root / "images").mkdir(parents=True)
+    Image.new("RGB", (8, 4)).save(root / "images" / "big.png")
+    Image.new("RGB", (2, 4)).save(root / "images" / "small.png")
+    rows = [
+        {
+            "prompt": "p",
+            "path1": "images/big.png",
+            "path2": "images/small.png",
+            "model1": "m1",
+            "model2": "m2",
+        },
+        {"prompt": "q", "path1": "images/small.png", "path2": "images/big.png"},
+        {"prompt": "r", "path1": "images/gone.png", "path2": "images/big.png"},
+    ]
+    (root / "test.jsonl").write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    items = load_hpdv3_test(root / "test.jsonl")
+    assert items[0].ranking == (1.0, 2.0) and items[0].meta == {"model1": "m1", "model2": "m2"}
+
+    class WidthScorer:  # a visionprefer-style scorer: .score(prompts, images) -> array
+        calls = 0
+
+        def score(self, prompts, images):
+            WidthScorer.calls += 1
+            return np.array([im.size[0] for im in images], dtype=float)
+
+    result = agreement(items, WidthScorer(), "pairwise_excl_ties", testset="hpdv3_test", n_bootstrap=0)
+    assert result.value == pytest.approx(1 / 2)  # row 0 right, row 1 wrong, row 2 skipped
+    assert result.skipped_pairs == 1 and result.missing_images == 1 and result.items_skipped == 1
+    assert WidthScorer.calls == 3
+    same = agreement(items, lambda item: [1.0, 0.0], "pairwise_excl_ties", n_bootstrap=0)  # plain callable
+    assert same.value == 1.0
+
+
+def test_mjbench_with_and_without_ties(tmp_path):
+    bench = tmp_path / "alignment" / "benchmark"
+    _write(
+        bench / "actions" / "actions_test.json",
+        [
+            {
+                "id": "pap_1",
+                "source": "pick_a_pic",
+                "caption": "c1",
+                "image0": "a.jpg",
+                "image1": "b.jpg",
+                "label": 0,
+            },
+            {
+                "id": "pap_2",
+                "source": "pick_a_pic",
+                "caption": "c2",
+                "image0": "c.jpg",
+                "image1": "d.jpg",
+                "label": 1,
+            },
+            {
+                "id": "pap_3",
+                "source": "pick_a_pic",
+                "caption": "c3",
+                "image0": "e.jpg",
+                "image1": "f.jpg",
+                "label": 0,
+            },
+        ],
+    )
+    _write(  # a per-source file: its pairs are already in actions_test.json
+        bench / "actions" / "pap_actions_test.json",
+        [
+            {
+                "id": "pap_1",
+                "source": "pick_a_pic",
+                "caption": "c1",
+                "image0": "a.jpg",
+                "image1": "b.jpg",
+                "label": 0,
+            }
+        ],
+    )
+    _write(
+        bench / "spatial" / "spatial_test.json",
+        [
+            {
+                "id": "pap_1",
+                "source": "pick_a_pic",
+                "caption": "s",
+                "image0": "g.jpg",
+                "image1": "h.jpg",
+                "label": 1,
+            }
+        ],
+    )
+    items = load_mjbench(bench)
+    assert [i.item_id for i in items] == ["actions/pap_1", "actions/pap_2", "actions/pap_3", "spatial/pap_1"]
+    assert items[1].ranking == (2.0, 1.0) and items[0].aspect == "actions"
+    assert items[0].images[0] == str(bench / "actions" / "a.jpg")
+    scores = {
+        ("actions/pap_1", 0): 2.0, ("actions/pap_1", 1): 1.0,  # right
+        ("actions/pap_2", 0): 1.0, ("actions/pap_2", 1): 1.0,  # predicted tie
+        ("actions/pap_3", 0): 0.0, ("actions/pap_3", 1): 1.0,  # wrong
+        ("spatial/pap_1", 0): 0.0, ("spatial/pap_1", 1): 1.0,  # right
+    }  # fmt: skip
+    result = agreement(items, scores, "mjbench", n_bootstrap=0)
+    assert result.extra["accuracy_with_ties"] == pytest.approx(2 / 4) == result.value
+    assert result.extra["accuracy_without_ties"] == pytest.approx(2 / 3)
+    assert result.per_aspect["actions"]["accuracy_with_ties"] == pytest.approx(1 / 3)
+    assert result.per_aspect["actions"]["accuracy_without_ties"] == pytest.approx(1 / 2)
+    assert result.per_aspect["spatial"]["value"] == 1.0
+    # threshold as MJ-Bench's get_pred: |s0 - s1| <= threshold is a tie
+    wide = agreement(items, scores, "mjbench", tie_tolerance=1.0, n_bootstrap=0)
+    assert wide.predicted_ties == 4 and wide.value == 0.0
+
+
+# ---------------------------------------------------------------------------------------------------
+# TIFA160 correlations
+
+
+@pytest.fixture
+def tifa_file(tmp_path):
+    data = {}
+    human = {"t1": [5.0, 3.0, 3.0], "t2": [1.0, 4.5, 2.0], "t3": [2.0, 2.0, 5.0]}
+    for text_id, values in human.items():
+        for g, v in zip(("mini_dalle", "sd_v1_5", "vq_diffusion"), values, strict=True):
+            data[f"{text_id}_{g}"] = {
+                "text_id": text_id,
+                "image_path": f"{text_id}_{g}.jpg",
+                "text": f"caption {text_id}",
+                "human_scores": [v, v],
+                "human_avg": v,
+            }
+    return _write(tmp_path / "human_annotations" / "human_annotations.json", data)
+
+
+def test_tifa160_correlations_match_scipy(tifa_file):
+    from scipy.stats import kendalltau, pearsonr, spearmanr
+
+    items = load_tifa160(tifa_file)
+    assert [i.item_id for i in items] == ["t1", "t2", "t3"]
+    assert items[0].image_ids == ("t1_mini_dalle", "t1_sd_v1_5", "t1_vq_diffusion")
+    predicted = [0.9, 0.5, 0.6, 0.1, 0.5, 0.2, 0.3, 0.3, 0.8]  # ties on both sides
+    scores = {iid: p for iid, p in zip([i for it in items for i in it.image_ids], predicted, strict=True)}
+    result = agreement(items, scores, "tifa_correlation", testset="tifa160", n_bootstrap=100)
+    human = [v for it in items for v in it.likert]
+    assert result.extra["spearman"] == pytest.approx(spearmanr(human, predicted).statistic)
+    assert result.extra["kendall_tau_b"] == pytest.approx(kendalltau(human, predicted).statistic)  # tau-b
+    assert result.extra["pearson"] == pytest.approx(pearsonr(human, predicted).statistic)
+    assert result.value == result.extra["spearman"] and result.extra["images"] == 9
+    assert result.bootstrap_ci is not None
+    text = format_agreement(result)
+    assert "Spearman rho" in text and "Kendall tau-b" in text and "TIFA (mPLUG-large)" in text
+
+
+def test_correlation_helpers_match_scipy_on_random_data():
+    from scipy.stats import kendalltau, spearmanr
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 6, 700).astype(float)  # Likert-like: many ties, more than one chunk
+    y = np.round(x + rng.normal(0, 1.5, 700), 1)
+    assert spearman(x, y) == pytest.approx(spearmanr(x, y).statistic, abs=1e-12)
+    assert kendall_tau_b(x, y) == pytest.approx(kendalltau(x, y).statistic, abs=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Judges asked in both orders
+
+
+def test_position_consistency_from_both_orders(tmp_path, pickapic_parquet):
+    items = load_pickapic(pickapic_parquet, split="test_unique")
+    verdicts = [
+        {"item_id": "r0", "image_a": 0, "image_b": 1, "answer": "A"},  # image 0 in both orders: right
+        {"item_id": "r0", "image_a": 1, "image_b": 0, "answer": "B"},
+        {"item_id": "r1", "image_a": 0, "image_b": 1, "answer": "A"},  # always the first position: a tie
+        {"item_id": "r1", "image_a": 1, "image_b": 0, "answer": "A"},
+        {"item_id": "r2", "image_a": 0, "image_b": 1, "answer": "tie"},  # human tie, tie in both orders
+        {"item_id": "r2", "image_a": 1, "image_b": 0, "answer": "tie"},
+        {"item_id": "r3", "image_a": 0, "image_b": 1, "answer": "B"},  # image 1 in both orders: wrong
+        {"item_id": "r3", "image_a": 1, "image_b": 0, "answer": "A"},
+        {"item_id": "r5", "image_a": 0, "image_b": 1, "answer": "B"},  # one order only: right
+    ]  # r4 never judged: skipped
+    path = tmp_path / "verdicts.jsonl"
+    path.write_text("\n".join(json.dumps(v) for v in verdicts), encoding="utf-8")
+    loaded = load_verdicts(path)
+    assert loaded[0] == Verdict("r0", 0, 1, "A")
+    result = agreement(items, verdicts=loaded, protocol="pairwise_excl_ties", n_bootstrap=0)
+    pc = result.position_consistency
+    assert (pc["pairs"], pc["consistent"]) == (4, 3) and pc["rate"] == pytest.approx(0.75)
+    assert pc["wilson_ci"] == stats.wilson_interval(3, 4)
+    assert result.value == pytest.approx(2 / 4)
+    assert result.predicted_ties == 1 and result.skipped_pairs == 1
+    assert "position consistency 75.00% of 4 pairs" in format_agreement(result)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Specs, rendering, errors
+
+
+def test_specs_are_complete():
+    for name in TESTSETS:
+        spec = spec_of(name)
+        assert spec["name"] == name
+        assert spec["loader"] in LOADERS
+        assert spec["protocol"] in PROTOCOLS and set(spec["protocols"]) <= set(PROTOCOLS)
+        assert spec["license"] and spec["format"]
+        for f in spec["files"].values():
+            assert "verified" in f
+            if f["verified"]:
+                assert re.fullmatch(r"[0-9a-f]{64}", f["sha256"]), (name, f)
+            else:
+                assert f.get("sha256") is None, (name, f)
+        for ref in spec.get("references") or []:
+            assert ref["source"] and ref["scorer"]
+            if "protocol" in ref:
+                assert ref["protocol"] in PROTOCOLS
+    assert "taken down" in spec_of("pickapic_v1_test")["availability_note"]
+
+
+def test_format_agreement_prints_reference_figures(imagereward_dir):
+    items = load_testset("imagereward_test", imagereward_dir / "data")
+    result = agreement(items, load_scores(imagereward_dir / "test_model.json"), "imagereward_micro",
+                       testset="imagereward_test", n_bootstrap=50)  # fmt: skip
+    text = format_agreement(result)
+    assert "protocol imagereward_micro" in text and "accuracy 70.00%" in text
+    assert "HPS v2.1: accuracy 66.8" in text and "Single Human: accuracy 65.3" in text
+    assert "[protocol hpsv2_macro: not comparable as is]" in text
+    assert "1 predicted ties" in text and "2 pairs with a missing image or score" in text
+    json.dumps(result.to_dict())  # serialisable
+
+
+def test_errors(imagereward_dir, tmp_path):
+    items = load_testset("imagereward_test", imagereward_dir / "data")
+    with pytest.raises(ConfigError, match="protocol"):
+        agreement(items, {}, "nope")
+    with pytest.raises(ConfigError, match="either scores or verdicts"):
+        agreement(items, None, "imagereward_micro")
+    with pytest.raises(ConfigError, match="Likert"):
+        agreement(items, {}, "tifa_correlation")
+    with pytest.raises(ConfigError, match="unknown"):
+        load_testset("pickapic_v2", tmp_path)
+    with pytest.raises(SourceError):
+        load_testset("imagereward_test", tmp_path / "missing")
+    bad = _write(tmp_path / "bad.json", [{"item_id": "x", "score": 1}])
+    with pytest.raises(SourceError, match="needs"):
+        load_scores(bad)
+    nothing = agreement(items, {}, "imagereward_micro", n_bootstrap=10)
+    assert nothing.value is None and nothing.bootstrap_ci is None and nothing.missing_images == 14
+
+
+def test_run_agreement_writes_summary(imagereward_dir, tmp_path):
+    from visionprefer.evaluate.agreement import run_agreement
+
+    out = tmp_path / "out"
+    result = run_agreement(
+        "imagereward_test",
+        imagereward_dir / "data",
+        scores=imagereward_dir / "test_model.json",
+        out=out,
+        n_bootstrap=20,
+    )
+    assert result.protocol == "imagereward_micro" and result.value == pytest.approx(
+        0.7
+    )  # the spec's protocol
+    summary = json.loads((out / "agreement_summary.json").read_text())
+    assert summary["spec_revision"] == spec_of("imagereward_test")["revision"]
+    assert re.fullmatch(r"[0-9a-f]{64}", summary["input_sha256"]["scores"])
+    assert summary["result"]["n_pairs"] == 10
+
+
+def test_pickapic_from_a_datasets_dataset():
+    import datasets
+
+    ds = datasets.Dataset.from_dict(
+        {
+            "caption": ["a", "b"],
+            "jpg_0": [b"0", b"1"],
+            "jpg_1": [b"2", b"3"],
+            "label_0": [1.0, 0.5],
+            "label_1": [0.0, 0.5],
+        }
+    )
+    items = load_pickapic(ds)
+    assert [i.ranking for i in items] == [(1.0, 2.0), (1.0, 1.0)] and items[1].item_id == "1"
+    with pytest.raises(SourceError, match="label_1"):
+        load_pickapic([{"caption": "a", "label_0": 1.0, "label_1": 1.0}])
