@@ -575,3 +575,43 @@ def test_pickapic_from_a_datasets_dataset():
     assert [i.ranking for i in items] == [(1.0, 2.0), (1.0, 1.0)] and items[1].item_id == "1"
     with pytest.raises(SourceError, match="label_1"):
         load_pickapic([{"caption": "a", "label_0": 1.0, "label_1": 1.0}])
+
+
+def test_eval_agreement_from_the_cli(imagereward_dir, tmp_path, capsys):
+    """`visionprefer eval agreement` is a registry entry: its --help lists the test sets, and a run prints
+    the accuracy beside the published figures and writes the summary."""
+    from visionprefer.cli import main
+    from visionprefer.evaluate.testsets import TESTSETS
+
+    with pytest.raises(SystemExit):
+        main(["eval", "agreement", "--help"])
+    helptext = capsys.readouterr().out
+    assert all(name in helptext for name in TESTSETS)
+    out = tmp_path / "cli-out"
+    args = ["--testset", "imagereward_test", "--data", str(imagereward_dir / "data")]
+    assert (
+        main(
+            [
+                "eval",
+                "agreement",
+                *args,
+                "--scores",
+                str(imagereward_dir / "test_model.json"),
+                "--bootstrap",
+                "50",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "imagereward_micro" in printed and "70.0" in printed
+    summary = json.loads((out / "agreement_summary.json").read_text())
+    assert summary["result"]["correct"] == 7 and summary["result"]["n_pairs"] == 10
+    # bad input: one line, non-zero
+    assert (
+        main(["eval", "agreement", *args, "--scores", str(tmp_path / "missing.json"), "--out", str(out)]) != 0
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("visionprefer: error:")

@@ -38,7 +38,7 @@ from ..errors import ConfigError
 
 #: The built-in evaluators, in the order ``visionprefer eval --help`` lists them: modules of
 #: ``visionprefer.evaluate.specs``, each defining ``EVALUATOR``.
-BUILTIN = ("score", "tifa", "winrate", "hpsv2")
+BUILTIN = ("score", "tifa", "winrate", "hpsv2", "agreement")
 
 
 @dataclass(frozen=True)

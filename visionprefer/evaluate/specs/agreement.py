@@ -1,0 +1,73 @@
+"""``eval agreement``'s registry entry: how often a scorer's or a judge's preferences agree with people on
+a public human preference test set (the evaluator is :mod:`visionprefer.evaluate.agreement`; the sets are
+the specs in ``benchmarks/specs/human/``). No leaderboard benchmark yet."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..registry import Evaluator
+
+
+def add_arguments(sp: argparse.ArgumentParser) -> None:
+    from ..testsets import TESTSETS
+
+    sp.add_argument("--testset", required=True, choices=TESTSETS, help="the human test set (its spec)")
+    sp.add_argument(
+        "--data",
+        required=True,
+        metavar="PATH",
+        help="a local copy of the test set in its published layout (or, for pickapic_v1_test, any folder "
+        "or parquet in Pick-a-Pic columns, a visionprefer dataset's dpo config included)",
+    )
+    g = sp.add_mutually_exclusive_group(required=True)
+    g.add_argument(
+        "--scores",
+        metavar="FILE",
+        help="per-image scores, JSON or JSONL keyed by the test set's item id and image index (or image id)",
+    )
+    g.add_argument(
+        "--verdicts", metavar="FILE", help="a pairwise judge's verdicts (JSONL), both orders allowed"
+    )
+    sp.add_argument("--protocol", help="the scoring protocol (default: the one the test set's spec names)")
+    sp.add_argument("--tie-tolerance", type=float, default=0.0, help="scores this close are a predicted tie")
+    sp.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the interval")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--out", required=True, metavar="DIR", help="where agreement_summary.json goes")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from ..agreement import format_agreement, run_agreement
+
+    result = run_agreement(
+        args.testset,
+        args.data,
+        scores=args.scores,
+        verdicts=args.verdicts,
+        protocol=args.protocol,
+        out=args.out,
+        tie_tolerance=args.tie_tolerance,
+        n_bootstrap=args.bootstrap,
+        seed=args.seed,
+    )
+    summary = json.loads((Path(args.out) / "agreement_summary.json").read_text(encoding="utf-8"))
+    return {**summary, "text": format_agreement(result)}
+
+
+def report(args: argparse.Namespace, summary: Mapping[str, Any]) -> list[str]:
+    return [*summary["text"].splitlines(), f"results in {args.out}"]
+
+
+EVALUATOR = Evaluator(
+    name="agreement",
+    help="agreement of a scorer's or judge's preferences with a human preference test set",
+    add_arguments=add_arguments,
+    run=run,
+    summary_file="agreement_summary.json",
+    summary_fields=("testset", "protocol", "input_sha256", "result"),
+    report=report,
+)
