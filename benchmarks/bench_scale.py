@@ -87,6 +87,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic judge")
     p.add_argument("--pair-images", action="store_true", help="publish the pairs config with image bytes")
     p.add_argument("--keep", action="store_true", help="keep each size's run directory")
+    p.add_argument("--commands", nargs="+", choices=COMMANDS, default=list(COMMANDS), help="what to measure")
     add_work_option(p, "run directories")
     p.add_argument("--setup", type=int, default=None, help=argparse.SUPPRESS)  # child: build a run dir
     args = p.parse_args(argv)
@@ -182,9 +183,7 @@ def child_setup(args: argparse.Namespace, size_dir: Path) -> dict:
     groups = write_annotations(config, run, args.seed)
     if images != n or groups != len(lines):
         raise SystemExit(f"setup: wrote {images} images and {groups} groups; wanted {n} and {len(lines)}")
-    sizes = {
-        name: (run.root / name / "done-rank0.jsonl").stat().st_size for name in ("generate", "annotate")
-    }
+    sizes = {name: (run.root / name / "done-rank0.jsonl").stat().st_size for name in ("generate", "annotate")}
     return {"images": images, "groups": groups, "bytes": sizes, "seconds": time.perf_counter() - t0}
 
 
@@ -244,7 +243,7 @@ def bench(args: argparse.Namespace, work: Path) -> int:
         )
         results[n] = {}
         status_json = ""
-        for command in COMMANDS:
+        for command in args.commands:
             vp = [sys.executable, "-m", "visionprefer"]
             if command == "status":
                 cmd = [*vp, "status", str(size_dir / "run"), "--json"]
@@ -255,7 +254,7 @@ def bench(args: argparse.Namespace, work: Path) -> int:
                 status_json = out
             results[n][command] = (peak, seconds)
             print(f"  {command:<8} peak RSS {mb(peak):>7} MB  {seconds:7.1f} s", flush=True)
-        problems = check(n, size_dir, status_json)
+        problems = check(n, size_dir, status_json) if len(args.commands) == len(COMMANDS) else []
         if problems:
             print(f"{n} images: checks FAILED ({'; '.join(problems)}); kept {size_dir}")
             return 1
@@ -265,7 +264,7 @@ def bench(args: argparse.Namespace, work: Path) -> int:
     print()
     print(f"{'command':<8} " + " ".join(f"{f'{n // 1000}k MB':>9} {f'{n // 1000}k s':>8}" for n in results))
     ratios = {}
-    for command in COMMANDS:
+    for command in args.commands:
         cells = " ".join(f"{mb(results[n][command][0]):>9} {results[n][command][1]:>8.1f}" for n in results)
         ratios[command] = results[large][command][0] / results[small][command][0]
         print(f"{command:<8} {cells}  ratio {ratios[command]:.2f}")
