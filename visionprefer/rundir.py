@@ -25,6 +25,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import json
 import os
@@ -34,11 +35,12 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, Generic, TypeVar, overload
 
 from .errors import FAILURE_KINDS, RunDirError, classify_failure
 
 MARKER = "run.json"
+T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------------------------- files
@@ -358,52 +360,187 @@ class StageLog:
         return LogIndex(self.done_paths(), self.key_field, keep)
 
 
+_FILE_SHIFT = 40  # a LogIndex address: (file number << 40 | byte offset) << 1 | dropped
+_INDEX_CHUNK = 1 << 15  # keys encoded per step while an index is built
+
+
 class LogIndex:
     """Where the first record of each key is in a stage's done logs, without the records.
 
     The same keys, in the same order, as ``StageLog.state().done`` (files in :meth:`StageLog.done_paths`
-    order, lines as :func:`read_jsonl` reads them, the first record of a key wins), at about 120 bytes per
-    key (the key string and an 8-byte address) instead of the parsed record, which for a generation record
-    is some 2.8 KB. Records are read back on demand through :meth:`records`.
+    order, lines as :func:`read_jsonl` reads them, the first record of a key wins). Records are read back
+    on demand through :meth:`records`.
+
+    String keys are held in two sorted numpy arrays, the key's UTF-8 bytes (fixed width: 20 bytes for the
+    run's hex keys) and an 8-byte address, so the index costs some 28 bytes a key (a dict of key strings
+    cost about 120, and the parsed record of a judge group several KB); a lookup is a binary search.
+    Other keys (never written by the package) are kept in a dict.
 
     With ``keep``, a key whose first record ``keep`` rejects is left out (later records of it do not bring
     it back), but still counts as logged in :meth:`has_record`: a stage's failures are those of keys without
-    any done record.
+    any done record. ``keep`` sees every record that has a key.
     """
 
     def __init__(
         self, paths: Sequence[Path], key_field: str, keep: Callable[[dict[str, Any]], bool] | None = None
     ):
+        import numpy as np
+
         self.paths = list(paths)
-        self._addresses: dict[Any, int] = {}
-        self._dropped: set[Any] = set()
-        n = len(self.paths)
+        self._other: dict[Any, int] = {}  # keys that are not plain strings: key -> address
+        capacity = sum(_count_lines(p) for p in self.paths)
+        width = 1
+        table = np.empty(capacity, dtype=[("k", f"S{width}"), ("a", "<i8")])
+        n = 0
+        keys: list[bytes] = []
+        addresses: list[int] = []
+
+        def flush() -> None:
+            nonlocal table, width, n
+            if not keys:
+                return
+            chunk = np.array(keys)
+            if chunk.dtype.itemsize > width:  # a longer key than any so far: widen (rare)
+                width = chunk.dtype.itemsize
+                wider = np.empty(capacity, dtype=[("k", f"S{width}"), ("a", "<i8")])
+                wider[:n] = table[:n]
+                table = wider
+            table["k"][n : n + len(keys)] = chunk
+            table["a"][n : n + len(keys)] = addresses
+            n += len(keys)
+            keys.clear()
+            addresses.clear()
+
         for file_no, path in enumerate(self.paths):
             for offset, rec in iter_jsonl(path):
                 key = rec.get(key_field)
-                if key is None or key in self._addresses or key in self._dropped:
+                if key is None:
                     continue
-                if keep is None or keep(rec):
-                    self._addresses[key] = offset * n + file_no  # the StoredRecords address
-                else:
-                    self._dropped.add(key)
+                address = ((file_no << _FILE_SHIFT | offset) << 1) | (keep is not None and not keep(rec))
+                if not isinstance(key, str) or not key or key.endswith("\0"):
+                    self._other.setdefault(key, address)
+                    continue
+                keys.append(key.encode("utf-8"))
+                addresses.append(address)
+                if len(keys) >= _INDEX_CHUNK:
+                    flush()
+        flush()
+        table = table[:n]
+        table.sort(order=["k", "a"])  # by key, then in reading order: the first record of a key first
+        if n > 1:
+            first = np.empty(n, dtype=bool)
+            first[0] = True
+            np.not_equal(table["k"][1:], table["k"][:-1], out=first[1:])
+            if not first.all():
+                table = table[first]
+        self._keys = table["k"]
+        self._addresses = table["a"]
+        self._len = int(n and np.count_nonzero((self._addresses & 1) == 0)) + sum(
+            1 for a in self._other.values() if not a & 1
+        )
+
+    def _address(self, key: Any) -> int | None:
+        """The address of the first record of ``key`` (its low bit set when ``keep`` rejected it)."""
+        if not isinstance(key, str) or not key or key.endswith("\0"):
+            try:
+                return self._other.get(key)
+            except TypeError:  # unhashable
+                return None
+        encoded = key.encode("utf-8")
+        if len(encoded) > self._keys.dtype.itemsize:
+            return None
+        i = bisect.bisect_left(self._keys, encoded)
+        if i < len(self._keys) and self._keys[i] == encoded:
+            return int(self._addresses[i])
+        return None
 
     def __contains__(self, key: object) -> bool:
-        return key in self._addresses
+        address = self._address(key)
+        return address is not None and not address & 1
 
     def __len__(self) -> int:
-        return len(self._addresses)
+        return self._len
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(self._addresses)
+        """The kept keys in the order their first records were read."""
+        import numpy as np
+
+        kept = np.flatnonzero((self._addresses & 1) == 0)
+        kept = kept[np.argsort(self._addresses[kept], kind="stable")]
+        others = sorted((a, k) for k, a in self._other.items() if not a & 1) if self._other else []
+        j = 0
+        for i in kept:
+            address = self._addresses[i]
+            while j < len(others) and others[j][0] < address:
+                yield others[j][1]
+                j += 1
+            yield self._keys[i].decode("utf-8")
+        for _, key in others[j:]:
+            yield key
 
     def has_record(self, key: Any) -> bool:
         """Whether the logs hold a done record of ``key``, kept or not."""
-        return key in self._addresses or key in self._dropped
+        return self._address(key) is not None
 
     def records(self, keys: Iterable[Any]) -> StoredRecords:
         """The records of ``keys`` (each must be in the index), in that order."""
-        return StoredRecords(self.paths, (self._addresses[k] for k in keys))
+        n = len(self.paths)
+
+        def stored(key: Any) -> int:
+            address = self._address(key)
+            if address is None or address & 1:
+                raise KeyError(key)
+            address >>= 1
+            return (address & ((1 << _FILE_SHIFT) - 1)) * n + (address >> _FILE_SHIFT)
+
+        return StoredRecords(self.paths, (stored(k) for k in keys))
+
+    def sorted_records(self) -> StoredRecords:
+        """The first record of every kept string key, in key order (UTF-8 byte order, which is the order
+        of ``sorted`` on the keys)."""
+        n = len(self.paths)
+        mask = (1 << _FILE_SHIFT) - 1
+        return StoredRecords(
+            self.paths,
+            ((int(a) >> 1 & mask) * n + (int(a) >> 1 >> _FILE_SHIFT) for a in self._addresses if not a & 1),
+        )
+
+    def join(self, planned: Iterable[tuple[T, Iterable[Any]]]) -> Iterator[Joined[T]]:
+        """The planned keys ∩ this log, streamed: for each ``(item, keys)`` of ``planned`` (a prompt and its
+        planned image keys, a judge group and its annotation key, ...), in the order given, the item, its
+        distinct planned keys (in the order given), those with a done record here and their records (left
+        on disk, read on access). What is held is this index and one item's keys at a time: readers of a
+        run of any size (``status``, the annotate and pairs stages) go through here."""
+        for item, keys in planned:
+            wanted = list(dict.fromkeys(keys))
+            done = [k for k in wanted if k in self]
+            yield Joined(item, wanted, done, self.records(done))
+
+
+@dataclass(frozen=True)
+class Joined(Generic[T]):
+    """One item of :meth:`LogIndex.join`: the item, its planned keys, the done ones and their records."""
+
+    item: T
+    planned: list[Any]
+    done: list[Any]
+    records: StoredRecords
+
+    @property
+    def complete(self) -> bool:
+        return len(self.done) == len(self.planned)
+
+
+def _count_lines(path: Path) -> int:
+    """Newlines in ``path``: an upper bound on its records, read in blocks."""
+    count = 0
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                count += block.count(b"\n")
+    except FileNotFoundError:
+        return 0
+    return count
 
 
 # --------------------------------------------------------------------------------------------- run dir

@@ -78,18 +78,20 @@ def run_status(run_dir: str | Path) -> dict[str, Any]:
     planned = done = 0
     failed_planned: set[str] = set()
     by_generator: dict[str, dict[str, int]] = {}
-    for prompt, tasks in tasks_by_prompt(read_jsonl(run.prompts_file), config.generate):
+    plan = tasks_by_prompt(read_jsonl(run.prompts_file), config.generate)
+    for j in index.join(((prompt, tasks), [t.image_id for t in tasks]) for prompt, tasks in plan):
+        prompt, tasks = j.item
         n_prompts += 1
         polished += bool(prompt.get("polish_model"))
         flagged += prompt.get("safety", "ok") != "ok"
+        finished = set(j.done)
         for t in tasks:  # per generator, every task counts (as in the chunks)
             row = by_generator.setdefault(t.generator, {"planned": 0, "done": 0})
             row["planned"] += 1
-            row["done"] += t.image_id in index
-        ids = {t.image_id for t in tasks}  # overall, an image planned twice counts once
-        planned += len(ids)
-        done += sum(1 for i in ids if i in index)
-        failed_planned.update(i for i in ids if i in failed_any)
+            row["done"] += t.image_id in finished
+        planned += len(j.planned)  # overall, an image planned twice counts once
+        done += len(j.done)
+        failed_planned.update(i for i in j.planned if i in failed_any)
 
     rejected = load_rejected(run)
     failed_prompts = [r for r in rejected if r["kind"] == "failed"]
@@ -136,33 +138,52 @@ def run_status(run_dir: str | Path) -> dict[str, Any]:
 
 
 def _annotate_status(config: Any, run: RunDir) -> dict[str, Any]:
-    from .annotate.stage import KEY, STAGE, judge_groups, planned_annotations
+    from .annotate.stage import KEY, STAGE, planned_annotations
 
     backend = config.annotate.backend
     if backend == "none":
         return {"state": "off", "backend": "none", "done": 0, "pending": 0, "failed": 0}
-    groups = None
-    if backend == "judge":  # the groups also serve the order effects below: formed once
-        from .annotate.judge import load_guide
-
-        groups, waiting = judge_groups(config, run, load_guide(config.annotate.judge)[1])
-        keys = [g.annotation_id for g in groups]
-    else:
-        keys, waiting = planned_annotations(config, run)
     log = run.stage_log(STAGE, KEY)
     index = log.done_index()  # a judge record holds every image's scores and explanations: not loaded
-    planned = set(keys)
-    done = sum(1 for k in planned if k in index)
-    failed = {k: v for k, v in log.failures(index.has_record).items() if k in planned}
+    failures = log.failures(index.has_record)
+    waiting = 0
+    if backend == "judge":  # the groups are formed one prompt at a time and joined with the done index
+        from .annotate.judge import load_guide
+        from .annotate.stage import prompt_groups
+
+        version = load_guide(config.annotate.judge)[1]
+
+        def planned_keys() -> Any:
+            nonlocal waiting
+            for _, records, groups in prompt_groups(config, run, version):
+                waiting += records is None
+                for g in groups:  # annotation keys are distinct: they digest the images shown
+                    yield g, [g.annotation_id]
+
+        keys: Any = planned_keys()
+    else:
+        metric_keys, waiting = planned_annotations(config, run)
+        keys = ((k, [k]) for k in dict.fromkeys(metric_keys))
+    planned = done = inconsistent = 0
+    failed_planned: set[str] = set()
+    for j in index.join(keys):
+        planned += 1
+        if j.done:
+            done += 1
+            if backend == "judge":
+                inconsistent += not j.records[0].get("rank_consistent", True)
+        elif j.planned[0] in failures:
+            failed_planned.add(j.planned[0])
+    failed = {k: v for k, v in failures.items() if k in failed_planned}  # in log order, for the reasons
     permanent = sum(1 for v in failed.values() if v.get("kind") == "permanent")
     row = {
         "backend": backend,
         "state": "done"
-        if planned and done == len(planned) and not waiting
+        if planned and done == planned and not waiting
         else ("started" if done or failed else "not run"),
-        "planned": len(planned),
+        "planned": planned,
         "done": done,
-        "pending": len(planned) - done - len(failed),
+        "pending": planned - done - len(failed),
         "failed": len(failed),
         "failed_transient": len(failed) - permanent,
         "failed_permanent": permanent,
@@ -178,14 +199,12 @@ def _annotate_status(config: Any, run: RunDir) -> dict[str, Any]:
                 row["state"] = "in batch"  # submitted to the Batch API: the same command collects them
         from .annotate.stage import order_effects
 
-        effects = order_effects(config, run, groups=groups, done=index)
-        if effects is not None:
-            row["order_effects"] = effects
-        row["rank_inconsistent"] = sum(
-            1
-            for rec in index.records(k for k in planned if k in index)
-            if not rec.get("rank_consistent", True)
-        )
+        if config.annotate.judge.both_orders:  # a second pass over the groups, streamed as well
+            groups = (g for _, _, gs in prompt_groups(config, run, version) for g in gs)
+            effects = order_effects(config, run, groups=groups, done=index)
+            if effects is not None:
+                row["order_effects"] = effects
+        row["rank_inconsistent"] = inconsistent
     return row
 
 

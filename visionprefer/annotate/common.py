@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..config import BuildConfig
 from ..rundir import RunDir, StoredRecords
@@ -41,18 +42,28 @@ def finished_images(config: BuildConfig, run: RunDir) -> tuple[dict[str, StoredR
     return out, waiting
 
 
-def prompt_images(config: BuildConfig, run: RunDir) -> Iterator[tuple[str, int, StoredRecords | None]]:
-    """Every prompt of the run in prompt-file order: its id, its number of planned images, and the records
-    of its finished images (sorted by image id) once all of its planned images are finished or permanently
-    failed, else None (the prompt is waiting)."""
+def prompt_images(
+    config: BuildConfig, run: RunDir, prompts: Iterable[dict[str, Any]] | None = None
+) -> Iterator[tuple[str, int, StoredRecords | None]]:
+    """Every prompt of the run in prompt-file order (or of ``prompts``, in their order): its id, its number
+    of planned images, and the records of its finished images (sorted by image id) once all of its planned
+    images are finished or permanently failed, else None (the prompt is waiting).
+
+    The planned image keys of one prompt at a time are joined with the index of the generate done logs
+    (:meth:`~visionprefer.rundir.LogIndex.join`)."""
     from ..generate.plan import tasks_by_prompt
     from ..generate.stage import generation_failures, generation_index, stored_prompts
 
     done = generation_index(run)
     permanent = {k for k, f in generation_failures(run, done).items() if f.get("kind") == "permanent"}
-    for prompt, tasks in tasks_by_prompt(stored_prompts(run), config.generate):
-        ids = {t.image_id for t in tasks}
-        if any(i not in done and i not in permanent for i in ids):
-            yield prompt["prompt_id"], len(ids), None
+    planned = (
+        (prompt, sorted({t.image_id for t in tasks}))
+        for prompt, tasks in tasks_by_prompt(
+            stored_prompts(run) if prompts is None else prompts, config.generate
+        )
+    )
+    for j in done.join(planned):
+        if not j.complete and any(i not in permanent for i in j.planned if i not in done):
+            yield j.item["prompt_id"], len(j.planned), None
         else:
-            yield prompt["prompt_id"], len(ids), done.records(sorted(i for i in ids if i in done))
+            yield j.item["prompt_id"], len(j.planned), j.records

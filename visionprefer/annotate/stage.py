@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ from ..dist import ProcessInfo, process_info
 from ..errors import BudgetExceeded, classify_failure, first_line
 from ..keys import digest
 from ..rundir import LogIndex, RunDir
-from .common import AnnotateReport, finished_images
+from .common import AnnotateReport, prompt_images
 from .judge import SCHEMA_VERSION as JUDGE_SCHEMA_VERSION
 from .judge import Judge, JudgeClient, judge_identity
 
@@ -44,48 +44,72 @@ class Group:
 
 
 def judge_groups(config: BuildConfig, run: RunDir, guide_version: str) -> tuple[list[Group], int]:
-    judge = config.annotate.judge
-    images, waiting = finished_images(config, run)
+    """Every judge group of the run (prompts in prompt-file order) and the number of prompts waiting."""
     groups: list[Group] = []
-    for prompt_id, stored in images.items():
-        records = list(stored)  # one prompt's records, read once
-        size = judge.group_size or len(records)
-        for start in range(0, len(records), size):
-            members = records[start : start + size]
-            ids = [r["image_id"] for r in members]
-            shown = list(range(len(members)))
-            random.Random(digest("order", *ids)).shuffle(shown)
-            orders = [("shuffled", shown)]
-            if judge.both_orders and len(members) > 1:
-                orders.append(("reversed", shown[::-1]))
-            for name, order in orders:
-                shown_ids = tuple(ids[i] for i in order)
-                key = digest(
-                    "annotation",
-                    list(shown_ids),
-                    judge_identity(judge),
-                    guide_version,
-                    [judge.score_min, judge.score_max],
-                    JUDGE_SCHEMA_VERSION,
-                )
-                groups.append(
-                    Group(
-                        key,
-                        prompt_id,
-                        members[0]["prompt"],
-                        shown_ids,
-                        name,
-                        tuple(str(run.root / members[i]["file"]) for i in order),
-                    )
-                )
+    waiting = 0
+    for _, records, mine in prompt_groups(config, run, guide_version):
+        waiting += records is None
+        groups.extend(mine)
     return groups, waiting
 
 
-def judged_groups(groups: list[Group], done: LogIndex) -> Iterator[tuple[Group, dict[str, Any]]]:
+def prompt_groups(
+    config: BuildConfig, run: RunDir, guide_version: str, prompts: Iterable[dict[str, Any]] | None = None
+) -> Iterator[tuple[str, list[dict[str, Any]] | None, list[Group]]]:
+    """Per prompt (in prompt-file order, or in the order of ``prompts``): its id, the generation records of
+    its finished images (sorted by image id; None while the prompt waits for images) and its judge groups.
+    One prompt's records and groups are in memory at a time."""
+    for prompt_id, _, stored in prompt_images(config, run, prompts):
+        if stored is None:
+            yield prompt_id, None, []
+        elif stored:
+            records = list(stored)  # one prompt's records, read once
+            yield prompt_id, records, _groups_of(config, run, guide_version, prompt_id, records)
+
+
+def _groups_of(
+    config: BuildConfig, run: RunDir, guide_version: str, prompt_id: str, records: list[dict[str, Any]]
+) -> list[Group]:
+    judge = config.annotate.judge
+    groups: list[Group] = []
+    size = judge.group_size or len(records)
+    for start in range(0, len(records), size):
+        members = records[start : start + size]
+        ids = [r["image_id"] for r in members]
+        shown = list(range(len(members)))
+        random.Random(digest("order", *ids)).shuffle(shown)
+        orders = [("shuffled", shown)]
+        if judge.both_orders and len(members) > 1:
+            orders.append(("reversed", shown[::-1]))
+        for name, order in orders:
+            shown_ids = tuple(ids[i] for i in order)
+            key = digest(
+                "annotation",
+                list(shown_ids),
+                judge_identity(judge),
+                guide_version,
+                [judge.score_min, judge.score_max],
+                JUDGE_SCHEMA_VERSION,
+            )
+            groups.append(
+                Group(
+                    key,
+                    prompt_id,
+                    members[0]["prompt"],
+                    shown_ids,
+                    name,
+                    tuple(str(run.root / members[i]["file"]) for i in order),
+                )
+            )
+    return groups
+
+
+def judged_groups(groups: Iterable[Group], done: LogIndex) -> Iterator[tuple[Group, dict[str, Any]]]:
     """The groups that have a done record (``done`` indexes the annotate stage's done logs), each with its
-    record, read one at a time."""
-    present = [g for g in groups if g.annotation_id in done]
-    return zip(present, done.records(g.annotation_id for g in present), strict=True)
+    record, read one at a time (a streaming join: ``groups`` may be a generator)."""
+    for j in done.join((g, [g.annotation_id]) for g in groups):
+        if j.done:
+            yield j.item, j.records[0]
 
 
 def planned_annotations(config: BuildConfig, run: RunDir) -> tuple[list[str], int]:
@@ -319,13 +343,38 @@ def load_feedback(
     backend = config.annotate.backend
     if backend == "none":
         return {}
-    done = run.stage_log(STAGE, KEY).done_index()  # addresses; records are read one at a time below
-    feedback: dict[str, dict[str, Any]] = {}
     if backend == "judge":
-        from .judge import load_guide, overall_score
+        feedback: dict[str, dict[str, Any]] = {}
+        for _, _, rows in judge_feedback_by_prompt(config, run, explanations=explanations):
+            feedback.update(rows)
+    else:
+        from .metrics import metric_feedback
 
-        _, version = load_guide(config.annotate.judge)
-        groups, _ = judge_groups(config, run, version)
+        feedback = metric_feedback(config, run, run.stage_log(STAGE, KEY).done_index())
+    _assign_ranks(feedback)
+    return feedback
+
+
+def judge_feedback_by_prompt(
+    config: BuildConfig,
+    run: RunDir,
+    *,
+    explanations: bool = True,
+    prompts: Iterable[dict[str, Any]] | None = None,
+) -> Iterator[tuple[str, list[dict[str, Any]], dict[str, dict[str, Any]]]]:
+    """:func:`load_feedback` of the judge, one prompt at a time (prompt-file order, or the order of
+    ``prompts``): each prompt with judged images, the generation records of its finished images and the
+    feedback rows of its judged images (without ``rank``, which :func:`load_feedback` adds). What is held
+    is the two stages' done-log indexes and one prompt's records."""
+    from .judge import load_guide, overall_score
+
+    _, version = load_guide(config.annotate.judge)
+    done = run.stage_log(STAGE, KEY).done_index()  # addresses; records are read one at a time below
+    weights = config.annotate.aspect_weights
+    for prompt_id, records, groups in prompt_groups(config, run, version, prompts):
+        if not groups:
+            continue
+        feedback: dict[str, dict[str, Any]] = {}
         for g, rec in judged_groups(groups, done):
             for image_id in g.image_ids:
                 result = rec["results"][image_id]
@@ -350,20 +399,21 @@ def load_feedback(
                     row[aspect]["score"] += result[aspect]["score"]  # a sum until all orders are in
                 row["judge_ranks"].append(result["rank"])
                 row["rank_consistent"] = row["rank_consistent"] and rec["rank_consistent"]
+        if not feedback:
+            continue
         for row in feedback.values():
             for aspect in ASPECTS:
                 row[aspect]["score"] /= len(row["judge_ranks"])
-            row["overall"] = overall_score(row, config.annotate.aspect_weights)
-    else:
-        from .metrics import metric_feedback
-
-        feedback = metric_feedback(config, run, done)
-    _assign_ranks(feedback)
-    return feedback
+            row["overall"] = overall_score(row, weights)
+        yield prompt_id, records or [], feedback
 
 
 def order_effects(
-    config: BuildConfig, run: RunDir, *, groups: list[Group] | None = None, done: LogIndex | None = None
+    config: BuildConfig,
+    run: RunDir,
+    *,
+    groups: Iterable[Group] | None = None,
+    done: LogIndex | None = None,
 ) -> dict[str, Any] | None:
     """How much the order shown moved the judge, from the groups judged in both orders
     (``both_orders: true``; None otherwise). ``groups`` (the current judge groups) and ``done`` (the index
@@ -387,27 +437,40 @@ def order_effects(
         groups, _ = judge_groups(config, run, load_guide(judge)[1])
     if done is None:
         done = run.stage_log(STAGE, KEY).done_index()
-    shown: dict[tuple[str, ...], dict[str, tuple[tuple[str, ...], dict[str, float]]]] = {}
     weights = config.annotate.aspect_weights
+    same = total = n = n_gains = 0
+    gains = 0.0
+    # A group's two orders belong to one prompt: the orders seen are folded in prompt by prompt, so what
+    # is held is one prompt's groups (``groups`` may be a generator).
+    shown: dict[tuple[str, ...], dict[str, tuple[tuple[str, ...], dict[str, float]]]] = {}
+
+    def fold() -> None:
+        nonlocal same, total, n, gains, n_gains
+        for orders in shown.values():
+            if len(orders) != 2:
+                continue
+            n += 1
+            (ids_a, a), (ids_b, b) = orders["shuffled"], orders["reversed"]
+            for i, j in combinations(sorted(a), 2):
+                total += 1
+                same += (a[i] > a[j]) - (a[i] < a[j]) == (b[i] > b[j]) - (b[i] < b[j])
+            gains += a[ids_a[0]] - b[ids_a[0]]  # summed in the order a list of them would be
+            gains += b[ids_b[0]] - a[ids_b[0]]
+            n_gains += 2
+        shown.clear()
+
+    prompt = None
     for g, rec in judged_groups(groups, done):
+        if g.prompt_id != prompt:
+            fold()
+            prompt = g.prompt_id
         overall = {i: overall_score(rec["results"][i], weights) for i in g.image_ids}
         shown.setdefault(tuple(sorted(g.image_ids)), {})[g.order] = (g.image_ids, overall)
-    same = total = 0
-    gains: list[float] = []
-    n = 0
-    for orders in shown.values():
-        if len(orders) != 2:
-            continue
-        n += 1
-        (ids_a, a), (ids_b, b) = orders["shuffled"], orders["reversed"]
-        for i, j in combinations(sorted(a), 2):
-            total += 1
-            same += (a[i] > a[j]) - (a[i] < a[j]) == (b[i] > b[j]) - (b[i] < b[j])
-        gains += [a[ids_a[0]] - b[ids_a[0]], b[ids_b[0]] - a[ids_b[0]]]
+    fold()
     return {
         "groups": n,
         "order_agreement": round(same / total, 4) if total else None,
-        "first_position_gain": round(sum(gains) / len(gains), 4) if gains else None,
+        "first_position_gain": round(gains / n_gains, 4) if n_gains else None,
     }
 
 
