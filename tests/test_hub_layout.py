@@ -455,6 +455,6 @@ def test_two_diffusion_dpo_training_steps_on_the_dpo_repo(pushed):
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert all(np.isfinite(losses)) and len(losses) == 2
     assert any(not torch.equal(a, b) for a, b in zip(before, unet.parameters(), strict=True))
