@@ -102,6 +102,7 @@ def load_pairs(
     import datasets
 
     where = f"dataset {path!r}"
+    datasets.disable_progress_bars()  # library chatter ("Generating train split"), not ours to show
     try:
         dd = datasets.load_dataset(path, "pairs")
     except Exception as e:  # noqa: BLE001 - any loading problem is the user's input, reported on one line
