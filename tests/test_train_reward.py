@@ -91,7 +91,7 @@ def _max_diff(a: dict, b: dict) -> float:
 
 def _steps(folder: Path) -> list[dict]:
     lines = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k != "pairs_per_s"} for r in lines]
+    return [{k: v for k, v in r.items() if k not in ("pairs_per_s", "seconds")} for r in lines]
 
 
 def test_training_learns_the_rule_on_held_out_pairs(tmp_path, dataset):
@@ -181,8 +181,14 @@ def test_two_processes_train_the_same_model_as_one(tmp_path, tiny_dir, run_confi
     ref, two = _steps(reference), _steps(out)
     loss_diff = max(abs(a.get("loss", 0) - b.get("loss", 0)) for a, b in zip(ref, two, strict=True))
     print(f"1 vs 2 processes, same global batch: max |param diff| {diff:.3g}, max |step loss diff| {loss_diff:.3g}")
-    assert diff < 1e-4
-    assert loss_diff < 1e-4
+    # Tolerance: the two layouts sum the gradients in another order (rank means, then the all-reduce), so
+    # they agree to float rounding at first (step 1: ~6e-8) and Adam's sign-like updates let that grow
+    # over 120 steps at lr 1e-3. Early steps agree to rounding; the end within one Adam step (lr = 1e-3).
+    early = max(abs(a["loss"] - b["loss"]) for a, b in zip(ref, two, strict=True) if 0 < a["step"] <= 10 and "loss" in a)
+    print(f"  max |step loss diff| over steps 1-10: {early:.3g}")
+    assert early < 1e-5
+    assert diff < 1e-3
+    assert loss_diff < 1e-2
     r1 = json.loads((reference / "reward_run.json").read_text())["result"]
     r2 = json.loads((out / "reward_run.json").read_text())["result"]
     assert r1["best_step"] == r2["best_step"] and r1["sizes"] == r2["sizes"]

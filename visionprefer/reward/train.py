@@ -400,7 +400,7 @@ def train_reward(cfg: RewardConfig, *, progress: bool = True) -> TrainResult:
             loss_sum = accelerator.reduce(loss_sum.to(device), reduction="sum").cpu()
             seconds = time.perf_counter() - t0
             emit({"step": done, "loss": float(loss_sum[0] / loss_sum[1]), "lr": scheduler.get_last_lr()[0],
-                  "pairs": done * cfg.batch_size, "pairs_per_s": cfg.batch_size / seconds if seconds else None})
+                  "pairs": done * cfg.batch_size, "pairs_per_s": cfg.batch_size / seconds if seconds else None, "seconds": seconds})
             bar.update(1)
             bar.set_postfix_str(f"loss {float(loss_sum[0] / loss_sum[1]):.4f}")
             if done % eval_every == 0 or done == max_steps:
