@@ -99,7 +99,9 @@ def main() -> None:
         # The bare arm's batches: the trainer's pairs of each step, as tensors, made before the clock starts.
         data = load_pairs(str(ds_dir), aspect="overall", train_split="train", validation_split="validation",
                           validation_share=0.0)  # fmt: skip
-        make = BatchMaker(AutoProcessor.from_pretrained(model_path), None, AutoModel.from_pretrained(model_path).config)
+        make = BatchMaker(
+            AutoProcessor.from_pretrained(model_path), None, AutoModel.from_pretrained(model_path).config
+        )
         order = GlobalOrder(len(data.train), args.batch_size, 0)
         batches = [make(data.train[order.step(s)]) for s in range(args.steps)]
         times: dict[str, list[float]] = {"bare": [], "train": []}
@@ -108,9 +110,18 @@ def main() -> None:
             times["bare"].append(bare_loop(model_path, batches, lr))
             out = work / f"out-{r}"
             cfg = reward_config_from_dict(
-                dict(dataset=str(ds_dir), base_model=str(model_path), output_dir=str(out), max_steps=args.steps,
-                     batch_size=args.batch_size, learning_rate=lr, validation_share=0.0, max_grad_norm=None,
-                     save_every=args.steps, seed=0)  # fmt: skip
+                dict(
+                    dataset=str(ds_dir),
+                    base_model=str(model_path),
+                    output_dir=str(out),
+                    max_steps=args.steps,
+                    batch_size=args.batch_size,
+                    learning_rate=lr,
+                    validation_share=0.0,
+                    max_grad_norm=None,
+                    save_every=args.steps,
+                    seed=0,
+                )  # fmt: skip
             )
             start = time.perf_counter()
             train_reward(cfg, progress=False)
@@ -130,7 +141,9 @@ def main() -> None:
     pairs = args.steps * args.batch_size
     for k, t in best.items():
         print(f"{k:>6}: {t:.2f} s = {pairs / t:.1f} pairs/s")
-    print(f"trainer outside the step loop (loading, checks, final checkpoint and save): {min(overhead):.2f} s")
+    print(
+        f"trainer outside the step loop (loading, checks, final checkpoint and save): {min(overhead):.2f} s"
+    )
     print(f"train/bare throughput: {best['bare'] / best['train']:.2f}")
 
 

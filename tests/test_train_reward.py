@@ -72,7 +72,11 @@ def reference(tmp_path_factory, tiny_dir, run_config) -> Path:
     root = tmp_path_factory.mktemp("reward-ref")
     out = root / "model"
     done = subprocess.run(
-        _command(run_config, out), env=_env(tiny_dir, root / "hf"), capture_output=True, text=True, timeout=600
+        _command(run_config, out),
+        env=_env(tiny_dir, root / "hf"),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr
     return out
@@ -141,7 +145,9 @@ def test_training_learns_the_rule_on_held_out_pairs(tmp_path, dataset):
 def test_kill_9_then_resume_ends_with_the_same_weights(tmp_path, tiny_dir, run_config, reference):
     out = tmp_path / "model"
     env = _env(tiny_dir, tmp_path / "hf")
-    proc = subprocess.Popen(_command(run_config, out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        _command(run_config, out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 300
     while not list((out / "checkpoints").glob("checkpoint-*")) and proc.poll() is None:
         assert time.monotonic() < deadline
@@ -151,7 +157,9 @@ def test_kill_9_then_resume_ends_with_the_same_weights(tmp_path, tiny_dir, run_c
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert not (out / "model.safetensors").exists()
     killed_at = [int(p.name.split("-")[1]) for p in (out / "checkpoints").glob("checkpoint-*")]
-    done = subprocess.run(_command(run_config, out)[:-1], env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        _command(run_config, out)[:-1], env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr
     assert f"resumed from step {max(killed_at)}" in done.stdout
     diff = _max_diff(_weights(reference), _weights(out))
@@ -175,16 +183,24 @@ def test_two_processes_train_the_same_model_as_one(tmp_path, tiny_dir, run_confi
         "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
         "-m", "visionprefer", "train-reward", str(run_config), "--out", str(out), "-q",
     ]  # fmt: skip
-    done = subprocess.run(launch, env=_env(tiny_dir, tmp_path / "hf"), capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        launch, env=_env(tiny_dir, tmp_path / "hf"), capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     diff = _max_diff(_weights(reference), _weights(out))
     ref, two = _steps(reference), _steps(out)
     loss_diff = max(abs(a.get("loss", 0) - b.get("loss", 0)) for a, b in zip(ref, two, strict=True))
-    print(f"1 vs 2 processes, same global batch: max |param diff| {diff:.3g}, max |step loss diff| {loss_diff:.3g}")
+    print(
+        f"1 vs 2 processes, same global batch: max |param diff| {diff:.3g}, max |step loss diff| {loss_diff:.3g}"
+    )
     # Tolerance: the two layouts sum the gradients in another order (rank means, then the all-reduce), so
     # they agree to float rounding at first (step 1: ~6e-8) and Adam's sign-like updates let that grow
     # over 120 steps at lr 1e-3. Early steps agree to rounding; the end within one Adam step (lr = 1e-3).
-    early = max(abs(a["loss"] - b["loss"]) for a, b in zip(ref, two, strict=True) if 0 < a["step"] <= 10 and "loss" in a)
+    early = max(
+        abs(a["loss"] - b["loss"])
+        for a, b in zip(ref, two, strict=True)
+        if 0 < a["step"] <= 10 and "loss" in a
+    )
     print(f"  max |step loss diff| over steps 1-10: {early:.3g}")
     assert early < 1e-5
     assert diff < 1e-3
@@ -213,7 +229,9 @@ def _assert_refused(capsys, out: Path, argv: list[str], needle: str) -> None:
 def test_refuses_a_dataset_without_the_needed_columns_or_split(tmp_path, capsys):
     rows = synthetic_rows(20, seed=5)
     no_label = write_pairs_dataset(tmp_path / "no-label", {"train": rows}, drop=("label_0",))
-    _assert_refused(capsys, tmp_path / "a", ["--dataset", str(no_label), "--base-model", "tiny-clip"], "label_0")
+    _assert_refused(
+        capsys, tmp_path / "a", ["--dataset", str(no_label), "--base-model", "tiny-clip"], "label_0"
+    )
     only_test = write_pairs_dataset(tmp_path / "only-test", {"test": rows})
     _assert_refused(
         capsys, tmp_path / "b", ["--dataset", str(only_test), "--base-model", "tiny-clip"], "no split 'train'"
@@ -238,7 +256,10 @@ def test_refuses_labels_that_are_all_ties(tmp_path, capsys):
 
 def test_refuses_a_base_model_that_is_not_clip_like(tmp_path, capsys, dataset):
     _assert_refused(
-        capsys, tmp_path / "a", ["--dataset", str(dataset), "--base-model", "tiny-text-embed"], "not CLIP-like"
+        capsys,
+        tmp_path / "a",
+        ["--dataset", str(dataset), "--base-model", "tiny-text-embed"],
+        "not CLIP-like",
     )
 
 

@@ -77,7 +77,9 @@ def _of_aspect(ds, aspect: str, split: str, where: str):
             f"{where}: all {len(labels)} pairs of aspect {aspect!r} in split {split!r} are ties "
             "(label_0 = 0.5): nothing to learn from"
         )
-    columns = ["prompt", "image_0", "image_1", "label_0"] + (["prompt_id"] if "prompt_id" in ds.column_names else [])
+    columns = ["prompt", "image_0", "image_1", "label_0"] + (
+        ["prompt_id"] if "prompt_id" in ds.column_names else []
+    )
     out = ds.select_columns(columns)
     return out if len(keep) == len(aspects) else out.select(keep)
 

@@ -29,8 +29,15 @@ def _image(rng, colour: tuple[int, int, int], size: int, fmt: str = "PNG") -> by
     return buf.getvalue()
 
 
-def synthetic_rows(n: int, *, seed: int, size: int = 32, prompts_per_template: int = 3, tie_share: float = 0.1,
-                   fmt: str = "PNG") -> list[dict]:
+def synthetic_rows(
+    n: int,
+    *,
+    seed: int,
+    size: int = 32,
+    prompts_per_template: int = 3,
+    tie_share: float = 0.1,
+    fmt: str = "PNG",
+) -> list[dict]:
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -95,6 +102,10 @@ def write_pairs_dataset(folder: Path, splits: dict[str, list[dict]], *, drop: tu
         ds = datasets.Dataset.from_dict(cols, features=features)
         ds.to_parquet(str(folder / "data" / "pairs" / f"{split}-00000-of-00001.parquet"))
         files.append(f"  - split: {split}\n    path: data/pairs/{split}-*.parquet")
-    card = "---\nconfigs:\n- config_name: pairs\n  data_files:\n" + "\n".join(files) + "\n---\n\nSynthetic pairs.\n"
+    card = (
+        "---\nconfigs:\n- config_name: pairs\n  data_files:\n"
+        + "\n".join(files)
+        + "\n---\n\nSynthetic pairs.\n"
+    )
     (folder / "README.md").write_text(card, encoding="utf-8")
     return folder

@@ -109,7 +109,9 @@ def _checkpoints(folder: Path) -> list[tuple[int, Path]]:
 def _mixed_precision(cfg: RewardConfig, cuda: bool) -> str:
     if not cuda:
         if cfg.mixed_precision in ("fp16", "bf16"):
-            raise ConfigError(f"reward.mixed_precision: {cfg.mixed_precision} needs a CUDA device; use auto or no")
+            raise ConfigError(
+                f"reward.mixed_precision: {cfg.mixed_precision} needs a CUDA device; use auto or no"
+            )
         return "no"
     if cfg.mixed_precision != "auto":
         return cfg.mixed_precision
@@ -136,8 +138,17 @@ def _open_output(cfg: RewardConfig, out: Path) -> dict[str, Any] | None:
 
 
 # --------------------------------------------------------------------------------------------- evaluation
-def evaluate_pairs(scorer: Any, make_batch: Any, ds: Any, *, batch_size: int, rank: int = 0, world: int = 1,
-                   device: Any = "cpu", autocast: Any = None) -> dict[str, float]:
+def evaluate_pairs(
+    scorer: Any,
+    make_batch: Any,
+    ds: Any,
+    *,
+    batch_size: int,
+    rank: int = 0,
+    world: int = 1,
+    device: Any = "cpu",
+    autocast: Any = None,
+) -> dict[str, float]:
     """Sums over this rank's share (rows rank::world) of ``ds``: correct (non-tie pairs, an equal score
     counting half), non-tie pairs, loss, pairs. Reduce them over ranks, then ``summarise``."""
     import torch
@@ -176,8 +187,9 @@ def summarise(totals: Any) -> dict[str, float]:
     }
 
 
-def pair_accuracy(model_path: str, dataset: str, *, split: str, aspect: str = "overall",
-                  batch_size: int = 64) -> dict[str, float]:
+def pair_accuracy(
+    model_path: str, dataset: str, *, split: str, aspect: str = "overall", batch_size: int = 64
+) -> dict[str, float]:
     """Accuracy and loss of a saved (or base) CLIP-like model on one split of a pairs dataset."""
     import datasets
 
@@ -273,7 +285,9 @@ def train_reward(cfg: RewardConfig, *, progress: bool = True) -> TrainResult:
         scheduler.load_state_dict(saved["scheduler"])
         state = json.loads((path / "trainer.json").read_text(encoding="utf-8"))
         rng_file = path / f"rng-rank{rank}.pt"
-        _set_rng_state(torch.load(rng_file if rng_file.exists() else path / "rng-rank0.pt", weights_only=False))
+        _set_rng_state(
+            torch.load(rng_file if rng_file.exists() else path / "rng-rank0.pt", weights_only=False)
+        )
         resumed_from = step0
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
@@ -296,7 +310,7 @@ def train_reward(cfg: RewardConfig, *, progress: bool = True) -> TrainResult:
     inner = accelerator.unwrap_model(scorer)
     make_batch = BatchMaker(processor, cfg.max_text_length, model.config)
     order = GlobalOrder(n_train, cfg.batch_size, cfg.seed)
-    metrics = open(out / METRICS, "ab") if accelerator.is_main_process else None
+    metrics = open(out / METRICS, "ab") if accelerator.is_main_process else None  # noqa: SIM115 - closed at the end
 
     def emit(record: dict[str, Any]) -> None:
         if metrics is not None:
@@ -307,13 +321,26 @@ def train_reward(cfg: RewardConfig, *, progress: bool = True) -> TrainResult:
         if data.validation is None:
             return None
         totals = evaluate_pairs(
-            inner, make_batch, data.validation, batch_size=cfg.eval_batch_size, rank=rank, world=world,
-            device=device, autocast=accelerator.autocast,
+            inner,
+            make_batch,
+            data.validation,
+            batch_size=cfg.eval_batch_size,
+            rank=rank,
+            world=world,
+            device=device,
+            autocast=accelerator.autocast,
         )
         totals = accelerator.reduce(totals.to(device), reduction="sum").cpu()
         result = summarise(totals)
-        emit({"step": step, "event": "validation", "validation_accuracy": result["accuracy"],
-              "validation_loss": result["loss"], "validation_pairs": result["pairs"]})
+        emit(
+            {
+                "step": step,
+                "event": "validation",
+                "validation_accuracy": result["accuracy"],
+                "validation_loss": result["loss"],
+                "validation_pairs": result["pairs"],
+            }
+        )
         return result
 
     def consider_best(step: int, result: dict[str, float] | None) -> None:
@@ -375,8 +402,9 @@ def train_reward(cfg: RewardConfig, *, progress: bool = True) -> TrainResult:
         consider_best(0, before)
     scorer.train()
     accum = cfg.gradient_accumulation_steps
-    with progress_bar(total=max_steps, desc="train-reward", unit="step",
-                      enabled=progress and accelerator.is_main_process) as bar:
+    with progress_bar(
+        total=max_steps, desc="train-reward", unit="step", enabled=progress and accelerator.is_main_process
+    ) as bar:
         bar.update(start)
         for step in range(start, max_steps):
             t0 = time.perf_counter()
@@ -399,8 +427,16 @@ def train_reward(cfg: RewardConfig, *, progress: bool = True) -> TrainResult:
             done = step + 1
             loss_sum = accelerator.reduce(loss_sum.to(device), reduction="sum").cpu()
             seconds = time.perf_counter() - t0
-            emit({"step": done, "loss": float(loss_sum[0] / loss_sum[1]), "lr": scheduler.get_last_lr()[0],
-                  "pairs": done * cfg.batch_size, "pairs_per_s": cfg.batch_size / seconds if seconds else None, "seconds": seconds})
+            emit(
+                {
+                    "step": done,
+                    "loss": float(loss_sum[0] / loss_sum[1]),
+                    "lr": scheduler.get_last_lr()[0],
+                    "pairs": done * cfg.batch_size,
+                    "pairs_per_s": cfg.batch_size / seconds if seconds else None,
+                    "seconds": seconds,
+                }
+            )
             bar.update(1)
             bar.set_postfix_str(f"loss {float(loss_sum[0] / loss_sum[1]):.4f}")
             if done % eval_every == 0 or done == max_steps:
@@ -436,8 +472,13 @@ def _write_marker(out: Path, cfg: RewardConfig, *, finished: bool, result: dict 
     from .. import __version__
     from ..rundir import atomic_write_text
 
-    info = {"format": 1, "package_version": __version__, "fingerprint": cfg.fingerprint(),
-            "config": cfg.to_dict(), "finished": finished}
+    info = {
+        "format": 1,
+        "package_version": __version__,
+        "fingerprint": cfg.fingerprint(),
+        "config": cfg.to_dict(),
+        "finished": finished,
+    }
     if result is not None:
         info["result"] = result
     atomic_write_text(out / MARKER, json.dumps(info, indent=2, sort_keys=True) + "\n")
