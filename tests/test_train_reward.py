@@ -255,6 +255,9 @@ def test_refuses_labels_that_are_all_ties(tmp_path, capsys):
 
 
 def test_refuses_a_base_model_that_is_not_clip_like(tmp_path, capsys, dataset):
+    from visionprefer.models.tiny import tiny_model_path
+
+    tiny_model_path("tiny-text-embed")  # built beforehand: its first save prints a progress bar
     _assert_refused(
         capsys,
         tmp_path / "a",

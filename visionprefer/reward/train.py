@@ -219,6 +219,8 @@ def train_reward(cfg: RewardConfig, *, progress: bool = True) -> TrainResult:
         return TrainResult(output_dir=str(out), already_done=True, **r)
 
     # ---- everything is checked before the first step
+    if cfg.lora is not None:
+        _require_peft()
     data = load_pairs(
         cfg.dataset_path,
         aspect=cfg.aspect,
@@ -505,13 +507,18 @@ def _finish(out: Path, cfg: RewardConfig, inner: Any, processor: Any, data: Any,
     _fsync_dir(out)
 
 
-def _with_lora(model: Any, cfg: RewardConfig) -> Any:
+def _require_peft() -> Any:
     try:
         import peft
     except ImportError:
         raise ConfigError(
             "reward.lora needs the peft package: pip install 'visionprefer[reward]' (or remove reward.lora)"
         ) from None
+    return peft
+
+
+def _with_lora(model: Any, cfg: RewardConfig) -> Any:
+    peft = _require_peft()
     lora = cfg.lora
     config = peft.LoraConfig(
         r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(lora.target_modules)
