@@ -106,6 +106,21 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--metric", help="which number ranks the table (default: the benchmark's main one)")
     common(sp)
 
+    sp = sub.add_parser(
+        "train-reward", help="fine-tune a CLIP-family reward model on a dataset's pairs (re-running resumes)"
+    )
+    sp.add_argument("config", metavar="CONFIG", nargs="?", help="YAML reward config (or a `reward:` section)")
+    sp.add_argument("--dataset", help="dataset folder or Hub id (config 'pairs')")
+    sp.add_argument("--base-model", help="CLIP-family model id or folder (tiny-clip for a demo)")
+    sp.add_argument("--out", metavar="DIR", help="output folder (overrides the config's output_dir)")
+    sp.add_argument("--aspect", help="overall (default) or one aspect")
+    sp.add_argument("--max-steps", type=int)
+    sp.add_argument("--batch-size", type=int, help="pairs per optimizer step, over all processes")
+    sp.add_argument("--learning-rate", type=float)
+    sp.add_argument("--seed", type=int)
+    sp.add_argument("--save-every", type=int, help="checkpoint every N steps")
+    common(sp)
+
     sp = sub.add_parser("quickstart", help="the offline demo build on tiny random-weight models")
     sp.add_argument("--out", metavar="RUN_DIR", default="runs/quickstart")
     sp.add_argument("--retry-failed", action="store_true")
@@ -191,6 +206,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if cmd == "eval":
         return _run_eval(args)
+    if cmd == "train-reward":
+        return _run_train_reward(args, progress)
     if cmd == "leaderboard":
         return _run_leaderboard(args)
 
@@ -240,6 +257,40 @@ def _run_eval(args: argparse.Namespace) -> int:
         if ev.submission_summary is not None:
             summary = ev.submission_summary(args, summary)
         _write_submission(args, dict(summary))
+    return 0
+
+
+def _run_train_reward(args: argparse.Namespace, progress: bool) -> int:
+    from .reward import load_reward_config, train_reward
+
+    cfg = load_reward_config(
+        args.config,
+        dataset=args.dataset,
+        base_model=args.base_model,
+        output_dir=args.out,
+        aspect=args.aspect,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        save_every=args.save_every,
+    )
+    r = train_reward(cfg, progress=progress)
+    from .dist import process_info
+
+    if process_info().is_main:
+
+        def acc(x: float | None) -> str:
+            return "n/a" if x is None else f"{x:.4f}"
+
+        _say(
+            args,
+            f"train-reward: {r.output_dir} ({'already trained' if r.already_done else f'{r.steps} steps'}"
+            + (f", resumed from step {r.resumed_from}" if r.resumed_from is not None else "")
+            + f"); {r.sizes['train']} train / {r.sizes['validation']} validation pairs ({r.validation_source});"
+            f" validation accuracy {acc(r.validation_accuracy_before)} before, {acc(r.validation_accuracy)} "
+            f"at step {r.best_step}",
+        )
     return 0
 
 
