@@ -287,3 +287,65 @@ def test_lora_without_peft_is_a_one_line_error(tmp_path, capsys, dataset):
     cfg = tmp_path / "r.yaml"
     cfg.write_text(f"reward: {{dataset: {dataset}, base_model: tiny-clip, lora: {{r: 4}}}}\n")
     _assert_refused(capsys, tmp_path / "out", [str(cfg)], "peft")
+
+
+def test_the_trained_folder_scores_in_eval_agreement_and_as_build_feedback(
+    tmp_path, reference, dataset, capsys
+):
+    """The trained reward model is a PickScore-style CLIP folder: `eval agreement --scorer pickscore
+    --scorer-model FOLDER` scores a held-out set with it (and agrees with the trainer's own accuracy), the
+    PickScore scorer that `eval score` and metric feedback use loads it, and a build uses it as feedback."""
+    import torch
+    from PIL import Image
+
+    from visionprefer.build import build
+    from visionprefer.cli import main
+    from visionprefer.reward import pair_accuracy
+    from visionprefer.scorers.pickscore import PickScoreScorer
+
+    from .conftest import metrics_build
+
+    torch.set_num_threads(1)
+    own = pair_accuracy(str(reference), str(dataset), split="test")
+    test_file = dataset / "data" / "pairs" / "test-00000-of-00001.parquet"
+    out = tmp_path / "agree"
+    assert (
+        main(
+            [
+                "eval",
+                "agreement",
+                "--testset",
+                "pickapic_v1_test",
+                "--data",
+                str(test_file),
+                "--scorer",
+                "pickscore",
+                "--scorer-model",
+                str(reference),
+                "--device",
+                "cpu",
+                "--bootstrap",
+                "50",
+                "--out",
+                str(out),
+                "-q",
+            ]
+        )
+        == 0
+    )
+    result = json.loads((out / "agreement_summary.json").read_text())["result"]
+    assert result["protocol"] == "pairwise_excl_ties" and result["n_pairs"] > 150
+    assert result["value"] >= 0.8 and abs(result["value"] - own["accuracy"]) < 0.02
+    # The scorer eval score and metric feedback build from `pickscore_model` loads the folder as is.
+    scorer = PickScoreScorer(str(reference), processor_id=None, device="cpu")
+    red, blue = Image.new("RGB", (32, 32), (200, 40, 40)), Image.new("RGB", (32, 32), (40, 40, 210))
+    scores = scorer.score(["a red square 1", "a red square 1"], [red, blue])
+    assert scores.shape == (2,) and scores[0] > scores[1]  # it learnt the rule
+    (tmp_path / "b").mkdir()
+    cfg = metrics_build(
+        tmp_path / "b",
+        ["a red square 1", "a blue square 2"],
+        f"vqa_model: tiny-blip\npickscore_model: '{reference}'\nweights: {{pickscore: 1.0}}",
+    )
+    report = build(cfg, progress=False).stages["annotate"]
+    assert (report.made, report.failed) == (8, 0)

@@ -12,6 +12,8 @@ from typing import Any
 
 from ..registry import Evaluator
 
+AGREEMENT_SCORERS = ("clip", "aesthetic", "pickscore", "hpsv2")
+
 
 def add_arguments(sp: argparse.ArgumentParser) -> None:
     from ..testsets import TESTSETS
@@ -33,6 +35,18 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--verdicts", metavar="FILE", help="a pairwise judge's verdicts (JSONL), both orders allowed"
     )
+    g.add_argument(
+        "--scorer",
+        choices=AGREEMENT_SCORERS,
+        help="score the test set's images here with this scorer (needs the images in --data); a reward model "
+        "trained by `visionprefer train-reward` is a pickscore-style scorer: --scorer pickscore "
+        "--scorer-model ITS_FOLDER",
+    )
+    sp.add_argument(
+        "--scorer-model", help="the scorer's model id or folder (default: the scorer's usual one)"
+    )
+    sp.add_argument("--device", default="auto")
+    sp.add_argument("--batch-size", type=int, default=16)
     sp.add_argument("--protocol", help="the scoring protocol (default: the one the test set's spec names)")
     sp.add_argument("--tie-tolerance", type=float, default=0.0, help="scores this close are a predicted tie")
     sp.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the interval")
@@ -41,18 +55,34 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from ..agreement import format_agreement, run_agreement
+    from ..agreement import format_agreement, run_agreement, scorer_callable
 
+    scores: Any = args.scores
+    options: dict[str, Any] = {}
+    if args.scorer:
+        from ...scorers.factory import ScorerSettings, build_scorer
+
+        settings = ScorerSettings(device=args.device, batch_size=args.batch_size)
+        if args.scorer_model:
+            field = {"clip": "clip_model", "aesthetic": "aesthetic_model", "hpsv2": "hpsv2_checkpoint"}
+            changes = {field.get(args.scorer, "pickscore_model"): args.scorer_model}
+            if args.scorer == "pickscore":
+                changes["pickscore_processor"] = None  # the folder's own processor
+            settings = settings.replace(**changes)
+        scores = scorer_callable(build_scorer(args.scorer, settings))
+        if args.testset == "pickapic_v1_test":
+            options["loader_options"] = {"with_images": True}
     result = run_agreement(
         args.testset,
         args.data,
-        scores=args.scores,
+        scores=scores,
         verdicts=args.verdicts,
         protocol=args.protocol,
         out=args.out,
         tie_tolerance=args.tie_tolerance,
         n_bootstrap=args.bootstrap,
         seed=args.seed,
+        **options,
     )
     summary = json.loads((Path(args.out) / "agreement_summary.json").read_text(encoding="utf-8"))
     return {**summary, "text": format_agreement(result)}
