@@ -341,6 +341,17 @@ def test_the_trained_folder_scores_in_eval_agreement_and_as_build_feedback(
     red, blue = Image.new("RGB", (32, 32), (200, 40, 40)), Image.new("RGB", (32, 32), (40, 40, 210))
     scores = scorer.score(["a red square 1", "a red square 1"], [red, blue])
     assert scores.shape == (2,) and scores[0] > scores[1]  # it learnt the rule
+    # eval score with the folder as its PickScore model: the matching image scores higher.
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    (tmp_path / "prompts.txt").write_text("a red square 1\na blue square 2\n", encoding="utf-8")
+    red.save(imgs / "00000.png")
+    red.save(imgs / "00001.png")  # prompt 2 asks for blue
+    argv = ["eval", "score", "--prompts", str(tmp_path / "prompts.txt"), "--images", str(imgs), "--metrics"]
+    argv += ["pickscore", "--pickscore-model", str(reference), "--pickscore-processor", str(reference)]
+    assert main([*argv, "--device", "cpu", "--out", str(tmp_path / "score"), "-q"]) == 0
+    items = [json.loads(x) for x in (tmp_path / "score" / "score_items.jsonl").read_text().splitlines()]
+    assert items[0]["pickscore"] > items[1]["pickscore"]
     (tmp_path / "b").mkdir()
     cfg = metrics_build(
         tmp_path / "b",
