@@ -276,14 +276,8 @@ def test_config_errors_name_the_key(tmp_path, capsys):
     assert code == 2 and "reward.aspect" in err
 
 
-def test_lora_without_peft_is_a_one_line_error(tmp_path, capsys, dataset):
-    pytest.importorskip("torch")
-    try:
-        import peft  # noqa: F401
-
-        pytest.skip("peft is installed")
-    except ImportError:
-        pass
+def test_lora_without_peft_is_a_one_line_error(tmp_path, capsys, dataset, monkeypatch):
+    monkeypatch.setitem(sys.modules, "peft", None)  # as if it were not installed: `import peft` fails
     cfg = tmp_path / "r.yaml"
     cfg.write_text(f"reward: {{dataset: {dataset}, base_model: tiny-clip, lora: {{r: 4}}}}\n")
     _assert_refused(capsys, tmp_path / "out", [str(cfg)], "peft")
@@ -360,3 +354,33 @@ def test_the_trained_folder_scores_in_eval_agreement_and_as_build_feedback(
     )
     report = build(cfg, progress=False).stages["annotate"]
     assert (report.made, report.failed) == (8, 0)
+
+
+def test_lora_training_learns_and_saves_a_plain_clip_folder(tmp_path, dataset):
+    """reward.lora: adapters on the towers' attention projections learn the rule too, and are merged into
+    the saved model, which loads as a plain CLIP (no peft needed to use it)."""
+    import torch
+    from transformers import CLIPModel
+
+    from visionprefer.reward import pair_accuracy, reward_config_from_dict, train_reward
+
+    torch.set_num_threads(1)
+    cfg = reward_config_from_dict(
+        dict(
+            dataset=str(dataset),
+            base_model="tiny-clip",
+            output_dir=str(tmp_path / "lora"),
+            max_steps=100,
+            batch_size=16,
+            learning_rate=3e-3,
+            save_every=50,
+            validation_share=0.2,
+            lora={"r": 8},
+        )
+    )
+    train_reward(cfg, progress=False)
+    model = CLIPModel.from_pretrained(tmp_path / "lora")
+    assert not any("lora" in name for name, _ in model.named_parameters())  # merged
+    after = pair_accuracy(str(tmp_path / "lora"), str(dataset), split="test")["accuracy"]
+    before = pair_accuracy("tiny-clip", str(dataset), split="test")["accuracy"]
+    assert after >= before + 0.2, (before, after)
