@@ -286,6 +286,27 @@ def _judge_llm() -> LLMConfig:
 
 
 @dataclass(frozen=True)
+class CalibrationConfig:
+    """The judge's calibration gate: before the main annotation, judge ``pairs`` pairs of a human preference
+    test set (a spec of ``visionprefer eval agreement``, read from a local copy at ``data``) and stop when
+    the agreement is below ``min_accuracy``. The result is recorded in the run, ``status`` and the card."""
+
+    testset: str = "pickapic_v1_test"
+    data: str = ""  # a local copy in the test set's published layout (relative to the config file)
+    pairs: int = 100
+    min_accuracy: float = 0.5
+    protocol: str | None = None  # default: the test set's own
+    loader_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _positive("annotate.judge.calibration.pairs", self.pairs)
+        if not self.data:
+            raise ConfigError("annotate.judge.calibration.data: the local copy of the test set is required")
+        if not 0.0 <= self.min_accuracy <= 1.0:
+            raise ConfigError(f"annotate.judge.calibration.min_accuracy: {self.min_accuracy} is outside 0..1")
+
+
+@dataclass(frozen=True)
 class LocalJudgeConfig:
     """The judge run in-process on a vision-language model (``annotate.judge.backend: local``), decoding
     under the judge's JSON schema (llguidance's token masks with transformers; vLLM's own structured
@@ -330,6 +351,7 @@ class JudgeConfig:
     detail: Literal["low", "high", "auto"] = "auto"
     guides: str | None = None  # folder with the rubric files; default: the packaged annotation_guides/
     batch: BatchAPIConfig = field(default_factory=BatchAPIConfig)
+    calibration: CalibrationConfig | None = None  # the gate before the main annotation; None: off
 
     def __post_init__(self) -> None:
         _positive("annotate.judge.group_size", self.group_size, allow_none=True)

@@ -10,7 +10,8 @@ either::
     ├── StageOrderError(RuntimeError)    a stage whose inputs are missing
     ├── RunDirError(RuntimeError)        a run directory that is missing or unusable
     ├── ModelLoadError(OSError)          a model that cannot be found or loaded
-    ├── BudgetExceeded(RuntimeError)     a spending limit reached (the stage stops cleanly)
+    ├── BudgetExceeded(RuntimeError)     a spending limit reached (the stage stops cleanly; exit code 3)
+    ├── CalibrationFailed(RuntimeError)  the judge's calibration is below min_accuracy (exit code 4)
     ├── RanksTimedOut(TimeoutError)      a rank waited for the others longer than the process group allows
     ├── LLMUnreachable(ConnectionError)  the LLM server cannot be reached at all
     ├── LLMAccessError(PermissionError)  the server refuses the credentials or does not serve the model
@@ -56,6 +57,13 @@ class BudgetExceeded(VisionPreferError, RuntimeError):
     """A configured spending limit would be exceeded; work done so far is kept."""
 
     exit_code = 3
+
+
+class CalibrationFailed(VisionPreferError, RuntimeError):
+    """The judge agrees with people less often than ``annotate.judge.calibration.min_accuracy``: the build
+    stopped before any main annotation was paid for."""
+
+    exit_code = 4
 
 
 class RanksTimedOut(VisionPreferError, TimeoutError):

@@ -197,6 +197,11 @@ def _annotate_status(config: Any, run: RunDir) -> dict[str, Any]:
             row["batches"] = batches
             if batches["in_flight"] and row["state"] != "done":
                 row["state"] = "in batch"  # submitted to the Batch API: the same command collects them
+        from .annotate.calibration import load_calibration
+
+        calibration = load_calibration(run)
+        if calibration is not None:
+            row["calibration"] = calibration
         from .annotate.stage import order_effects
 
         if config.annotate.judge.both_orders:  # a second pass over the groups, streamed as well
@@ -295,6 +300,17 @@ def format_status(status: dict[str, Any]) -> str:
                 )
             else:
                 lines.append(f"{'':<10} Batch API: {batches['collected']} batches collected, none in flight")
+        cal = st.get("calibration")
+        if cal:
+            ci = cal.get("wilson_ci") or cal.get("bootstrap_ci")
+            shown = "n/a" if cal.get("accuracy") is None else f"{cal['accuracy']:.3f}"
+            verdict = "passed" if cal.get("passed") else "FAILED"
+            lines.append(
+                f"{'':<10} judge calibration: accuracy {shown}"
+                + (f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
+                + f" on {cal['n_pairs']} pairs of {cal['testset']} ({cal['protocol']}), "
+                f"min_accuracy {cal['min_accuracy']:g}: {verdict}"
+            )
         effects = st.get("order_effects")
         if effects and effects["groups"]:
             lines.append(

@@ -15,6 +15,7 @@ never change composition after the fact.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -181,7 +182,21 @@ def annotate_with_judge(
         return proto.request(group.prompt, list(group.files))
 
     if client is None and judge.backend == "local" and todo:
-        client = _local_client(config, run, proc, sizes={len(g.files) for g in todo}, proto=proto)
+        sizes = {len(g.files) for g in todo} | ({2} if judge.calibration else set())  # calibration: pairs
+        client = _local_client(config, run, proc, sizes=sizes, proto=proto)
+
+    if judge.calibration is not None and any(
+        g.annotation_id not in state.done and g.annotation_id not in blocked for g in groups
+    ):
+        # The gate before the main spend: rank 0 asks (or reads the recorded result), every rank then
+        # checks the recorded result, so that all stop together below min_accuracy.
+        from .calibration import CalibrationFailed, calibrate
+
+        if proc.is_main:
+            with contextlib.suppress(CalibrationFailed):
+                calibrate(config, run, proto, client)
+        proc.barrier()
+        report.calibration = calibrate(config, run, proto, client)  # recorded: no request is sent again
 
     batch_failures: dict[str, Any] = {}  # request key -> why the Batch API has not answered it
     reasks: dict[str, tuple[Group, dict[str, Any]]] = {}  # batch mode: invalid answers to ask again

@@ -1,0 +1,183 @@
+"""The judge's calibration gate (``annotate.judge.calibration``): before any main annotation is paid for,
+the judge answers ``pairs`` pairs of a human preference test set, exactly as it will judge the build's
+images (same guide, schema, settings and client), and its agreement with the human labels is measured
+(:mod:`visionprefer.evaluate.agreement`, under the test set's own protocol, with Wilson and bootstrap
+intervals). Below ``min_accuracy`` the stage stops with one line and nothing else is spent.
+
+The result is kept in ``<run>/annotate/calibration.json`` under a key of everything that decides it (test
+set, data, pairs, the judge's identity, guide version and scale): a rerun with the same judge reads it
+instead of asking again (the answers are cached anyway), and ``status`` shows it. Calls are recorded under
+the purpose ``calibration`` in the usage log; the budget is the judge's ``max_cost_usd``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from ..config import BuildConfig
+from ..errors import CalibrationFailed, VisionPreferError
+from ..keys import digest
+from ..rundir import RunDir, atomic_write_text
+
+CALIBRATION_FILE = "calibration.json"  # in <run>/annotate/
+
+
+def calibration_path(run: RunDir) -> Path:
+    return run.root / "annotate" / CALIBRATION_FILE
+
+
+def load_calibration(run: RunDir) -> dict[str, Any] | None:
+    try:
+        return json.loads(calibration_path(run).read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _data_path(config: BuildConfig, data: str) -> str:
+    path = Path(data).expanduser()
+    if not path.is_absolute() and config.base_dir:
+        path = Path(config.base_dir) / path
+    return str(path)
+
+
+def _pairs(config: BuildConfig) -> list[Any]:
+    """The first ``pairs`` two-image items of the test set with a human preference (ties left out), in the
+    order of their item ids' digests (so the sample does not follow the file's order)."""
+    from ..evaluate.testsets import load_testset
+
+    cal = config.annotate.judge.calibration
+    options = dict(cal.loader_options)
+    if cal.testset == "pickapic_v1_test":
+        options.setdefault("with_images", True)
+    items = load_testset(cal.testset, _data_path(config, cal.data), **options)
+    usable = [i for i in items if len(i.images) == 2 and i.ranking and i.ranking[0] != i.ranking[1]]
+    usable.sort(key=lambda i: digest("calibration-order", str(i.item_id)))
+    return usable[: cal.pairs]
+
+
+def _image_files(run: RunDir, item: Any) -> list[str]:
+    """Paths of an item's two images: files as they are, image bytes written once under the run."""
+    from PIL import Image
+
+    out = []
+    for index, ref in enumerate(item.images):
+        if isinstance(ref, str) and Path(ref).is_file():
+            out.append(ref)
+            continue
+        data = ref.get("bytes") if isinstance(ref, dict) else ref
+        if not isinstance(data, (bytes, bytearray)):
+            raise VisionPreferError(
+                f"annotate.judge.calibration: item {item.item_id!r} image {index} is not readable ({ref!r:.80})"
+            )
+        path = (
+            run.root
+            / "annotate"
+            / "calibration"
+            / f"{digest('calibration-image', str(item.item_id), index)}.png"
+        )
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with Image.open(io.BytesIO(data)) as im:
+                buf = io.BytesIO()
+                im.convert("RGB").save(buf, format="PNG")
+            path.write_bytes(buf.getvalue())
+        out.append(str(path))
+    return out
+
+
+def calibrate(config: BuildConfig, run: RunDir, proto: Any, client: Any = None) -> dict[str, Any]:
+    """Run (or read) the calibration of the judge ``proto`` (:class:`~visionprefer.annotate.judge.Judge`)
+    and return its record; raises :class:`CalibrationFailed` below ``min_accuracy``. ``client`` answers
+    the requests (default: the LLM layer's client for the judge's ``llm``, purpose ``calibration``)."""
+    from ..evaluate.agreement import agreement
+    from ..evaluate.testsets import testset_spec
+    from .judge import judge_identity, overall_score, settle_ranks
+
+    judge = config.annotate.judge
+    cal = judge.calibration
+    protocol = cal.protocol or testset_spec(cal.testset)["protocol"]
+    key = digest(
+        "calibration",
+        cal.testset,
+        _data_path(config, cal.data),
+        cal.pairs,
+        protocol,
+        judge_identity(judge),
+        proto.version,
+        [judge.score_min, judge.score_max],
+    )
+    record = load_calibration(run)
+    if record is None or record.get("key") != key:
+        items = _pairs(config)
+        if not items:
+            raise VisionPreferError(
+                f"annotate.judge.calibration: {cal.testset} at {cal.data} has no pair with a human preference"
+            )
+        scores: dict[Any, float] = {}
+        failed = 0
+
+        async def ask() -> None:
+            nonlocal failed
+            from ..llm import LLMClient, run_bounded
+
+            llm = client or LLMClient(
+                judge.llm, folder=run.llm_dir, purpose="calibration", prices=config.prices
+            )
+
+            async def one(item: Any) -> Any:
+                files = await asyncio.to_thread(_image_files, run, item)
+                request = await asyncio.to_thread(proto.request, item.prompt, files)
+                return await llm.call(request, validate=proto.validator(2))
+
+            def done(item: Any, result: Any) -> None:
+                nonlocal failed
+                if not result.ok:
+                    failed += 1
+                    return
+                settled, _ = settle_ranks(result.value, proto.weights)
+                for index, row in enumerate(settled):
+                    scores[(item.item_id, index)] = overall_score(row, proto.weights)
+
+            async with llm:
+                await run_bounded(items, one, done, workers=2 * llm.concurrency)
+
+        asyncio.run(ask())
+        result = agreement(items, scores, protocol, testset=cal.testset, n_bootstrap=1000, seed=0)
+        from ..llm.usage import usage_totals
+
+        spent = usage_totals(run.llm_dir).get("calibration", {}).get("usd", 0.0)
+        record = {
+            "key": key,
+            "testset": cal.testset,
+            "protocol": protocol,
+            "pairs": len(items),
+            "unanswered": failed,
+            "judge": judge_identity(judge),
+            "guide_version": proto.version,
+            "min_accuracy": cal.min_accuracy,
+            "accuracy": result.value,
+            "wilson_ci": result.wilson_ci,
+            "bootstrap_ci": result.bootstrap_ci,
+            "n_pairs": result.n_pairs,
+            "usd": round(spent, 6),
+        }
+        atomic_write_text(calibration_path(run), json.dumps(record, indent=2) + "\n")
+    accuracy = record["accuracy"]
+    passed = accuracy is not None and accuracy >= cal.min_accuracy
+    if (record.get("min_accuracy"), record.get("passed")) != (cal.min_accuracy, passed):
+        record = {**record, "min_accuracy": cal.min_accuracy, "passed": passed}  # the gate as last applied
+        atomic_write_text(calibration_path(run), json.dumps(record, indent=2) + "\n")
+    if not passed:
+        ci = record.get("wilson_ci") or record.get("bootstrap_ci")
+        interval = f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci else ""
+        shown = "n/a" if accuracy is None else f"{accuracy:.3f}"
+        raise CalibrationFailed(
+            f"judge calibration: accuracy {shown}{interval} on {record['n_pairs']} pairs of {record['testset']} "
+            f"({record['protocol']}) is below annotate.judge.calibration.min_accuracy {cal.min_accuracy:g}; "
+            "no image was annotated (change the judge or its guide, or lower min_accuracy)"
+        )
+    return record
