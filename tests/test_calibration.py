@@ -109,6 +109,13 @@ def test_calibration_gate_stops_below_and_continues_above(tmp_path, fake_llm):
     assert len(chats) == N_PAIRS + 3  # + the build's three groups
     st = run_status(tmp_path / "run")
     assert st["stages"]["annotate"]["done"] == 3 and "passed" in format_status(st)
+    card = (tmp_path / "run" / "dataset" / "README.md").read_text(encoding="utf-8")
+    section = card.split("### Label quality", 1)[1].split("\n#", 1)[0]
+    assert (
+        f"**{expected:.1%}**" in section and "pickapic_v1_test" in section and "pairwise_excl_ties" in section
+    )
+    lo, hi = cal["wilson_ci"]
+    assert f"{lo:.1%}–{hi:.1%}" in section
 
 
 def test_calibration_needs_its_data(tmp_path):

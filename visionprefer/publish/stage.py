@@ -853,7 +853,12 @@ def card_context(
         }
         for src in config.prompts.sources
     ]
-    judge: dict[str, Any] = {"judge_model": None, "guide_version": None, "order_effects": None}
+    judge: dict[str, Any] = {
+        "judge_model": None,
+        "guide_version": None,
+        "order_effects": None,
+        "calibration": None,
+    }
     if ann.backend == "judge":
         from ..annotate.judge import judge_name, load_guide
 
@@ -861,6 +866,7 @@ def card_context(
             "judge_model": judge_name(ann.judge),
             "guide_version": load_guide(ann.judge)[1],
             "order_effects": status.get("stages", {}).get("annotate", {}).get("order_effects"),
+            "calibration": status.get("stages", {}).get("annotate", {}).get("calibration"),
         }
     ties = sum(1 for p in pairs if p["label_0"] == 0.5)
     st = status["stages"]
