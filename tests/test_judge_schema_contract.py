@@ -259,14 +259,17 @@ def test_judge_schema_is_in_the_portable_subset(n, lo, hi):
     scores, ranks = hi - lo + 1, n
     expanded = n * (len(ASPECTS) * scores + ranks)  # enum values with every $ref written out
     if "$defs" in schema:
-        assert expanded > INLINE_ENUM_LIMIT and stats["enum"] == scores + n * ranks
+        assert expanded > INLINE_ENUM_LIMIT and stats["enum"] == scores + ranks  # each defined once
         assert schema["$defs"]["score"] == {"type": "string", "enum": [str(v) for v in range(lo, hi + 1)]}
+        assert schema["$defs"]["rank"] == {"type": "string", "enum": [str(r) for r in range(1, n + 1)]}
     else:
         assert stats["enum"] == expanded
     # What the schema says, not only its form: image_1..image_N, the aspects and the rank, the scale.
     assert list(schema["properties"]) == [f"image_{i}" for i in range(1, n + 1)]
     for image in schema["properties"].values():
-        assert image["properties"]["rank"]["enum"] == [str(r) for r in range(1, n + 1)]
+        rank = image["properties"]["rank"]
+        rank = schema["$defs"]["rank"] if "$ref" in rank else rank
+        assert rank["enum"] == [str(r) for r in range(1, n + 1)]
         assert set(image["properties"]) == {*ASPECTS, "rank"}
 
 
@@ -307,3 +310,22 @@ def test_the_portability_walk_catches_the_old_loose_schema():
                 "additionalProperties": False,
             }
         )
+
+
+@pytest.mark.parametrize("n", [31, 32, 64, 200])
+def test_large_groups_stay_under_the_enum_limit(n):
+    """Ranks 1..N for N images once cost N x N enum values (over OpenAI's 1,000 from 32 images); with the
+    rank and score enums defined once under $defs a group costs scale + N values, and an answer in the
+    schema's terms is accepted."""
+    schema = sent_schema(judge_schema(n, 1, 5), "judgement")
+    stats = check_portable(schema)
+    assert stats["enum"] == 5 + n
+    answer = {
+        f"image_{i}": {
+            **{a: {"explanation": f"{a} of {i}", "score": str(1 + i % 5)} for a in ASPECTS},
+            "rank": str(i),
+        }
+        for i in range(1, n + 1)
+    }
+    results = validate_judgement(json.dumps(answer), n, 1, 5)
+    assert [r["rank"] for r in results] == list(range(1, n + 1))

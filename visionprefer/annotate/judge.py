@@ -50,8 +50,9 @@ def load_guide(judge: JudgeConfig) -> tuple[str, str]:
 # ``enum`` as repeated string and refuses integer members. So a score is one of "1".."5" (the configured
 # scale) and a rank one of "1".."N", and each image is its own required property ``image_1``..``image_N``
 # (an array could not say "exactly N, each image once" portably). OpenAI caps a schema at 1,000 enum
-# values in total (500 before 2025): above ``INLINE_ENUM_LIMIT`` the score enum is defined once under
-# ``$defs`` and referenced (local ``$ref``s are resolved by OpenAI, Anthropic, vLLM and llama.cpp).
+# values in total (500 before 2025): above ``INLINE_ENUM_LIMIT`` the score and rank enums are each defined
+# once under ``$defs`` and referenced (local ``$ref``s are resolved by OpenAI, Anthropic, vLLM and
+# llama.cpp), so a group of N images costs (scale size + N) enum values, not N x (4 x scale size + N).
 INLINE_ENUM_LIMIT = 500
 SCHEMA_VERSION = 2  # enters the annotation key: a new answer format re-annotates
 
@@ -77,6 +78,7 @@ def judge_schema(n_images: int, lo: int = 1, hi: int = 5) -> dict[str, Any]:
     ranks = [str(r) for r in range(1, n_images + 1)]
     inline = n_images * (len(ASPECTS) * len(scores) + len(ranks)) <= INLINE_ENUM_LIMIT
     score: dict[str, Any] = {"type": "string", "enum": scores} if inline else {"$ref": "#/$defs/score"}
+    rank: dict[str, Any] = {"type": "string", "enum": ranks} if inline else {"$ref": "#/$defs/rank"}
     aspect = {
         "type": "object",
         "properties": {"explanation": {"type": "string"}, "score": score},
@@ -85,7 +87,7 @@ def judge_schema(n_images: int, lo: int = 1, hi: int = 5) -> dict[str, Any]:
     }
     image = {
         "type": "object",
-        "properties": {**{a: aspect for a in ASPECTS}, "rank": {"type": "string", "enum": ranks}},
+        "properties": {**{a: aspect for a in ASPECTS}, "rank": rank},
         "required": [*ASPECTS, "rank"],
         "additionalProperties": False,
     }
@@ -97,7 +99,10 @@ def judge_schema(n_images: int, lo: int = 1, hi: int = 5) -> dict[str, Any]:
         "additionalProperties": False,
     }
     if not inline:
-        schema["$defs"] = {"score": {"type": "string", "enum": scores}}
+        schema["$defs"] = {
+            "score": {"type": "string", "enum": scores},
+            "rank": {"type": "string", "enum": ranks},
+        }
     return schema
 
 
