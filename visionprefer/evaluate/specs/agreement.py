@@ -84,7 +84,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         seed=args.seed,
         **options,
     )
-    summary = json.loads((Path(args.out) / "agreement_summary.json").read_text(encoding="utf-8"))
+    path = Path(args.out) / "agreement_summary.json"
+    summary = {"benchmark": "agreement", **json.loads(path.read_text(encoding="utf-8"))}
+    path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return {**summary, "text": format_agreement(result)}
 
 
@@ -98,6 +100,6 @@ EVALUATOR = Evaluator(
     add_arguments=add_arguments,
     run=run,
     summary_file="agreement_summary.json",
-    summary_fields=("testset", "protocol", "input_sha256", "result"),
+    summary_fields=("benchmark", "testset", "protocol", "input_sha256", "result"),
     report=report,
 )
