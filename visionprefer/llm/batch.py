@@ -45,9 +45,9 @@ from typing import Any
 from ..config import BatchAPIConfig, LLMConfig, PriceConfig
 from ..errors import BatchLineTooLarge, ConfigError, RunDirError
 from ..rundir import atomic_write_text
-from .cache import ResponseCache, request_key
+from .cache import ResponseCache, completion_entry, request_key
 from .client import LLMAccessError, LLMUnreachable, _ssl_context, estimate_tokens
-from .usage import COMMIT_LOCK, UsageLog, cost_usd, observed_per_call, recover_usage
+from .usage import UsageLog, commit_answer, cost_usd, observed_per_call, recover_usage
 
 CHAT_ENDPOINT = "/v1/chat/completions"
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
@@ -853,34 +853,13 @@ class BatchRunner:
 
     def _commit(self, key: str, body: dict[str, Any], batch_id: str, latency: float | None) -> None:
         """Commit a 200 answer exactly as :meth:`LLMClient._commit` does (dollars at the batch price)."""
-        choices = body.get("choices") if isinstance(body, dict) else None
-        choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
-        message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
-        usage = body.get("usage") if isinstance(body, dict) and isinstance(body.get("usage"), dict) else {}
-        entry: dict[str, Any] = {
-            "text": message.get("content"),
-            "refusal": message.get("refusal"),
-            "finish_reason": choice.get("finish_reason"),
-            "input_tokens": int(usage.get("prompt_tokens") or 0),
-            "output_tokens": int(usage.get("completion_tokens") or 0),
-        }
+        entry = completion_entry(body)
         usd = cost_usd(self.price, entry["input_tokens"], entry["output_tokens"], batch=True)
         entry.update(model=self.llm.model, purpose=self.purpose, usd=usd, time=time.time(), batch_id=batch_id)
         attempt = self._attempt(key)
-        with COMMIT_LOCK:  # the answer, then its usage (recover_usage repairs a crash in between)
-            self.cache.put(key, entry)  # committed: never requested again
-            self.usage.record(
-                purpose=self.purpose,
-                key=key,
-                model=self.llm.model,
-                attempt=attempt,
-                outcome="ok",
-                input_tokens=entry["input_tokens"],
-                output_tokens=entry["output_tokens"],
-                usd=usd,
-                latency_s=latency,
-                batch_id=batch_id,
-            )
+        commit_answer(
+            self.cache, self.usage, key, entry, attempt=attempt, latency_s=latency, batch_id=batch_id
+        )
         self.stats.answered += 1
 
     def _record_error(self, key: str, failure: BatchFailure, batch_id: str) -> None:

@@ -23,6 +23,24 @@ def request_key(request: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+def completion_entry(body: Any) -> dict[str, Any]:
+    """What the cache keeps of a chat-completions response body: the first choice's text, refusal and
+    finish reason, and the tokens billed (missing parts read as empty, so a malformed body still commits
+    what was paid for and fails validation later)."""
+    body = body if isinstance(body, dict) else {}
+    choices = body.get("choices")
+    choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+    return {
+        "text": message.get("content"),
+        "refusal": message.get("refusal"),
+        "finish_reason": choice.get("finish_reason"),
+        "input_tokens": int(usage.get("prompt_tokens") or 0),
+        "output_tokens": int(usage.get("completion_tokens") or 0),
+    }
+
+
 class ResponseCache:
     def __init__(self, folder: Path, rank: int = 0):
         self.folder = folder

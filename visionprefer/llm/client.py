@@ -31,9 +31,9 @@ from typing import Any, TypeVar
 
 from ..config import LLMConfig, PriceConfig
 from ..errors import ConfigError, InvalidAnswer, LLMAccessError, LLMUnreachable
-from .cache import ResponseCache, request_key
+from .cache import ResponseCache, completion_entry, request_key
 from .limits import RateLimiter
-from .usage import COMMIT_LOCK, UsageLog, cost_usd, price_for, recover_usage
+from .usage import UsageLog, commit_answer, cost_usd, price_for, recover_usage
 
 T = TypeVar("T")
 
@@ -447,32 +447,10 @@ class LLMClient:
                 "output_tokens": 0,
             }
         else:
-            usage = response.get("usage") or {}
-            choices = response.get("choices") or [{}]
-            choice = choices[0] if isinstance(choices[0], dict) else {}
-            message = choice.get("message") or {}
-            entry = {
-                "text": message.get("content"),
-                "refusal": message.get("refusal"),
-                "finish_reason": choice.get("finish_reason"),
-                "input_tokens": int(usage.get("prompt_tokens") or 0),
-                "output_tokens": int(usage.get("completion_tokens") or 0),
-            }
+            entry = completion_entry(response)
         usd = cost_usd(self.price, entry["input_tokens"], entry["output_tokens"], batch=self.batch_pricing)
         entry.update(model=self.config.model, purpose=self.purpose, usd=usd, time=time.time())
-        with COMMIT_LOCK:  # the answer, then its usage (recover_usage repairs a crash in between)
-            self.cache.put(key, entry)  # committed: never requested again
-            self.usage.record(
-                purpose=self.purpose,
-                key=key,
-                model=self.config.model,
-                attempt=attempt,
-                outcome="ok",
-                input_tokens=entry["input_tokens"],
-                output_tokens=entry["output_tokens"],
-                usd=usd,
-                latency_s=round(latency, 4),
-            )
+        commit_answer(self.cache, self.usage, key, entry, attempt=attempt, latency_s=round(latency, 4))
         self.spent += usd
         self._any_success = True
         return entry

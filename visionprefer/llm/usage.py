@@ -89,6 +89,26 @@ class UsageLog:
         return usage_totals(self.folder)
 
 
+def commit_answer(
+    cache: ResponseCache, usage: UsageLog, key: str, entry: dict[str, Any], **record: Any
+) -> None:
+    """Commit a paid answer: the cache entry (``entry`` with its ``purpose``, ``model`` and ``usd``), then
+    its ``ok`` usage record (``record`` adds attempt, latency, batch id). Under :data:`COMMIT_LOCK`; a crash
+    between the two writes is repaired by :func:`recover_usage`."""
+    with COMMIT_LOCK:
+        cache.put(key, entry)  # committed: never requested again
+        usage.record(
+            purpose=entry["purpose"],
+            key=key,
+            model=entry["model"],
+            outcome="ok",
+            input_tokens=entry["input_tokens"],
+            output_tokens=entry["output_tokens"],
+            usd=entry["usd"],
+            **record,
+        )
+
+
 def recover_usage(cache: ResponseCache, usage: UsageLog) -> int:
     """Record the usage of answers in this rank's cache that have no usage record: a crash between
     committing an answer and recording what it cost. The answer is never requested again, so without this
