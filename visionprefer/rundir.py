@@ -478,6 +478,27 @@ class LogIndex:
         for _, key in others[j:]:
             yield key
 
+    def reading_rank(self, key: Any) -> int | None:
+        """Where ``key``'s first record comes among the string keys' first records, in reading order (0 for
+        the first key read; kept or not), or None for a key not in the index (nor one of the other keys).
+        Sorting by it puts keys in file order: ``LogIndex([prompts_file], "prompt_id").reading_rank``
+        gives a prompt's position in the prompt file for some 36 bytes a prompt, without a dict."""
+        import numpy as np
+
+        if not isinstance(key, str) or not key or key.endswith("\0"):
+            return None
+        encoded = key.encode("utf-8")
+        if len(encoded) > self._keys.dtype.itemsize:
+            return None
+        i = int(np.searchsorted(self._keys, encoded))
+        if i >= len(self._keys) or self._keys[i] != encoded:
+            return None
+        ranks = getattr(self, "_ranks", None)
+        if ranks is None:
+            ranks = self._ranks = np.empty(len(self._keys), dtype=np.int64)
+            ranks[np.argsort(self._addresses, kind="stable")] = np.arange(len(self._keys))
+        return int(ranks[i])
+
     def has_record(self, key: Any) -> bool:
         """Whether the logs hold a done record of ``key``, kept or not."""
         return self._address(key) is not None

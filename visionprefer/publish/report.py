@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import io
 import math
-from array import array
 from collections import defaultdict
 from collections.abc import Iterable
 from itertools import islice
@@ -47,12 +46,13 @@ from typing import Any
 from ..annotate.judge import judge_name
 from ..config import ASPECTS, METRICS, BuildConfig
 from ..rundir import RunDir, atomic_write_bytes, atomic_write_text
-from .stage import select
+from .data import SAMPLE_PROMPTS, FeedbackSummary, feedback_summary
+from .data import score_value as score_value
+from .state import select
 
 REPORT_DIR = "report"
 REPORT_TEMPLATE = "report.html.j2"  # in publish/templates/, shipped in the wheel
 SAMPLES_DIR = "samples"
-SAMPLE_PROMPTS = 8  # prompts shown in the sample grid
 SAMPLE_IMAGES_PER_PROMPT = 12
 THUMB_SIDE = 256
 POINTS_LIMIT = 400  # jittered points over a box plot only for groups up to this size
@@ -69,8 +69,10 @@ def report_dir(run: RunDir) -> Path:
 
 
 # --------------------------------------------------------------------------------------------- numbers
-def score_columns(feedback: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
+def score_columns(feedback: dict[str, dict[str, Any]] | FeedbackSummary) -> list[tuple[str, str]]:
     """(label, field) of every score the feedback has: ``overall``, then judge aspects or metrics."""
+    if isinstance(feedback, FeedbackSummary):
+        return feedback.columns()
     cols = [("overall", "overall")]
     rows = list(feedback.values())
     for aspect in ASPECTS:
@@ -80,16 +82,6 @@ def score_columns(feedback: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
         if any((r.get("metrics") or {}).get(name) is not None for r in rows):
             cols.append((f"metrics.{name}", f"metrics.{name}"))
     return cols
-
-
-def score_value(fb: dict[str, Any], field: str) -> float | None:
-    if field == "overall":
-        value = fb.get("overall")
-    elif field.startswith("metrics."):
-        value = (fb.get("metrics") or {}).get(field.split(".", 1)[1])
-    else:
-        value = (fb.get(field) or {}).get("score")
-    return None if value is None else float(value)
 
 
 def win_rates(pairs: list[dict[str, Any]], attribute: Any) -> dict[Any, dict[str, Any]]:
@@ -226,7 +218,8 @@ def _box_chart(
     return _png(fig)
 
 
-def _histogram_chart(feedback: dict[str, dict[str, Any]], lo: int, hi: int) -> bytes:
+def _histogram_chart(distribution: dict[str, Any], lo: int, hi: int) -> bytes:
+    """Images per rounded score of each aspect (``distribution[aspect][score]``), from ``lo`` to ``hi``."""
     import numpy as np
     from matplotlib.ticker import MaxNLocator
 
@@ -235,12 +228,7 @@ def _histogram_chart(feedback: dict[str, dict[str, Any]], lo: int, hi: int) -> b
     ax = fig.subplots()
     width = 0.8 / len(ASPECTS)
     for i, aspect in enumerate(ASPECTS):
-        counts = [0] * len(scores)
-        for fb in feedback.values():
-            if fb.get(aspect):
-                s = round(fb[aspect]["score"])
-                if lo <= s <= hi:
-                    counts[s - lo] += 1
+        counts = [distribution[aspect].get(s, 0) for s in scores]
         x = np.arange(len(scores)) + (i - (len(ASPECTS) - 1) / 2) * width
         ax.bar(x, counts, width, label=aspect, color=PALETTE[i])
     ax.set_xticks(range(len(scores)), [str(s) for s in scores])
@@ -400,7 +388,8 @@ def write_report(
 ) -> Path:
     """Write ``<run>/report/index.html`` and its PNG charts and thumbnails; returns the page's path.
 
-    ``data`` is what :func:`visionprefer.publish.stage.collect` returns (collected here when omitted);
+    ``data`` is what :func:`visionprefer.publish.data.collect` returns (collected here when omitted; its
+    ``feedback`` is read once, into a :class:`~visionprefer.publish.data.FeedbackSummary`);
     ``status`` is :func:`visionprefer.status.run_status` of the run (likewise).
     """
     from matplotlib import rc_context
@@ -410,7 +399,7 @@ def write_report(
     from ..status import run_status
 
     if data is None:
-        from .stage import collect
+        from .data import collect
 
         data = collect(config, run)
     if status is None:
@@ -427,9 +416,8 @@ def write_report(
 
     # ``images`` and ``pairs`` may be records left on disk (collect's StoredRecords), read again on every
     # pass: each pass below keeps only what it needs (sets of names, score lists, a few samples).
-    prompts, images, feedback, pairs = data["prompts"], data["images"], data["feedback"], data["pairs"]
-    if feedback:
-        feedback = {r["image_id"]: feedback[r["image_id"]] for r in images if r["image_id"] in feedback}
+    prompts, images, pairs = data["prompts"], data["images"], data["pairs"]
+    summary = feedback_summary(data)  # the scores and the sample prompts' feedback, in one pass
     specs = resolve_generators(config.generate)
     tiny = any(s.tiny for s in specs)
     config_order = [s.name for s in specs]
@@ -449,12 +437,12 @@ def write_report(
     ctx: dict[str, Any] = {"css": CSS, "run_name": Path(config.run_dir).name, "backend": ann.backend}
 
     with rc_context({"text.parse_math": False, "font.size": 9, "axes.titlesize": 10}):
-        ctx["scores"] = _scores_context(config, images, feedback, names, scales, status, put)
+        ctx["scores"] = _scores_context(config, summary, names, scales, status, put)
         ctx["winrates"] = _winrates_context(config, images, pairs, names, scales, put)
         ctx["failures"] = _failures_context(status, put)
         ctx["spend"] = _spend_context(status)
-        ctx["samples"] = _samples_context(run, prompts, images, feedback, ann, put)
-    ctx["head"] = _header(config, run, status, data, names, scales, tiny, __version__)
+        ctx["samples"] = _samples_context(run, prompts, images, summary, ann, put)
+    ctx["head"] = _header(config, run, status, data, summary, names, scales, tiny, __version__)
     index = out / "index.html"
     atomic_write_text(index, report_template().render(**ctx))
     written.add(index)
@@ -479,17 +467,16 @@ def report_template() -> Any:
 
 def _scores_context(
     config: BuildConfig,
-    images: Iterable[dict[str, Any]],
-    feedback: dict[str, dict[str, Any]],
+    summary: FeedbackSummary,
     names: list[str],
     scales: list[Any],
     status: dict[str, Any],
     put: Any,
 ) -> dict[str, Any] | None:
-    if not feedback:
+    if not summary:
         return None
     ann = config.annotate
-    columns = score_columns(feedback)
+    columns = summary.columns()
     ylim = None
     if ann.backend == "judge":
         ylim = (ann.judge.score_min - 0.4, ann.judge.score_max + 0.4)
@@ -498,16 +485,7 @@ def _scores_context(
         ("generator_name", names, "per model (generator)", "generator", "scores_by_generator.png"),
         ("guidance_scale", scales, "per CFG scale", "guidance scale", "scores_by_cfg.png"),
     ):
-        # array("d") holds the same doubles as a list of floats in 8 bytes instead of 32
-        values: dict[str, dict[Any, array[float]]] = {f: defaultdict(lambda: array("d")) for _, f in columns}
-        for rec in images:
-            fb = feedback.get(rec["image_id"])
-            if fb is None:
-                continue
-            for _, f in columns:
-                v = score_value(fb, f)
-                if v is not None:
-                    values[f][rec[key]].append(v)
+        values = summary.values[key]  # array("d") per group: a score in 8 bytes
         src = put(fname, _box_chart(groups, values, columns, xlabel, ylim))
         rows = []
         for g in groups:
@@ -526,9 +504,10 @@ def _scores_context(
             }
         )
     histogram = None
-    if ann.backend == "judge" and any(fb.get(a) for fb in feedback.values() for a in ASPECTS):
+    if ann.backend == "judge" and summary.aspects:
         histogram = put(
-            "score_histogram.png", _histogram_chart(feedback, ann.judge.score_min, ann.judge.score_max)
+            "score_histogram.png",
+            _histogram_chart(summary.distribution, ann.judge.score_min, ann.judge.score_max),
         )
     effects = (status.get("stages", {}).get("annotate") or {}).get("order_effects")
     if effects and effects["groups"]:
@@ -711,6 +690,7 @@ def _header(
     run: RunDir,
     status: dict[str, Any],
     data: dict[str, Any],
+    summary: FeedbackSummary,
     names: list[str],
     scales: list[Any],
     tiny: bool,
@@ -732,7 +712,7 @@ def _header(
         "counts": [
             ["prompts", len(data["prompts"])],
             ["images", len(data["images"])],
-            ["annotated images", len(data["feedback"])],
+            ["annotated images", len(summary)],
             ["pairs (all aspects)", len(data["pairs"])],
             ["overall pairs", sum(1 for p in data["pairs"] if p["aspect"] == "overall")],
         ],
@@ -743,7 +723,7 @@ def _samples_context(
     run: RunDir,
     prompts: Iterable[dict[str, Any]],
     images: Iterable[dict[str, Any]],
-    feedback: dict[str, dict[str, Any]],
+    summary: FeedbackSummary,
     ann: Any,
     put: Any,
 ) -> dict[str, Any]:
@@ -792,7 +772,7 @@ def _samples_context(
                 fig["src"] = put(name, buf.getvalue())
             except (OSError, ValueError) as exc:
                 fig["error"] = str(exc)
-            fb = feedback.get(rec["image_id"])
+            fb = summary.samples.get(rec["image_id"])
             if fb:
                 lines = [f"overall {_fmt(fb.get('overall'), 2)} · rank {fb.get('rank')}"]
                 aspects = [f"{ASPECT_ABBREV[a]} {_fmt(fb[a]['score'], 1)}" for a in ASPECTS if fb.get(a)]
@@ -814,7 +794,7 @@ def _samples_context(
     return {
         "prompts": out,
         "per_prompt": SAMPLE_IMAGES_PER_PROMPT,
-        "feedback": bool(feedback),
+        "feedback": bool(summary),
         "judge": ann.backend == "judge",
     }
 
