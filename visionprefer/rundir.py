@@ -233,6 +233,16 @@ class StoredRecords(Sequence[dict[str, Any]]):
             self.paths, (a for a, rec in zip(self._addresses, self, strict=True) if keep(rec))
         )
 
+    def partition(self, buckets: Callable[[dict[str, Any]], Iterable[int]], n: int) -> list[StoredRecords]:
+        """The records in ``n`` sequences, in one pass: each record goes to every bucket of
+        ``buckets(record)`` (none, one or several of ``range(n)``), in the same order (8 bytes per record
+        placed). :meth:`select` of ``n`` conditions at the price of one."""
+        out = [array("q") for _ in range(n)]
+        for a, rec in zip(self._addresses, self, strict=True):
+            for b in buckets(rec):
+                out[b].append(a)
+        return [StoredRecords(self.paths, addresses) for addresses in out]
+
     def _locate(self, address: int) -> tuple[int, int]:
         offset, file_no = divmod(address, len(self.paths))
         return file_no, offset

@@ -73,6 +73,7 @@ from .state import (  # noqa: F401  (the publish state, importable from here as 
     dataset_dir,
     dpo_repo_dir,
     input_signature,
+    partition,
     publish_settings,
     publish_status,
     published_path,
@@ -234,14 +235,28 @@ def publish_dataset(config: BuildConfig, run: RunDir, *, progress: bool = True) 
     chosen = unique_choice(config, dpo, split_of)
     names = config_names(config)
 
-    def in_split(records: Sequence[dict[str, Any]], split: str) -> Sequence[dict[str, Any]]:
-        if split in UNIQUE_SPLITS:
-            base = split.removesuffix("_unique")
-            return select(
-                records,
-                lambda r: split_of(r["prompt_id"]) == base and chosen.get(r["prompt_id"]) == r["pair_id"],
-            )
-        return select(records, lambda r: split_of(r["prompt_id"]) == split)
+    partitions: dict[tuple[int, tuple[str, ...]], dict[str, Sequence[dict[str, Any]]]] = {}
+
+    def by_split(
+        records: Sequence[dict[str, Any]], splits: tuple[str, ...]
+    ) -> dict[str, Sequence[dict[str, Any]]]:
+        """``records`` of each split (``*_unique``: the prompt's chosen pair), in one pass over them; the
+        ``dpo`` and ``agfsync`` configs share theirs."""
+        key = (id(records), splits)
+        if key not in partitions:
+            index = {s: i for i, s in enumerate(splits)}
+
+            def buckets(r: dict[str, Any]) -> list[int]:
+                split = split_of(r["prompt_id"])
+                out = [index[split]] if split in index else []
+                unique = index.get(f"{split}_unique")
+                if unique is not None and chosen.get(r["prompt_id"]) == r["pair_id"]:
+                    out.append(unique)
+                return out
+
+            parts = partition(records, buckets, len(splits))
+            partitions[key] = dict(zip(splits, parts, strict=True))
+        return partitions[key]
 
     sources: dict[str, tuple[Sequence[dict[str, Any]], Callable[[Sequence[dict[str, Any]], str], Any]]] = {
         "prompts": (data["prompts"], lambda recs, _: prompt_rows(recs)),
@@ -251,7 +266,7 @@ def publish_dataset(config: BuildConfig, run: RunDir, *, progress: bool = True) 
                 run,
                 recs,
                 data["feedback"],
-                select(data["prompts"], lambda p: split_of(p["prompt_id"]) == split),
+                by_split(data["prompts"], SPLITS)[split],
             ),
         ),
         "pairs": (data["pairs"], lambda recs, _: pair_rows(run, recs, images=config.publish.pair_images)),
@@ -263,9 +278,8 @@ def publish_dataset(config: BuildConfig, run: RunDir, *, progress: bool = True) 
         ),
         "agfsync": (dpo, lambda recs, _: agfsync_rows(run, recs)),
     }
-    selected = {
-        name: {split: in_split(sources[name][0], split) for split in split_names(name)} for name in names
-    }
+    selected = {name: by_split(sources[name][0], split_names(name)) for name in names}
+    partitions.clear()  # each config's splits are dropped once written (below)
     split_counts = {
         name: {split: len(recs) for split, recs in by_split.items()} for name, by_split in selected.items()
     }
@@ -293,6 +307,7 @@ def publish_dataset(config: BuildConfig, run: RunDir, *, progress: bool = True) 
                     prefix=split,
                     on_row=tick,
                 )
+            selected[name] = {}
     _link_folder(dpo_out / "data", out / config_dir("dpo"))
     for old in (out / "data").iterdir():  # a config no longer published (agfsync dropped from formats)
         if old.is_dir() and old.name not in names:
@@ -678,7 +693,12 @@ def card_context(
             "guide_version": load_guide(ann.judge)[1],
             "order_effects": status.get("stages", {}).get("annotate", {}).get("order_effects"),
         }
-    ties = sum(1 for p in pairs if p["label_0"] == 0.5)
+    # What reads every pair is computed once for the two cards (the main folder's and the companion's).
+    cache = data.get("_card_cache")
+    if cache is None or cache[0] is not pairs:
+        tables = score_tables(config, summary, pairs) if summary else []
+        cache = data["_card_cache"] = (pairs, sum(1 for p in pairs if p["label_0"] == 0.5), tables)
+    ties = cache[1]
     st = status["stages"]
     stage_counts = [
         [
@@ -727,7 +747,7 @@ def card_context(
         "ties": ties,
         "columns": {name: column_rows(name, config) for name in config_names(config)},
         "stage_counts": stage_counts,
-        "score_tables": score_tables(config, summary, pairs) if summary else [],
+        "score_tables": cache[2],
         "llm_spend": [
             [k, v["completions"], v["errors"], v["input_tokens"], v["output_tokens"], f"{v['usd']:.4f}"]
             for k, v in (status.get("llm") or {}).items()
