@@ -233,6 +233,16 @@ class StoredRecords(Sequence[dict[str, Any]]):
             self.paths, (a for a, rec in zip(self._addresses, self, strict=True) if keep(rec))
         )
 
+    def partition(self, buckets: Callable[[dict[str, Any]], Iterable[int]], n: int) -> list[StoredRecords]:
+        """The records in ``n`` sequences, in one pass: each record goes to every bucket of
+        ``buckets(record)`` (none, one or several of ``range(n)``), in the same order (8 bytes per record
+        placed). :meth:`select` of ``n`` conditions at the price of one."""
+        out = [array("q") for _ in range(n)]
+        for a, rec in zip(self._addresses, self, strict=True):
+            for b in buckets(rec):
+                out[b].append(a)
+        return [StoredRecords(self.paths, addresses) for addresses in out]
+
     def _locate(self, address: int) -> tuple[int, int]:
         offset, file_no = divmod(address, len(self.paths))
         return file_no, offset
@@ -477,6 +487,27 @@ class LogIndex:
             yield self._keys[i].decode("utf-8")
         for _, key in others[j:]:
             yield key
+
+    def reading_rank(self, key: Any) -> int | None:
+        """Where ``key``'s first record comes among the string keys' first records, in reading order (0 for
+        the first key read; kept or not), or None for a key not in the index (nor one of the other keys).
+        Sorting by it puts keys in file order: ``LogIndex([prompts_file], "prompt_id").reading_rank``
+        gives a prompt's position in the prompt file for some 36 bytes a prompt, without a dict."""
+        import numpy as np
+
+        if not isinstance(key, str) or not key or key.endswith("\0"):
+            return None
+        encoded = key.encode("utf-8")
+        if len(encoded) > self._keys.dtype.itemsize:
+            return None
+        i = int(np.searchsorted(self._keys, encoded))
+        if i >= len(self._keys) or self._keys[i] != encoded:
+            return None
+        ranks = getattr(self, "_ranks", None)
+        if ranks is None:
+            ranks = self._ranks = np.empty(len(self._keys), dtype=np.int64)
+            ranks[np.argsort(self._addresses, kind="stable")] = np.arange(len(self._keys))
+        return int(ranks[i])
 
     def has_record(self, key: Any) -> bool:
         """Whether the logs hold a done record of ``key``, kept or not."""

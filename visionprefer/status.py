@@ -131,7 +131,7 @@ def run_status(run_dir: str | Path) -> dict[str, Any]:
     del index
     stages["annotate"] = _annotate_status(config, run)
     stages["pairs"] = _pairs_status(config, run)
-    from .publish.stage import publish_status
+    from .publish.state import publish_status
 
     stages["publish"] = publish_status(config, run)
     return out

@@ -366,7 +366,7 @@ def load_feedback(
         from .metrics import metric_feedback
 
         feedback = metric_feedback(config, run, run.stage_log(STAGE, KEY).done_index())
-    _assign_ranks(feedback)
+    assign_ranks(feedback)
     return feedback
 
 
@@ -376,6 +376,7 @@ def judge_feedback_by_prompt(
     *,
     explanations: bool = True,
     prompts: Iterable[dict[str, Any]] | None = None,
+    done: LogIndex | None = None,
 ) -> Iterator[tuple[str, list[dict[str, Any]], dict[str, dict[str, Any]]]]:
     """:func:`load_feedback` of the judge, one prompt at a time (prompt-file order, or the order of
     ``prompts``): each prompt with judged images, the generation records of its finished images and the
@@ -384,7 +385,8 @@ def judge_feedback_by_prompt(
     from .judge import load_guide, overall_score
 
     _, version = load_guide(config.annotate.judge)
-    done = run.stage_log(STAGE, KEY).done_index()  # addresses; records are read one at a time below
+    if done is None:
+        done = run.stage_log(STAGE, KEY).done_index()  # addresses; records are read one at a time below
     weights = config.annotate.aspect_weights
     for prompt_id, records, groups in prompt_groups(config, run, version, prompts):
         if not groups:
@@ -489,7 +491,9 @@ def order_effects(
     }
 
 
-def _assign_ranks(feedback: dict[str, dict[str, Any]]) -> None:
+def assign_ranks(feedback: dict[str, dict[str, Any]]) -> None:
+    """Set ``rank`` of each feedback row: 1 + the number of images of its prompt with a better ``overall``
+    (ties share the better rank). Prompt by prompt: a dict of one prompt's rows gets the same ranks."""
     by_prompt: dict[str, list[str]] = {}
     for image_id, row in feedback.items():
         by_prompt.setdefault(row["prompt_id"], []).append(image_id)

@@ -47,12 +47,13 @@ from typing import Any
 from ..annotate.judge import judge_name
 from ..config import ASPECTS, METRICS, BuildConfig
 from ..rundir import RunDir, atomic_write_bytes, atomic_write_text
-from .stage import select
+from .data import SAMPLE_PROMPTS, FeedbackSummary, feedback_summary
+from .data import score_value as score_value
+from .state import select
 
 REPORT_DIR = "report"
 REPORT_TEMPLATE = "report.html.j2"  # in publish/templates/, shipped in the wheel
 SAMPLES_DIR = "samples"
-SAMPLE_PROMPTS = 8  # prompts shown in the sample grid
 SAMPLE_IMAGES_PER_PROMPT = 12
 THUMB_SIDE = 256
 POINTS_LIMIT = 400  # jittered points over a box plot only for groups up to this size
@@ -69,8 +70,10 @@ def report_dir(run: RunDir) -> Path:
 
 
 # --------------------------------------------------------------------------------------------- numbers
-def score_columns(feedback: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
+def score_columns(feedback: dict[str, dict[str, Any]] | FeedbackSummary) -> list[tuple[str, str]]:
     """(label, field) of every score the feedback has: ``overall``, then judge aspects or metrics."""
+    if isinstance(feedback, FeedbackSummary):
+        return feedback.columns()
     cols = [("overall", "overall")]
     rows = list(feedback.values())
     for aspect in ASPECTS:
@@ -80,16 +83,6 @@ def score_columns(feedback: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
         if any((r.get("metrics") or {}).get(name) is not None for r in rows):
             cols.append((f"metrics.{name}", f"metrics.{name}"))
     return cols
-
-
-def score_value(fb: dict[str, Any], field: str) -> float | None:
-    if field == "overall":
-        value = fb.get("overall")
-    elif field.startswith("metrics."):
-        value = (fb.get("metrics") or {}).get(field.split(".", 1)[1])
-    else:
-        value = (fb.get(field) or {}).get("score")
-    return None if value is None else float(value)
 
 
 def win_rates(pairs: list[dict[str, Any]], attribute: Any) -> dict[Any, dict[str, Any]]:
@@ -226,7 +219,8 @@ def _box_chart(
     return _png(fig)
 
 
-def _histogram_chart(feedback: dict[str, dict[str, Any]], lo: int, hi: int) -> bytes:
+def _histogram_chart(distribution: dict[str, Any], lo: int, hi: int) -> bytes:
+    """Images per rounded score of each aspect (``distribution[aspect][score]``), from ``lo`` to ``hi``."""
     import numpy as np
     from matplotlib.ticker import MaxNLocator
 
@@ -235,12 +229,7 @@ def _histogram_chart(feedback: dict[str, dict[str, Any]], lo: int, hi: int) -> b
     ax = fig.subplots()
     width = 0.8 / len(ASPECTS)
     for i, aspect in enumerate(ASPECTS):
-        counts = [0] * len(scores)
-        for fb in feedback.values():
-            if fb.get(aspect):
-                s = round(fb[aspect]["score"])
-                if lo <= s <= hi:
-                    counts[s - lo] += 1
+        counts = [distribution[aspect].get(s, 0) for s in scores]
         x = np.arange(len(scores)) + (i - (len(ASPECTS) - 1) / 2) * width
         ax.bar(x, counts, width, label=aspect, color=PALETTE[i])
     ax.set_xticks(range(len(scores)), [str(s) for s in scores])
@@ -400,7 +389,8 @@ def write_report(
 ) -> Path:
     """Write ``<run>/report/index.html`` and its PNG charts and thumbnails; returns the page's path.
 
-    ``data`` is what :func:`visionprefer.publish.stage.collect` returns (collected here when omitted);
+    ``data`` is what :func:`visionprefer.publish.data.collect` returns (collected here when omitted; its
+    ``feedback`` is read once, into a :class:`~visionprefer.publish.data.FeedbackSummary`);
     ``status`` is :func:`visionprefer.status.run_status` of the run (likewise).
     """
     from matplotlib import rc_context
@@ -410,7 +400,7 @@ def write_report(
     from ..status import run_status
 
     if data is None:
-        from .stage import collect
+        from .data import collect
 
         data = collect(config, run)
     if status is None:
@@ -427,9 +417,8 @@ def write_report(
 
     # ``images`` and ``pairs`` may be records left on disk (collect's StoredRecords), read again on every
     # pass: each pass below keeps only what it needs (sets of names, score lists, a few samples).
-    prompts, images, feedback, pairs = data["prompts"], data["images"], data["feedback"], data["pairs"]
-    if feedback:
-        feedback = {r["image_id"]: feedback[r["image_id"]] for r in images if r["image_id"] in feedback}
+    prompts, images, pairs = data["prompts"], data["images"], data["pairs"]
+    summary = feedback_summary(data)  # the scores and the sample prompts' feedback, in one pass
     specs = resolve_generators(config.generate)
     tiny = any(s.tiny for s in specs)
     config_order = [s.name for s in specs]
@@ -449,12 +438,12 @@ def write_report(
     ctx: dict[str, Any] = {"css": CSS, "run_name": Path(config.run_dir).name, "backend": ann.backend}
 
     with rc_context({"text.parse_math": False, "font.size": 9, "axes.titlesize": 10}):
-        ctx["scores"] = _scores_context(config, images, feedback, names, scales, status, put)
+        ctx["scores"] = _scores_context(config, summary, names, scales, status, put)
         ctx["winrates"] = _winrates_context(config, images, pairs, names, scales, put)
         ctx["failures"] = _failures_context(status, put)
         ctx["spend"] = _spend_context(status)
-        ctx["samples"] = _samples_context(run, prompts, images, feedback, ann, put)
-    ctx["head"] = _header(config, run, status, data, names, scales, tiny, __version__)
+        ctx["samples"] = _samples_context(run, prompts, images, summary, ann, put)
+    ctx["head"] = _header(config, run, status, data, summary, names, scales, tiny, __version__)
     index = out / "index.html"
     atomic_write_text(index, report_template().render(**ctx))
     written.add(index)
@@ -479,17 +468,16 @@ def report_template() -> Any:
 
 def _scores_context(
     config: BuildConfig,
-    images: Iterable[dict[str, Any]],
-    feedback: dict[str, dict[str, Any]],
+    summary: FeedbackSummary,
     names: list[str],
     scales: list[Any],
     status: dict[str, Any],
     put: Any,
 ) -> dict[str, Any] | None:
-    if not feedback:
+    if not summary:
         return None
     ann = config.annotate
-    columns = score_columns(feedback)
+    columns = summary.columns()
     ylim = None
     if ann.backend == "judge":
         ylim = (ann.judge.score_min - 0.4, ann.judge.score_max + 0.4)
@@ -498,16 +486,7 @@ def _scores_context(
         ("generator_name", names, "per model (generator)", "generator", "scores_by_generator.png"),
         ("guidance_scale", scales, "per CFG scale", "guidance scale", "scores_by_cfg.png"),
     ):
-        # array("d") holds the same doubles as a list of floats in 8 bytes instead of 32
-        values: dict[str, dict[Any, array[float]]] = {f: defaultdict(lambda: array("d")) for _, f in columns}
-        for rec in images:
-            fb = feedback.get(rec["image_id"])
-            if fb is None:
-                continue
-            for _, f in columns:
-                v = score_value(fb, f)
-                if v is not None:
-                    values[f][rec[key]].append(v)
+        values = summary.values[key]  # array("d") per group: a score in 8 bytes
         src = put(fname, _box_chart(groups, values, columns, xlabel, ylim))
         rows = []
         for g in groups:
@@ -526,9 +505,10 @@ def _scores_context(
             }
         )
     histogram = None
-    if ann.backend == "judge" and any(fb.get(a) for fb in feedback.values() for a in ASPECTS):
+    if ann.backend == "judge" and summary.aspects:
         histogram = put(
-            "score_histogram.png", _histogram_chart(feedback, ann.judge.score_min, ann.judge.score_max)
+            "score_histogram.png",
+            _histogram_chart(summary.distribution, ann.judge.score_min, ann.judge.score_max),
         )
     effects = (status.get("stages", {}).get("annotate") or {}).get("order_effects")
     if effects and effects["groups"]:
@@ -540,6 +520,50 @@ def _scores_context(
     else:
         effects = None
     return {"blocks": blocks, "histogram": histogram, "effects": effects}
+
+
+def _generator_names(images: Iterable[dict[str, Any]]) -> Any:
+    """``image_id -> generator_name`` of ``images`` (None for an image not among them; the last record of
+    an id wins, as in a dict), held as two sorted NumPy arrays (the id's bytes and a 2-byte code of the
+    name: some 22 bytes an image, where a dict of the ids cost about 150)."""
+    import numpy as np
+
+    codes: dict[str, int] = {}
+    chunks: list[Any] = []
+    ids: list[bytes] = []
+    names = array("H")
+
+    def flush() -> None:
+        if ids:
+            chunks.append(np.array(ids))
+            ids.clear()
+
+    for r in images:
+        ids.append(r["image_id"].encode("utf-8"))
+        names.append(codes.setdefault(r["generator_name"], len(codes)))
+        if len(ids) >= 65536:
+            flush()
+    flush()
+    by_code = list(codes)
+    if not chunks:
+        return lambda image_id: None
+    keys = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+    chunks.clear()
+    order = np.argsort(keys, kind="stable")
+    keys, values = keys[order], np.frombuffer(names, dtype=np.uint16)[order]
+    last = np.ones(len(keys), dtype=bool)  # the last of equal ids, as a dict keeps it
+    np.not_equal(keys[:-1], keys[1:], out=last[:-1])
+    keys, values = keys[last], values[last]
+    width = keys.dtype.itemsize
+
+    def lookup(image_id: str) -> str | None:
+        encoded = image_id.encode("utf-8")
+        if len(encoded) > width:
+            return None
+        i = int(np.searchsorted(keys, encoded))
+        return by_code[values[i]] if i < len(keys) and keys[i] == encoded else None
+
+    return lookup
 
 
 def _winrates_context(
@@ -554,13 +578,11 @@ def _winrates_context(
     if not overall:
         return None
     # The generator name of the images in these pairs (the pairs carry only the `generator` column).
-    in_pairs = {p[f"image_id_{side}"] for p in overall for side in (0, 1)}
-    generator_name = {r["image_id"]: r["generator_name"] for r in images if r["image_id"] in in_pairs}
-    del in_pairs
+    generator_name = _generator_names(images)
 
     def gen_of(p: dict[str, Any], side: int) -> str:
-        image_id = p[f"image_id_{side}"]
-        return generator_name[image_id] if image_id in generator_name else p[f"generator_{side}"]
+        name = generator_name(p[f"image_id_{side}"])
+        return name if name is not None else p[f"generator_{side}"]
 
     def cfg_of(p: dict[str, Any], side: int) -> Any:
         return p[f"guidance_scale_{side}"]
@@ -711,6 +733,7 @@ def _header(
     run: RunDir,
     status: dict[str, Any],
     data: dict[str, Any],
+    summary: FeedbackSummary,
     names: list[str],
     scales: list[Any],
     tiny: bool,
@@ -732,7 +755,7 @@ def _header(
         "counts": [
             ["prompts", len(data["prompts"])],
             ["images", len(data["images"])],
-            ["annotated images", len(data["feedback"])],
+            ["annotated images", len(summary)],
             ["pairs (all aspects)", len(data["pairs"])],
             ["overall pairs", sum(1 for p in data["pairs"] if p["aspect"] == "overall")],
         ],
@@ -743,7 +766,7 @@ def _samples_context(
     run: RunDir,
     prompts: Iterable[dict[str, Any]],
     images: Iterable[dict[str, Any]],
-    feedback: dict[str, dict[str, Any]],
+    summary: FeedbackSummary,
     ann: Any,
     put: Any,
 ) -> dict[str, Any]:
@@ -792,7 +815,7 @@ def _samples_context(
                 fig["src"] = put(name, buf.getvalue())
             except (OSError, ValueError) as exc:
                 fig["error"] = str(exc)
-            fb = feedback.get(rec["image_id"])
+            fb = summary.samples.get(rec["image_id"])
             if fb:
                 lines = [f"overall {_fmt(fb.get('overall'), 2)} · rank {fb.get('rank')}"]
                 aspects = [f"{ASPECT_ABBREV[a]} {_fmt(fb[a]['score'], 1)}" for a in ASPECTS if fb.get(a)]
@@ -814,7 +837,7 @@ def _samples_context(
     return {
         "prompts": out,
         "per_prompt": SAMPLE_IMAGES_PER_PROMPT,
-        "feedback": bool(feedback),
+        "feedback": bool(summary),
         "judge": ann.backend == "judge",
     }
 

@@ -26,21 +26,27 @@ cards are written last: a folder without ``README.md`` is a publish that did not
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import json
 import os
-from array import array
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean
 from typing import Any
 
 from ..config import ASPECTS, BuildConfig
-from ..errors import StageOrderError
-from ..rundir import RunDir, StoredRecords, atomic_write_text, file_mode
+from ..rundir import RunDir, atomic_write_text, file_mode
+from .data import (  # noqa: F401  (collect and its helpers lived here)
+    FeedbackSummary,
+    JudgeFeedback,
+    _finished_images,
+    _in_row_order,
+    collect,
+    feedback_along,
+    feedback_summary,
+)
 from .schema import (
     CONDITIONS,
     FEEDBACK,
@@ -57,12 +63,24 @@ from .schema import (
     split_names,
 )
 from .splits import splitter, unique_rank
+from .state import (  # noqa: F401  (the publish state, importable from here as before)
+    DPO_FOLDER,
+    DPO_REPO_SUFFIX,
+    LICENSE_FILE,
+    companion_paths,
+    config_dir,
+    config_paths,
+    dataset_dir,
+    dpo_repo_dir,
+    input_signature,
+    partition,
+    publish_settings,
+    publish_status,
+    published_path,
+    select,
+    split_sizes,
+)
 from .writer import remove_shards, write_shards
-
-DPO_FOLDER = "dpo"
-DPO_REPO_SUFFIX = "-dpo"
-"""The companion folder (and Hub repository) of the DPO export: ``<publish.folder>-dpo``, ``ORG/NAME-dpo``."""
-LICENSE_FILE = "LICENSE.md"
 
 
 @dataclass
@@ -73,119 +91,24 @@ class PublishReport:
     failed: int = 0
 
 
-def dataset_dir(config: BuildConfig, run: RunDir) -> Path:
-    return run.root / config.publish.folder
-
-
-def dpo_repo_dir(config: BuildConfig, run: RunDir) -> Path:
-    """The companion folder: the DPO export alone, as the default config of its own repository."""
-    return run.root / (config.publish.folder + DPO_REPO_SUFFIX)
-
-
-def config_dir(name: str) -> str:
-    """Where one config's shards sit in the main folder (``None`` name: the companion's ``data``)."""
-    return f"{DPO_FOLDER}/data" if name == "dpo" else f"data/{name}"
-
-
-def config_paths(name: str, split: str = "train") -> str:
-    """The ``data_files`` pattern of one config's split in the main folder."""
-    return f"{config_dir(name)}/{split}-*.parquet"
-
-
-def companion_paths(split: str) -> str:
-    """The ``data_files`` pattern of one split of the companion's default config."""
-    return f"data/{split}-*.parquet"
-
-
-# --------------------------------------------------------------------------------------------- rows
-def collect(config: BuildConfig, run: RunDir) -> dict[str, Any]:
-    """Everything the dataset is made of, in row order.
-
-    ``prompts``, ``images`` and ``pairs`` are :class:`~visionprefer.rundir.StoredRecords`: sequences whose
-    records stay in the run's JSONL files and are read back on each pass (8 bytes per row in memory), so
-    publishing a run of any size holds a few rows at a time; image bytes are read while writing.
-    ``feedback`` is the per-image dict of :func:`~visionprefer.annotate.stage.load_feedback`.
-
-    ``images`` are the generation records of the planned images that are finished (``generation_state``:
-    first record of an image wins, a record whose file has vanished does not count), by prompt-file
-    position, then image id. Prompt ids are unique in ``prompts.jsonl`` (the prompts stage keeps the first
-    of any repeat), so a prompt's images are its own planned keys.
-    """
-    from ..annotate.stage import load_feedback
-    from ..generate.stage import stored_prompts
-    from ..pairs.stage import pairs_path, stored_pairs
-
-    prompts = stored_prompts(run)
-    images = _finished_images(config, run, prompts)
-    if not images:
-        raise StageOrderError(f"{run.root}: no images yet; run `visionprefer generate CONFIG` first")
-    feedback = load_feedback(config, run)
-    pairs = StoredRecords([])
-    if config.annotate.backend != "none":
-        if not pairs_path(run).exists():
-            raise StageOrderError(f"{run.root}: no pairs yet; run `visionprefer pairs CONFIG` first")
-        pairs = _in_row_order(stored_pairs(run), prompts)
-    return {"prompts": prompts, "images": images, "feedback": feedback, "pairs": pairs}
-
-
-def _finished_images(config: BuildConfig, run: RunDir, prompts: Iterable[dict[str, Any]]) -> StoredRecords:
-    """The records of the finished planned images, prompt by prompt (in ``prompts`` order), then by id.
-
-    The plan is derived one prompt at a time (``tasks_by_prompt``) and the finished images are looked up
-    in the index of the done logs, which is dropped on return: what remains is one address per image.
-    """
-    from ..generate.plan import tasks_by_prompt
-    from ..generate.stage import generation_index
-
-    done = generation_index(run)
-
-    def finished(tasks: list[Any]) -> list[str]:
-        return sorted({t.image_id for t in tasks if t.image_id in done})
-
-    return done.records(i for _, tasks in tasks_by_prompt(prompts, config.generate) for i in finished(tasks))
-
-
-def _in_row_order(pairs: StoredRecords, prompts: Iterable[dict[str, Any]]) -> StoredRecords:
-    """``pairs`` sorted by prompt-file position, aspect (judge aspects, ``overall``, metrics) and image ids;
-    pairs of prompts no longer in the file come last, sorted together by the rest of the key. Ties keep
-    file order (a stable sort).
-
-    Sorting every pair at once would hold a key tuple of three strings per pair; instead the pairs are
-    grouped by prompt (8 bytes per pair) and only one prompt's pairs are read and sorted at a time.
-    """
-    aspect_order = {a: i for i, a in enumerate([*ASPECTS, "overall", *METRIC_FIELDS])}
-
-    def sort_key(p: dict[str, Any]) -> tuple[Any, ...]:
-        return (aspect_order.get(p["aspect"], 99), p["image_id_0"], p["image_id_1"])
-
-    def sorted_positions(positions: Iterable[int]) -> list[int]:
-        positions = sorted(positions)  # file order, so that the stable sort below keeps it for ties
-        keyed = zip(pairs.take(positions), positions, strict=True)
-        return [i for _, i in sorted(keyed, key=lambda item: sort_key(item[0]))]
-
-    by_prompt: dict[str, array[int]] = {}
-    for i, p in enumerate(pairs):
-        by_prompt.setdefault(p["prompt_id"], array("q")).append(i)
-    order = array("q")
-    for prompt in prompts:
-        group = by_prompt.pop(prompt["prompt_id"], None)
-        if group is not None:
-            order.extend(sorted_positions(group))
-    order.extend(sorted_positions(i for group in by_prompt.values() for i in group))
-    return pairs.take(order)
-
-
 def _image_cell(run: RunDir, rec_file: str) -> dict[str, Any]:
     path = run.root / rec_file
     return {"bytes": path.read_bytes(), "path": path.name}
 
 
-def image_rows(run: RunDir, images: Iterable[dict[str, Any]], feedback: dict[str, dict[str, Any]]):
+def image_rows(
+    run: RunDir,
+    images: Iterable[dict[str, Any]],
+    feedback: Mapping[str, dict[str, Any]] | JudgeFeedback,
+    prompts: Iterable[dict[str, Any]] = (),
+):
     """Rows of the ``images`` config: the generation record's and the feedback's fields named in the column
-    table, and the derived columns (the image, its public model id, the metrics struct)."""
+    table, and the derived columns (the image, its public model id, the metrics struct). ``feedback`` is
+    ``collect``'s (a dict by image id, or a :class:`~.data.JudgeFeedback` read along the images, which
+    needs ``prompts``: those of ``images``, in row order)."""
     from_record, from_feedback = column_names("images", RECORD), column_names("images", FEEDBACK)
-    for rec in images:
-        fb = feedback.get(rec["image_id"], {})
+    for rec, fb in feedback_along(feedback, images, prompts):
+        fb = fb or {}
         metrics = fb.get("metrics")
         yield {
             **{k: rec.get(k) for k in from_record},
@@ -282,16 +205,6 @@ def dpo_pairs(config: BuildConfig, pairs: Sequence[dict[str, Any]]) -> Sequence[
     return select(pairs, lambda p: is_dpo_pair(p, config.publish.dpo_aspect))
 
 
-def select(
-    records: Sequence[dict[str, Any]], keep: Callable[[dict[str, Any]], bool]
-) -> Sequence[dict[str, Any]]:
-    """The records for which ``keep`` is true, in the same form: records left on disk stay there (only the
-    addresses of the kept ones are copied), a list stays a list."""
-    if isinstance(records, StoredRecords):
-        return records.select(keep)
-    return [r for r in records if keep(r)]
-
-
 # --------------------------------------------------------------------------------------------- stage
 def unique_choice(config: BuildConfig, dpo: Iterable[dict[str, Any]], split_of: Callable[[str], str]):
     """The ``pair_id`` of each validation or test prompt's one example in the ``*_unique`` splits."""
@@ -322,18 +235,40 @@ def publish_dataset(config: BuildConfig, run: RunDir, *, progress: bool = True) 
     chosen = unique_choice(config, dpo, split_of)
     names = config_names(config)
 
-    def in_split(records: Sequence[dict[str, Any]], split: str) -> Sequence[dict[str, Any]]:
-        if split in UNIQUE_SPLITS:
-            base = split.removesuffix("_unique")
-            return select(
-                records,
-                lambda r: split_of(r["prompt_id"]) == base and chosen.get(r["prompt_id"]) == r["pair_id"],
-            )
-        return select(records, lambda r: split_of(r["prompt_id"]) == split)
+    partitions: dict[tuple[int, tuple[str, ...]], dict[str, Sequence[dict[str, Any]]]] = {}
+
+    def by_split(
+        records: Sequence[dict[str, Any]], splits: tuple[str, ...]
+    ) -> dict[str, Sequence[dict[str, Any]]]:
+        """``records`` of each split (``*_unique``: the prompt's chosen pair), in one pass over them; the
+        ``dpo`` and ``agfsync`` configs share theirs."""
+        key = (id(records), splits)
+        if key not in partitions:
+            index = {s: i for i, s in enumerate(splits)}
+
+            def buckets(r: dict[str, Any]) -> list[int]:
+                split = split_of(r["prompt_id"])
+                out = [index[split]] if split in index else []
+                unique = index.get(f"{split}_unique")
+                if unique is not None and chosen.get(r["prompt_id"]) == r["pair_id"]:
+                    out.append(unique)
+                return out
+
+            parts = partition(records, buckets, len(splits))
+            partitions[key] = dict(zip(splits, parts, strict=True))
+        return partitions[key]
 
     sources: dict[str, tuple[Sequence[dict[str, Any]], Callable[[Sequence[dict[str, Any]], str], Any]]] = {
         "prompts": (data["prompts"], lambda recs, _: prompt_rows(recs)),
-        "images": (data["images"], lambda recs, _: image_rows(run, recs, data["feedback"])),
+        "images": (
+            data["images"],
+            lambda recs, split: image_rows(
+                run,
+                recs,
+                data["feedback"],
+                by_split(data["prompts"], SPLITS)[split],
+            ),
+        ),
         "pairs": (data["pairs"], lambda recs, _: pair_rows(run, recs, images=config.publish.pair_images)),
         "dpo": (
             dpo,
@@ -343,9 +278,8 @@ def publish_dataset(config: BuildConfig, run: RunDir, *, progress: bool = True) 
         ),
         "agfsync": (dpo, lambda recs, _: agfsync_rows(run, recs)),
     }
-    selected = {
-        name: {split: in_split(sources[name][0], split) for split in split_names(name)} for name in names
-    }
+    selected = {name: by_split(sources[name][0], split_names(name)) for name in names}
+    partitions.clear()  # each config's splits are dropped once written (below)
     split_counts = {
         name: {split: len(recs) for split, recs in by_split.items()} for name, by_split in selected.items()
     }
@@ -373,6 +307,7 @@ def publish_dataset(config: BuildConfig, run: RunDir, *, progress: bool = True) 
                     prefix=split,
                     on_row=tick,
                 )
+            selected[name] = {}
     _link_folder(dpo_out / "data", out / config_dir("dpo"))
     for old in (out / "data").iterdir():  # a config no longer published (agfsync dropped from formats)
         if old.is_dir() and old.name not in names:
@@ -462,93 +397,6 @@ def licence_text(config: BuildConfig) -> str | None:
     return "\n".join(lines) + "\n"
 
 
-def published_path(run: RunDir) -> Path:
-    """What the last finished publish was made from (``status`` compares it with the run as it is now)."""
-    return run.root / "publish" / "published.json"
-
-
-def publish_settings(config: BuildConfig) -> str:
-    """Digest of the settings that decide what publish writes from a given set of stage outputs: which
-    images are planned (generator fingerprints, scales, samples, seed), which annotations count (judge or
-    metric keys) and how they aggregate (weights), and the publish section itself. Settings that enter no
-    key (concurrency, devices, rate limits, batch sizes) are left out, so changing them leaves a published
-    folder up to date."""
-    from ..config import fingerprint
-    from ..generate.plan import resolve_generators
-
-    gc, ann = config.generate, config.annotate
-    plan = [
-        [spec.name, spec.fingerprint(), sorted(set(spec.guidance_scales))] for spec in resolve_generators(gc)
-    ]
-    annotate: dict[str, Any] = {"backend": ann.backend, "aspect_weights": ann.aspect_weights}
-    if ann.backend == "judge":
-        from ..annotate.judge import load_guide
-
-        j = ann.judge
-        annotate["judge"] = [
-            j.llm.model,
-            load_guide(j)[1],
-            j.score_min,
-            j.score_max,
-            j.group_size,
-            j.both_orders,
-        ]
-    elif ann.backend == "metrics":
-        from ..annotate.metrics import metrics_fingerprint
-
-        annotate["metrics"] = [metrics_fingerprint(ann.metrics), ann.metrics.weights]
-    return fingerprint(
-        {
-            "plan": [plan, gc.cfg_mode, gc.images_per_prompt, gc.seed],
-            "annotate": annotate,
-            "publish": dataclasses.asdict(config.publish),
-        }
-    )
-
-
-def input_signature(run: RunDir) -> dict[str, list[int]]:
-    """Size and modification time of every file the dataset is made from (prompts, the generate and
-    annotate done logs, the pairs): when any of them changes, the published folder is out of date."""
-    from ..pairs.stage import pairs_path
-
-    files = [run.prompts_file, pairs_path(run)]
-    for stage, key in (("generate", "image_id"), ("annotate", "annotation_id")):
-        files.extend(run.stage_log(stage, key).done_paths())
-    out = {}
-    for path in files:
-        if path.exists():
-            st = path.stat()
-            out[str(path.relative_to(run.root))] = [st.st_size, st.st_mtime_ns]
-    return out
-
-
-def publish_status(config: BuildConfig, run: RunDir) -> dict[str, Any]:
-    """``status`` of the publish stage: ``done`` (the folder matches the run), ``stale`` (stage outputs or
-    settings that decide the dataset changed since: publish again), ``interrupted`` (a publish started but
-    did not finish) or ``not run``; ``done`` counts the rows of the ``images`` config (Parquet footers)."""
-    folder = dataset_dir(config, run)
-    row: dict[str, Any] = {"state": "not run", "done": 0, "pending": None, "failed": 0, "folder": str(folder)}
-    try:
-        last = json.loads(published_path(run).read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
-        last = None
-    if not (folder / "README.md").exists() or not (dpo_repo_dir(config, run) / "README.md").exists():
-        if folder.exists():  # the companion's card comes first, the main one last
-            row["state"] = "interrupted"
-        return row
-    row["done"] = split_sizes(folder, "images")["num_rows"]  # every split
-    if last is None:  # a folder published by an older version, or copied in: nothing to compare with
-        row["state"] = "done"
-        return row
-    same = (
-        last.get("folder") == str(folder.relative_to(run.root))
-        and last.get("settings") == publish_settings(config)
-        and last.get("inputs") == input_signature(run)
-    )
-    row["state"] = "done" if same else "stale"
-    return row
-
-
 # --------------------------------------------------------------------------------------------- card
 def size_category(n: int) -> str:
     for limit, name in (
@@ -561,19 +409,6 @@ def size_category(n: int) -> str:
         if n < limit:
             return name
     return "10M<n<100M"
-
-
-def split_sizes(folder: Path, name: str, split: str | None = None) -> dict[str, int]:
-    """One config's shards in the main folder (one split, or all of them), from the Parquet footers:
-    ``num_rows`` and ``download_size`` (the files)."""
-    import pyarrow.parquet as pq
-
-    rows = download = 0
-    for s in [split] if split else split_names(name):
-        for path in sorted(folder.glob(config_paths(name, s))):
-            rows += pq.ParquetFile(path).metadata.num_rows
-            download += path.stat().st_size
-    return {"num_rows": rows, "download_size": download}
 
 
 def arrow_num_bytes(paths: Iterable[Path], feats: Any) -> int:
@@ -737,20 +572,15 @@ def _numbers_first(value: Any) -> tuple[Any, ...]:
     return (1, 0, str(value))
 
 
-def score_stats(
-    images: Iterable[dict[str, Any]], feedback: dict[str, dict[str, Any]], key: str
-) -> list[list[Any]]:
-    """Mean and count of ``overall`` (and of each aspect or metric) per value of ``key`` (generator, CFG)."""
-    groups: dict[Any, list[dict[str, Any]]] = defaultdict(list)
-    for rec in images:
-        if rec["image_id"] in feedback:
-            groups[rec[key]].append(feedback[rec["image_id"]])
+def score_stats(summary: FeedbackSummary, key: str) -> list[list[Any]]:
+    """Count and mean ``overall`` (and mean of each aspect) of the annotated images per value of ``key``
+    (``generator_name``, ``guidance_scale``), from the feedback's :class:`~.data.FeedbackSummary`."""
     rows = []
-    for value in sorted(groups, key=_numbers_first):
-        fbs = groups[value]
-        row = [value, len(fbs), _fmt(mean(f["overall"] for f in fbs))]
+    counts, values = summary.counts[key], summary.values[key]
+    for value in sorted(counts, key=_numbers_first):
+        row = [value, counts[value], _fmt(mean(values["overall"][value]))]
         for aspect in ASPECTS:
-            scores = [f[aspect]["score"] for f in fbs if f.get(aspect)]
+            scores = values[aspect].get(value)
             row.append(_fmt(mean(scores)) if scores else "–")
         rows.append(row)
     return rows
@@ -825,7 +655,8 @@ def card_context(
     from ..generate.plan import resolve_generators
     from ..generate.presets import PRESETS
 
-    images, feedback, pairs = data["images"], data["feedback"], data["pairs"]
+    images, pairs = data["images"], data["pairs"]
+    summary = feedback_summary(data)
     split_counts = data.get("split_counts", {})
     specs = resolve_generators(config.generate)
     by_gen = Counter(r["generator_name"] for r in images)
@@ -868,7 +699,12 @@ def card_context(
             "order_effects": status.get("stages", {}).get("annotate", {}).get("order_effects"),
             "calibration": status.get("stages", {}).get("annotate", {}).get("calibration"),
         }
-    ties = sum(1 for p in pairs if p["label_0"] == 0.5)
+    # What reads every pair is computed once for the two cards (the main folder's and the companion's).
+    cache = data.get("_card_cache")
+    if cache is None or cache[0] is not pairs:
+        tables = score_tables(config, summary, pairs) if summary else []
+        cache = data["_card_cache"] = (pairs, sum(1 for p in pairs if p["label_0"] == 0.5), tables)
+    ties = cache[1]
     st = status["stages"]
     stage_counts = [
         [
@@ -917,7 +753,7 @@ def card_context(
         "ties": ties,
         "columns": {name: column_rows(name, config) for name in config_names(config)},
         "stage_counts": stage_counts,
-        "score_tables": score_tables(config, images, feedback, pairs) if feedback else [],
+        "score_tables": cache[2],
         "llm_spend": [
             [k, v["completions"], v["errors"], v["input_tokens"], v["output_tokens"], f"{v['usd']:.4f}"]
             for k, v in (status.get("llm") or {}).items()
@@ -938,21 +774,19 @@ def column_rows(config_name: str, config: BuildConfig) -> list[list[str]]:
 
 
 def score_tables(
-    config: BuildConfig,
-    images: Iterable[dict[str, Any]],
-    feedback: dict[str, dict[str, Any]],
-    pairs: Sequence[dict[str, Any]],
+    config: BuildConfig, summary: FeedbackSummary, pairs: Sequence[dict[str, Any]]
 ) -> list[tuple[str, list[str], list[list[Any]]]]:
     """The card's statistics tables after the counts, as ``(title, header, rows)``: scores per generator
-    and per guidance scale, win rates with their intervals, and the judge's score distribution."""
+    and per guidance scale, win rates with their intervals, and the judge's score distribution (from the
+    feedback's :class:`~.data.FeedbackSummary`)."""
     ann = config.annotate
     head = ["images", "mean overall", *ASPECTS]
     tables = [
-        ("Scores per generator", ["generator", *head], score_stats(images, feedback, "generator_name")),
+        ("Scores per generator", ["generator", *head], score_stats(summary, "generator_name")),
         (
             "Scores per guidance scale",
             ["guidance scale", *head],
-            score_stats(images, feedback, "guidance_scale"),
+            score_stats(summary, "guidance_scale"),
         ),
     ]
     if pairs:
@@ -985,7 +819,7 @@ def score_tables(
         scale = range(ann.judge.score_min, ann.judge.score_max + 1)
         dist = []
         for aspect in ASPECTS:
-            c = Counter(round(f[aspect]["score"]) for f in feedback.values() if f.get(aspect))
+            c = summary.distribution[aspect]
             dist.append([aspect, *[c.get(v, 0) for v in scale]])
         tables.append(("Score distribution (images per rounded score)", ["aspect", *map(str, scale)], dist))
     return tables
