@@ -60,6 +60,11 @@ def bare_loop(model_path: Path, batches: list[dict], lr: float) -> float:
     scorer = make_pair_scorer(AutoModel.from_pretrained(model_path))
     scorer.train()
     opt = torch.optim.AdamW(scorer.parameters(), lr=lr)
+    # The trainer scores the validation pairs before its first step, which warms the forward pass (kernels,
+    # allocator); do the same untimed here, or the bare arm pays a cold start the trainer does not.
+    with torch.no_grad():
+        first = batches[0]
+        scorer(first["input_ids"], first["attention_mask"], first["pixel_values"])
     start = time.perf_counter()
     for b in batches:
         loss = pair_loss(scorer(b["input_ids"], b["attention_mask"], b["pixel_values"]), b["labels"]).mean()
