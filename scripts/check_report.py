@@ -282,7 +282,8 @@ def check(
                     "expression": "JSON.stringify({title: document.title, images: document.images.length,"
                     " broken: Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0)"
                     ".map(i => i.getAttribute('src')), scripts: document.scripts.length,"
-                    " height: document.documentElement.scrollHeight})",
+                    " height: document.documentElement.scrollHeight,"
+                    " sections: Array.from(document.querySelectorAll('h2')).map(h => h.textContent)})",
                     "returnByValue": True,
                 },
                 session=session,
@@ -367,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"title:       {facts.get('title')!r}")
     print(f"images:      {facts.get('images')} ({len(facts.get('broken', []))} broken)")
     print(f"page height: {facts.get('height')} px")
+    print(f"sections:    {' | '.join(facts.get('sections') or [])}")
     print(
         f"screenshot:  {screenshot} ({facts['shot_size']}, {facts['colours']} colours, {facts['ink']:.1%} non-white)"
     )

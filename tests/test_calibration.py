@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,6 +120,19 @@ def test_calibration_gate_stops_below_and_continues_above(tmp_path, fake_llm):
     )
     lo, hi = cal["wilson_ci"]
     assert f"{lo:.1%}–{hi:.1%}" in section
+    # The build report shows it too, as a browser renders the page.
+    page = (tmp_path / "run" / "report" / "index.html").read_text(encoding="utf-8")
+    assert 'id="label-quality"' in page and f"<b>{expected:.1%}</b>" in page
+    if shutil.which("chromium"):
+        check = Path(__file__).resolve().parent.parent / "scripts" / "check_report.py"
+        proc = subprocess.run(
+            [sys.executable, str(check), str(tmp_path / "run"), "--screenshot", str(tmp_path / "shot.png")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "Label quality" in proc.stdout.split("sections:", 1)[1].splitlines()[0]
 
 
 def test_calibration_needs_its_data(tmp_path):

@@ -442,6 +442,7 @@ def write_report(
         ctx["winrates"] = _winrates_context(config, images, pairs, names, scales, put)
         ctx["failures"] = _failures_context(status, put)
         ctx["spend"] = _spend_context(status)
+        ctx["calibration"] = _calibration_context(status)
         ctx["samples"] = _samples_context(run, prompts, images, summary, ann, put)
     ctx["head"] = _header(config, run, status, data, summary, names, scales, tiny, __version__)
     index = out / "index.html"
@@ -700,6 +701,24 @@ def _failures_context(status: dict[str, Any], put: Any) -> dict[str, Any]:
             reason_rows.append([stage, n, reason])
     chart = put("failures.png", _failures_chart(chart_rows)) if chart_rows else None
     return {"chart": chart, "stages": table_rows, "reasons": reason_rows}
+
+
+def _calibration_context(status: dict[str, Any]) -> dict[str, Any] | None:
+    """The judge's calibration gate (``annotate.judge.calibration``), formatted; None without one."""
+    cal = (status.get("stages", {}).get("annotate") or {}).get("calibration")
+    if not cal:
+        return None
+    ci = cal.get("wilson_ci") or cal.get("bootstrap_ci")
+    return {
+        "n_pairs": cal["n_pairs"],
+        "testset": cal["testset"],
+        "protocol": cal["protocol"],
+        "guide_version": cal.get("guide_version"),
+        "accuracy": "n/a" if cal.get("accuracy") is None else f"{cal['accuracy']:.1%}",
+        "ci": f"{ci[0]:.1%}–{ci[1]:.1%}" if ci else "–",
+        "min_accuracy": f"{cal['min_accuracy']:.1%}",
+        "passed": bool(cal.get("passed")),
+    }
 
 
 def _spend_context(status: dict[str, Any]) -> dict[str, Any] | None:
