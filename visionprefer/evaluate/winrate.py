@@ -171,14 +171,7 @@ def run_winrate(
         check_metrics([scorer])
         settings = ScorerSettings(device=device)
         if scorer_model:  # the one model id names the chosen scorer's model (HPS: a local checkpoint)
-            settings = settings.replace(
-                clip_model=scorer_model,
-                aesthetic_model=scorer_model,
-                pickscore_model=scorer_model,
-                pickscore_processor=None,
-                hpsv2_checkpoint=scorer_model,
-                cq_model=scorer_model,
-            )
+            settings = settings.with_model(scorer_model)
         model = build_scorers([scorer], settings)
         for name in names:
             files = [sets[name].files[rels[i]] for i in shared]

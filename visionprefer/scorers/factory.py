@@ -56,6 +56,18 @@ class ScorerSettings:
     def replace(self, **changes: Any) -> ScorerSettings:
         return dataclasses.replace(self, **changes)
 
+    def with_model(self, model: str) -> ScorerSettings:
+        """These settings with one model id (or folder) naming whichever scorer is built: its model, and
+        for PickScore its own processor; for HPS a local checkpoint. What ``--scorer-model`` means."""
+        return self.replace(
+            clip_model=model,
+            aesthetic_model=model,
+            pickscore_model=model,
+            pickscore_processor=None,
+            hpsv2_checkpoint=model,
+            cq_model=model,
+        )
+
 
 def check_scorer_names(
     names: Sequence[str], *, allowed: Sequence[str] = SCORERS, what: str = "scorer"

@@ -64,11 +64,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         settings = ScorerSettings(device=args.device, batch_size=args.batch_size)
         if args.scorer_model:
-            field = {"clip": "clip_model", "aesthetic": "aesthetic_model", "hpsv2": "hpsv2_checkpoint"}
-            changes = {field.get(args.scorer, "pickscore_model"): args.scorer_model}
-            if args.scorer == "pickscore":
-                changes["pickscore_processor"] = None  # the folder's own processor
-            settings = settings.replace(**changes)
+            settings = settings.with_model(args.scorer_model)
         scores = scorer_callable(build_scorer(args.scorer, settings))
         if args.testset == "pickapic_v1_test":
             options["loader_options"] = {"with_images": True}
