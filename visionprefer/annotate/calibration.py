@@ -21,7 +21,7 @@ from typing import Any
 from ..config import BuildConfig
 from ..errors import CalibrationFailed, VisionPreferError
 from ..keys import digest
-from ..rundir import RunDir, atomic_write_text
+from ..rundir import RunDir, atomic_write_bytes, atomic_write_text
 
 CALIBRATION_FILE = "calibration.json"  # in <run>/annotate/
 
@@ -80,11 +80,10 @@ def _image_files(run: RunDir, item: Any) -> list[str]:
             / f"{digest('calibration-image', str(item.item_id), index)}.png"
         )
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
             with Image.open(io.BytesIO(data)) as im:
                 buf = io.BytesIO()
                 im.convert("RGB").save(buf, format="PNG")
-            path.write_bytes(buf.getvalue())
+            atomic_write_bytes(path, buf.getvalue())  # a torn file would be trusted by the exists() above
         out.append(str(path))
     return out
 

@@ -647,6 +647,7 @@ def run_agreement(
         folder = Path(out)
         folder.mkdir(parents=True, exist_ok=True)
         summary = {
+            "benchmark": "agreement",
             "testset": testset,
             "spec_revision": spec.get("revision"),
             "protocol": protocol,

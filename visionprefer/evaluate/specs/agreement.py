@@ -80,9 +80,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         seed=args.seed,
         **options,
     )
-    path = Path(args.out) / "agreement_summary.json"
-    summary = {"benchmark": "agreement", **json.loads(path.read_text(encoding="utf-8"))}
-    path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    summary = json.loads((Path(args.out) / "agreement_summary.json").read_text(encoding="utf-8"))
     return {**summary, "text": format_agreement(result)}
 
 
