@@ -71,6 +71,7 @@ class UsageLog:
         self.folder = folder
         self.path = folder / f"usage-rank{rank}.jsonl"
         self._file = AppendFile(self.path)
+        self.recovered_for: object | None = None  # the cache recover_usage last matched this log against
 
     def record(self, **fields: Any) -> None:
         self._file.append({"time": time.time(), **fields})
@@ -115,8 +116,13 @@ def recover_usage(cache: ResponseCache, usage: UsageLog) -> int:
     its tokens and dollars would be missing from every total and budget for good. Each answered commit of a
     key in ``responses-rank<R>.jsonl`` is matched by one ``ok`` record in ``usage-rank<R>.jsonl``; a missing
     one is recorded from the cache entry (its tokens and dollars) with ``recovered: true``. Returns how many
-    were recorded."""
+    were recorded. Done once per cache and log in a process: while it lives, every commit writes both
+    (:func:`commit_answer`), so there is nothing more to find (the Batch API runner of each re-ask round
+    shares the stage client's cache and log)."""
+    if usage.recovered_for is cache:
+        return 0
     with COMMIT_LOCK:
+        usage.recovered_for = cache
         commits = cache.own_commits()
         if not commits:
             return 0
