@@ -287,3 +287,24 @@ def test_status_follows_the_batches_from_submission_to_collection(tmp_path, fake
     text = format_status(st)
     assert "Batch API: 3 batches collected, none in flight" in text and "polls them again" not in text
     ResponseCache(tmp_path / "run" / "llm").close()
+
+
+def test_the_scripted_server_bills_images_as_openai_publishes():
+    """The stand-in's image billing against OpenAI's own worked examples (vision guide: 1024 x 1024 high
+    detail = 765 tokens, 2048 x 4096 = 1105, any image at low detail = 85), not against our estimator:
+    the budget test above would otherwise only compare the project with itself."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from visionprefer.testing.fake_openai import image_tokens_billed
+
+    def url(w: int, h: int) -> str:
+        buf = io.BytesIO()
+        Image.new("RGB", (w, h)).save(buf, format="PNG")
+        return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+    assert image_tokens_billed(url(1024, 1024), "high") == 765
+    assert image_tokens_billed(url(2048, 4096), "high") == 1105
+    assert image_tokens_billed(url(4096, 8192), "low") == 85
