@@ -51,20 +51,20 @@ from .usage import UsageLog, commit_answer, cost_usd, observed_per_call, recover
 
 CHAT_ENDPOINT = "/v1/chat/completions"
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
-# Error codes (lines without an HTTP status, or batch-level errors) worth retrying in a later run.
-TRANSIENT_CODES = frozenset(
-    {
-        "batch_expired",
-        "batch_cancelled",
-        "rate_limit_exceeded",
-        "token_limit_exceeded",
-        "server_error",
-        "internal_error",
-        "service_unavailable",
-        "timeout",
-        "request_timeout",
-    }
-)
+# Error codes of lines and batches (without an HTTP status, or batch-level) -> failure kind. These are the
+# ones worth retrying in a later run; any other code is a permanent failure of kind bad_request.
+_CODE_KINDS = {
+    "batch_expired": "batch_expired",
+    "batch_cancelled": "batch_expired",
+    "rate_limit_exceeded": "rate_limited",
+    "token_limit_exceeded": "rate_limited",
+    "server_error": "server_error",
+    "internal_error": "server_error",
+    "service_unavailable": "server_error",
+    "timeout": "timeout",
+    "request_timeout": "timeout",
+}
+TRANSIENT_CODES = frozenset(_CODE_KINDS)
 STATE_VERSION = 1
 _UPLOAD_TIMEOUT_S = 600.0  # uploads and downloads of files up to 200 MB
 
@@ -169,20 +169,6 @@ def _http_failure_kind(status: int) -> str:
     if status == 408:
         return "timeout"
     return "server_error" if status >= 500 else "bad_request"
-
-
-# Error codes of lines and batches -> failure kind (anything else: bad_request).
-_CODE_KINDS = {
-    "batch_expired": "batch_expired",
-    "batch_cancelled": "batch_expired",
-    "rate_limit_exceeded": "rate_limited",
-    "token_limit_exceeded": "rate_limited",
-    "server_error": "server_error",
-    "internal_error": "server_error",
-    "service_unavailable": "server_error",
-    "timeout": "timeout",
-    "request_timeout": "timeout",
-}
 
 
 def _line_failure(record: dict[str, Any], batch_id: str) -> BatchFailure:
