@@ -12,6 +12,7 @@ NCCL, 30 for gloo) would kill those waiting ranks. So the group is created with 
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -85,6 +86,17 @@ def dist_timeout() -> Any:
     return timedelta(seconds=seconds)
 
 
+def _destroy_process_group() -> None:
+    """Tear the process group down while the interpreter is still whole. Left to interpreter
+    finalisation, gloo's worker threads may still own work objects whose destruction needs the GIL, and
+    the process dies with ``terminate called without an active exception`` (SIGABRT) after its work is
+    done (pytorch/pytorch#190489). Local: no collective, so a rank that exits early does not wait."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def process_info() -> ProcessInfo:
     """The current process's rank and world size (created once per process)."""
     global _CURRENT
@@ -95,6 +107,7 @@ def process_info() -> ProcessInfo:
 
             state = PartialState(cpu=not torch.cuda.is_available(), timeout=dist_timeout())
             _CURRENT = ProcessInfo(state.process_index, state.num_processes, state.local_process_index, state)
+            atexit.register(_destroy_process_group)
         else:
             _CURRENT = ProcessInfo()
     return _CURRENT
