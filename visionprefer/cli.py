@@ -328,6 +328,14 @@ def _write_submission(args: argparse.Namespace, summary: dict) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    code = _main(argv)
+    from .dist import leave_launch
+
+    leave_launch(code)  # under torchrun: exits here (see there why)
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _run(args)
