@@ -88,6 +88,15 @@ def load_testset(name_or_loader: str, path: str | Path | Any, **options: Any) ->
         kind = spec["loader"]
         if kind == "mjbench":
             options.setdefault("subset", spec.get("split"))
+        elif (
+            kind == "pickapic"
+            and spec.get("split")
+            and "split" not in options
+            and isinstance(path, (str, Path))
+            and _parquet_files(Path(path), spec["split"])
+        ):
+            # a Hub snapshot holds every split: read the spec's; any other folder or file is read whole
+            options["split"] = spec["split"]
     elif name_or_loader in LOADERS:
         kind = name_or_loader
     else:
