@@ -508,6 +508,84 @@ def test_specs_are_complete():
     assert "taken down" in spec_of("pickapic_v1_test")["availability_note"]
 
 
+def test_spec_size_and_files_blocks_agree_with_themselves():
+    """What each spec's ``size`` and ``files`` blocks say, checked against each other (the real files are
+    checked by ``pytest -m slow``, tests/test_slow_sources.py)."""
+    checked = 0
+    for name in TESTSETS:
+        spec = spec_of(name)
+        size = {k: v for k, v in (spec.get("size") or {}).items() if v is not None}
+        if "group_sizes" in size:
+            groups = {int(n): count for n, count in size["group_sizes"].items()}
+            assert sum(groups.values()) == size["prompts"], name
+            assert sum(n * count for n, count in groups.items()) == size["images"], name
+            pairs = sum(count * n * (n - 1) // 2 for n, count in groups.items())
+            assert size["decisive_pairs"] + size["tied_pairs"] == pairs, name
+            checked += 1
+        if "captions" in size and "generators" in size:
+            assert size["captions"] * size["generators"] == size["images"], name
+            checked += 1
+        for key, value in size.items():
+            if isinstance(value, dict):
+                assert all(isinstance(v, int) and v > 0 for v in value.values()), (name, key)
+            elif not isinstance(value, str):
+                assert isinstance(value, int) and value > 0, (name, key)
+        for kind, f in spec["files"].items():
+            if f.get("git_blob_sha1") is not None:
+                assert re.fullmatch(r"[0-9a-f]{40}", f["git_blob_sha1"]), (name, kind)
+            if f["verified"] and kind.startswith("annotations"):
+                assert f.get("url"), (name, kind)  # a pinned hash names the file it is the hash of
+            url = f.get("url") or ""
+            if url.startswith("https://raw.githubusercontent.com/"):
+                assert f"/{spec['revision']}/" in url, (name, kind)  # the spec's revision, not a branch
+                assert url.endswith("/" + f["repo_path"]) and url.endswith("/" + f["filename"]), (name, kind)
+                checked += 1
+    assert checked >= 5  # ImageReward's groups, TIFA160's captions x generators, three raw GitHub URLs
+
+
+def test_size_problems_compare_a_copy_with_its_spec(imagereward_dir):
+    from visionprefer.evaluate.testsets import size_problems
+
+    items = load_testset("imagereward_test", imagereward_dir / "data")
+    # the fixture by hand: 4 + 2 + 3 + 3 + 2 images; pairs 6 + 1 + 3 + 3 + 1, of which 2 human ties
+    size = {"prompts": 5, "images": 14, "group_sizes": {"2": 2, "3": 2, "4": 1}, "decisive_pairs": 12}
+    size |= {"tied_pairs": 2, "pairs_published": "text is not a claim", "hub_pairs": None}
+    assert size_problems({"size": size}, items) == []
+    assert size_problems({"size": {**size, "images": 15, "group_sizes": {"4": 5}}}, items) == [
+        "size.images: the spec states 15, the copy has 14",
+        "size.group_sizes: the spec states {4: 5}, the copy has {2: 2, 3: 2, 4: 1}",
+    ]
+
+
+def test_testset_file_checks_the_pinned_hash(tmp_path, monkeypatch):
+    import hashlib
+
+    from visionprefer.evaluate import testsets
+
+    monkeypatch.setenv("VISIONPREFER_CACHE", str(tmp_path))
+    with pytest.raises(SourceError, match="sha256"):
+        testsets.testset_file("imagereward_test", downloader=lambda url, dest: dest.write_text("[]"))
+    assert not (tmp_path / "testsets" / "imagereward_test" / "test.json").exists()
+    data = b'[{"id": "x"}]'
+    spec = spec_of("imagereward_test")
+    spec["files"]["annotations"]["sha256"] = hashlib.sha256(data).hexdigest()
+    urls = []
+
+    def fake(url, dest):
+        urls.append(url)
+        dest.write_bytes(data)
+
+    with monkeypatch.context() as m:
+        m.setattr(testsets, "testset_spec", lambda name: spec)
+        path = testsets.testset_file("imagereward_test", downloader=fake)
+        assert path.read_bytes() == data and urls == [spec["files"]["annotations"]["url"]]
+        assert testsets.testset_file("imagereward_test", downloader=fake) == path and len(urls) == 1  # cached
+    with pytest.raises(ConfigError, match="no download URL"):
+        testsets.testset_file("hpdv2_test")
+    with pytest.raises(ConfigError, match="no file 'labels'"):
+        testsets.testset_file("imagereward_test", "labels")
+
+
 def test_format_agreement_prints_reference_figures(imagereward_dir):
     items = load_testset("imagereward_test", imagereward_dir / "data")
     result = agreement(items, load_scores(imagereward_dir / "test_model.json"), "imagereward_micro",
