@@ -3,7 +3,9 @@
 A submission is one JSON file describing one model configuration (``model``: how the images were made;
 ``environment``: package versions and device) and its benchmark results (``benchmarks``: one entry per
 leaderboard benchmark, each with ``metric_version``, ``evaluators``, ``n``, a ``summary`` and the per-item
-``results`` file with its sha256). ``schema`` is always ``"visionprefer.submission/1"``: a change that would
+``results`` file with its sha256). A submission whose benchmarks are all ``agreement/<testset>`` ones (a
+scorer's or judge's agreement with a human test set; see :mod:`visionprefer.evaluate.specs.agreement`)
+describes no images, so it has no ``model`` (:func:`model_required`). ``schema`` is always ``"visionprefer.submission/1"``: a change that would
 make an old reader misread a file gets a new number; unknown keys are errors, so additions also get one.
 
 The format is defined in one place, the JSON Schema (draft 2020-12) ``submission.schema.json`` beside this
