@@ -5,8 +5,9 @@ A submission is one JSON file describing one model configuration (``model``: how
 leaderboard benchmark, each with ``metric_version``, ``evaluators``, ``n``, a ``summary`` and the per-item
 ``results`` file with its sha256). A submission whose benchmarks are all ``agreement/<testset>`` ones (a
 scorer's or judge's agreement with a human test set; see :mod:`visionprefer.evaluate.specs.agreement`)
-describes no images, so it has no ``model`` (:func:`model_required`). ``schema`` is always ``"visionprefer.submission/1"``: a change that would
-make an old reader misread a file gets a new number; unknown keys are errors, so additions also get one.
+describes no images, so it has no ``model`` (:func:`model_required`). ``schema`` is always
+``"visionprefer.submission/1"``: a change that would make an old reader misread a file gets a new number;
+unknown keys are errors, so additions also get one.
 
 The format is defined in one place, the JSON Schema (draft 2020-12) ``submission.schema.json`` beside this
 module (:func:`submission_schema`; every key, type, range and version is there). A complete example is
