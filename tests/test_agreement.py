@@ -508,6 +508,84 @@ def test_specs_are_complete():
     assert "taken down" in spec_of("pickapic_v1_test")["availability_note"]
 
 
+def test_spec_size_and_files_blocks_agree_with_themselves():
+    """What each spec's ``size`` and ``files`` blocks say, checked against each other (the real files are
+    checked by ``pytest -m slow``, tests/test_slow_sources.py)."""
+    checked = 0
+    for name in TESTSETS:
+        spec = spec_of(name)
+        size = {k: v for k, v in (spec.get("size") or {}).items() if v is not None}
+        if "group_sizes" in size:
+            groups = {int(n): count for n, count in size["group_sizes"].items()}
+            assert sum(groups.values()) == size["prompts"], name
+            assert sum(n * count for n, count in groups.items()) == size["images"], name
+            pairs = sum(count * n * (n - 1) // 2 for n, count in groups.items())
+            assert size["decisive_pairs"] + size["tied_pairs"] == pairs, name
+            checked += 1
+        if "captions" in size and "generators" in size:
+            assert size["captions"] * size["generators"] == size["images"], name
+            checked += 1
+        for key, value in size.items():
+            if isinstance(value, dict):
+                assert all(isinstance(v, int) and v > 0 for v in value.values()), (name, key)
+            elif not isinstance(value, str):
+                assert isinstance(value, int) and value > 0, (name, key)
+        for kind, f in spec["files"].items():
+            if f.get("git_blob_sha1") is not None:
+                assert re.fullmatch(r"[0-9a-f]{40}", f["git_blob_sha1"]), (name, kind)
+            if f["verified"] and kind.startswith("annotations"):
+                assert f.get("url"), (name, kind)  # a pinned hash names the file it is the hash of
+            url = f.get("url") or ""
+            if url.startswith("https://raw.githubusercontent.com/"):
+                assert f"/{spec['revision']}/" in url, (name, kind)  # the spec's revision, not a branch
+                assert url.endswith("/" + f["repo_path"]) and url.endswith("/" + f["filename"]), (name, kind)
+                checked += 1
+    assert checked >= 5  # ImageReward's groups, TIFA160's captions x generators, three raw GitHub URLs
+
+
+def test_size_problems_compare_a_copy_with_its_spec(imagereward_dir):
+    from visionprefer.evaluate.testsets import size_problems
+
+    items = load_testset("imagereward_test", imagereward_dir / "data")
+    # the fixture by hand: 4 + 2 + 3 + 3 + 2 images; pairs 6 + 1 + 3 + 3 + 1, of which 2 human ties
+    size = {"prompts": 5, "images": 14, "group_sizes": {"2": 2, "3": 2, "4": 1}, "decisive_pairs": 12}
+    size |= {"tied_pairs": 2, "pairs_published": "text is not a claim", "hub_pairs": None}
+    assert size_problems({"size": size}, items) == []
+    assert size_problems({"size": {**size, "images": 15, "group_sizes": {"4": 5}}}, items) == [
+        "size.images: the spec states 15, the copy has 14",
+        "size.group_sizes: the spec states {4: 5}, the copy has {2: 2, 3: 2, 4: 1}",
+    ]
+
+
+def test_testset_file_checks_the_pinned_hash(tmp_path, monkeypatch):
+    import hashlib
+
+    from visionprefer.evaluate import testsets
+
+    monkeypatch.setenv("VISIONPREFER_CACHE", str(tmp_path))
+    with pytest.raises(SourceError, match="sha256"):
+        testsets.testset_file("imagereward_test", downloader=lambda url, dest: dest.write_text("[]"))
+    assert not (tmp_path / "testsets" / "imagereward_test" / "test.json").exists()
+    data = b'[{"id": "x"}]'
+    spec = spec_of("imagereward_test")
+    spec["files"]["annotations"]["sha256"] = hashlib.sha256(data).hexdigest()
+    urls = []
+
+    def fake(url, dest):
+        urls.append(url)
+        dest.write_bytes(data)
+
+    with monkeypatch.context() as m:
+        m.setattr(testsets, "testset_spec", lambda name: spec)
+        path = testsets.testset_file("imagereward_test", downloader=fake)
+        assert path.read_bytes() == data and urls == [spec["files"]["annotations"]["url"]]
+        assert testsets.testset_file("imagereward_test", downloader=fake) == path and len(urls) == 1  # cached
+    with pytest.raises(ConfigError, match="no download URL"):
+        testsets.testset_file("hpdv2_test")
+    with pytest.raises(ConfigError, match="no file 'labels'"):
+        testsets.testset_file("imagereward_test", "labels")
+
+
 def test_format_agreement_prints_reference_figures(imagereward_dir):
     items = load_testset("imagereward_test", imagereward_dir / "data")
     result = agreement(items, load_scores(imagereward_dir / "test_model.json"), "imagereward_micro",
@@ -615,3 +693,270 @@ def test_eval_agreement_from_the_cli(imagereward_dir, tmp_path, capsys):
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("visionprefer: error:")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Leaderboard entries: eval agreement --submission, validation, tables
+
+
+def _wilson_by_hand(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    from scipy.stats import norm
+
+    z = norm.ppf(0.5 + level / 2)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def _submit(testset, data, scores, out, *extra):
+    from visionprefer.cli import main
+
+    args = ["eval", "agreement", "--testset", testset, "--data", str(data), "--scores", str(scores)]
+    args += ["--out", str(out), "--submission", str(out / "submission.json"), *extra]
+    assert main(args) == 0
+    return out / "submission.json"
+
+
+def test_eval_agreement_submission_validates_and_renders(imagereward_dir, tmp_path, capsys):
+    import hashlib
+
+    from visionprefer.cli import main
+    from visionprefer.leaderboard import validate_submission
+
+    board = tmp_path / "board"
+    scores = imagereward_dir / "test_model.json"
+    first = _submit(
+        "imagereward_test", imagereward_dir / "data", scores, board / "a", "--candidate", "me/rm-a"
+    )
+    # a second candidate that orders every scored prompt as the humans do (prompt 5 stays unscored)
+    perfect = _write(
+        tmp_path / "perfect.json",
+        {
+            "000001-0001": [4, 3, 3.5, 1],
+            "000001-0002": [1, 2],
+            "000001-0003": [3, 2, 1],
+            "000001-0004": [3, 2, 1],
+        },
+    )
+    second = _submit(
+        "imagereward_test", imagereward_dir / "data", perfect, board / "b", "--candidate", "me/rm-b"
+    )
+    capsys.readouterr()
+
+    data = json.loads(first.read_text())
+    assert "model" not in data  # an agreement entry describes a scorer, not images a model made
+    entry = data["benchmarks"]["agreement/imagereward_test"]
+    assert entry["evaluators"] == {"scorer": "me/rm-a"} and entry["metric_version"] == "v1"
+    s = entry["summary"]
+    # the fixture's arithmetic (see imagereward_dir): 7 right of 10 decisive pairs, 1 of them a predicted tie
+    assert (s["testset"], s["protocol"], s["n_pairs"], s["correct"], entry["n"]) == (
+        "imagereward_test",
+        "imagereward_micro",
+        10,
+        7,
+        10,
+    )
+    assert s["accuracy"] == pytest.approx(0.7) and s["tie_rate"] == pytest.approx(0.1)
+    assert (s["human_ties"], s["predicted_ties"], s["skipped_pairs"], s["missing_images"]) == (2, 1, 2, 1)
+    assert (s["wilson_ci"]["low"], s["wilson_ci"]["high"]) == pytest.approx(_wilson_by_hand(7, 10))
+    assert s["bootstrap_ci"]["n_resamples"] == 1000 and s["bootstrap_ci"]["method"] == "bootstrap-percentile"
+    assert s["input_sha256"] == {"scores": hashlib.sha256(scores.read_bytes()).hexdigest()}
+    assert s["candidate"] == {"source": "scores"}
+    assert s["spec_revision"] == spec_of("imagereward_test")["revision"]
+    items = [json.loads(line) for line in (board / "a" / "agreement_items.jsonl").read_text().splitlines()]
+    assert [(r["item_id"], r["decisive_pairs"], r["correct"]) for r in items] == [
+        ("000001-0001", 5, 4),
+        ("000001-0002", 1, 0),
+        ("000001-0003", 3, 2),
+        ("000001-0004", 1, 1),
+        ("000001-0005", 0, 0),
+    ]
+    validate_submission(first)
+    # decisive pairs: 5 in prompt 1 (one human tie), 1 in prompt 2, 3 each in prompts 3 and 4: 12 of 12
+    best = json.loads(second.read_text())["benchmarks"]["agreement/imagereward_test"]["summary"]
+    assert (best["correct"], best["n_pairs"], best["accuracy"]) == (12, 12, 1.0)
+
+    assert main(["leaderboard", "validate", str(first), str(second)]) == 0
+    table = tmp_path / "table"
+    args = [
+        "leaderboard",
+        "render",
+        str(board),
+        "--out",
+        str(table),
+        "--benchmark",
+        "agreement/imagereward_test",
+    ]
+    assert main(args) == 0
+    markdown = (table / "leaderboard.md").read_text()
+    assert "# Leaderboard: Agreement with humans on imagereward_test, ranked by accuracy" in markdown
+    assert "protocol imagereward_micro" in markdown
+    ranked = [line for line in markdown.splitlines() if line.startswith("| 1 ") or line.startswith("| 2 ")]
+    assert "me/rm-b" in ranked[0] and "1.000" in ranked[0]
+    assert "me/rm-a" in ranked[1] and "0.700" in ranked[1] and "per-image scores file" in ranked[1]
+    html = (table / "leaderboard.html").read_text()
+    assert "<h2>Agreement with humans on imagereward_test: accuracy (protocol imagereward_micro)</h2>" in html
+
+
+def test_tifa160_submission_carries_the_correlations(tifa_file, tmp_path, capsys):
+    from scipy.stats import kendalltau, pearsonr, spearmanr
+
+    from visionprefer.cli import main
+
+    predicted = [0.9, 0.5, 0.6, 0.1, 0.5, 0.2, 0.3, 0.3, 0.8]
+    data = json.loads(tifa_file.read_text())
+    keys = list(data)  # t1, t2, t3 x three generators, in file order
+    scores = _write(tmp_path / "scores.json", dict(zip(keys, predicted, strict=True)))
+    out = tmp_path / "board" / "tifa"
+    sub = _submit("tifa160", tifa_file, scores, out, "--candidate", "me/metric")
+    entry = json.loads(sub.read_text())["benchmarks"]["agreement/tifa160"]
+    s = entry["summary"]
+    human = [data[k]["human_avg"] for k in keys]
+    assert s["spearman"] == pytest.approx(spearmanr(human, predicted).statistic)
+    assert s["kendall_tau_b"] == pytest.approx(kendalltau(human, predicted).statistic)
+    assert s["pearson"] == pytest.approx(pearsonr(human, predicted).statistic)
+    assert s["images"] == 9 == entry["n"] and "accuracy" not in s and "n_pairs" not in s
+    assert main(["leaderboard", "render", str(tmp_path / "board"), "--out", str(tmp_path / "t"),
+                 "--benchmark", "agreement/tifa160", "--metric", "kendall_tau_b"]) == 0  # fmt: skip
+    markdown = (tmp_path / "t" / "leaderboard.md").read_text()
+    row = next(line for line in markdown.splitlines() if line.startswith("| 1 "))
+    assert "me/metric" in row and f"{kendalltau(human, predicted).statistic:.3f}" in row
+
+
+def test_eval_agreement_submission_needs_a_candidate_and_enough_resamples(imagereward_dir, tmp_path, capsys):
+    from visionprefer.cli import main
+
+    base = ["eval", "agreement", "--testset", "imagereward_test", "--data", str(imagereward_dir / "data")]
+    base += ["--scores", str(imagereward_dir / "test_model.json"), "--out", str(tmp_path / "o")]
+    for extra, phrase in (
+        ([], "--submission: name the scorer or judge that produced --scores with --candidate MODEL_ID"),
+        (["--candidate", "x", "--bootstrap", "50"], "needs --bootstrap 1000 or more (got 50)"),
+    ):
+        assert main([*base, "--submission", str(tmp_path / "s.json"), *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and phrase in err[0], err
+        assert not (tmp_path / "o").exists()  # refused before any work
+
+
+def _rename_testset(d):
+    d["benchmarks"]["agreement/imagereward_v9"] = d["benchmarks"].pop("agreement/imagereward_test")
+
+
+def _add_hps_entry(d):
+    from pathlib import Path
+
+    example = json.loads(
+        (Path(__file__).parent / "data" / "leaderboard" / "sdxl" / "submission.json").read_text()
+    )
+    d["benchmarks"]["hpsv2"] = example["benchmarks"]["hpsv2"]
+
+
+def _as_judge(d):
+    d["benchmarks"]["agreement/imagereward_test"]["evaluators"] = {"judge": "gpt-4o"}
+
+
+def _set_summary(key, value):
+    def mutate(d):
+        d["benchmarks"]["agreement/imagereward_test"]["summary"][key] = value
+
+    return mutate
+
+
+AG = 'benchmarks["agreement/imagereward_test"]'
+BAD_AGREEMENT = [
+    (
+        "accuracy-outside-ci",
+        _set_summary("bootstrap_ci", {"low": 0.1, "high": 0.2, "level": 0.95, "method": "bootstrap-percentile",
+                                      "n_resamples": 1000}),  # fmt: skip
+        f"{AG}.summary.bootstrap_ci",
+        "[0.1, 0.2] does not contain its estimate accuracy = 0.7",
+    ),
+    (
+        "protocol-of-another-set",
+        _set_summary("protocol", "hpsv2_ranking"),
+        f"{AG}.summary.protocol",
+        "'hpsv2_ranking' is not a protocol of imagereward_test (its spec allows imagereward_micro, hpsv2_macro)",
+    ),
+    (
+        "unknown-protocol",
+        _set_summary("protocol", "majority_vote"),
+        f"{AG}.summary.protocol",
+        "'majority_vote' is not a protocol of imagereward_test",
+    ),
+    (
+        "unknown-testset",
+        _rename_testset,
+        'benchmarks["agreement/imagereward_v9"]',
+        "unknown key; valid keys here: tifa, hpsv2, score, winrate, bradley_terry, agreement/imagereward_test",
+    ),
+    (
+        "testset-other-than-key",
+        _set_summary("testset", "hpdv2_test"),
+        f"{AG}.summary.testset",
+        "'hpdv2_test' is not 'imagereward_test', the test set of agreement/imagereward_test",
+    ),
+    ("accuracy-above-1", _set_summary("accuracy", 1.2), f"{AG}.summary.accuracy", "must be <= 1, got 1.2"),
+    ("no-pairs", _set_summary("n_pairs", 0), f"{AG}.summary.n_pairs", "must be >= 1, got 0"),
+    ("accuracy-vs-counts", _set_summary("accuracy", 0.75), f"{AG}.summary.accuracy", "0.75 is not correct / n_pairs = 0.7000"),
+    (
+        "wilson",
+        _set_summary("wilson_ci", {"low": 0.3, "high": 0.9, "level": 0.95, "method": "wilson"}),
+        f"{AG}.summary.wilson_ci.low",
+        "0.3 is not the 0.95 Wilson bound for 7 correct in 10 pairs",
+    ),
+    ("tie-rate", _set_summary("tie_rate", 0.5), f"{AG}.summary.tie_rate", "0.5 is not predicted_ties / decisive pairs = 0.1000"),
+    ("correlation-on-pairs", _set_summary("spearman", 0.5), f"{AG}.summary.spearman", "not a figure of protocol imagereward_micro"),
+    ("judge-with-scores", _as_judge, f"{AG}.summary.candidate.source", "verdicts come from a judge"),
+    ("model-for-other-benchmarks", _add_hps_entry, "model", "missing (required)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field", "phrase"), [c[1:] for c in BAD_AGREEMENT], ids=[c[0] for c in BAD_AGREEMENT]
+)
+def test_bad_agreement_entry_is_rejected_naming_the_field(
+    imagereward_dir, tmp_path, capsys, mutate, field, phrase
+):
+    from visionprefer.leaderboard import SubmissionError, validate_submission
+
+    out = tmp_path / "sub"
+    path = _submit("imagereward_test", imagereward_dir / "data", imagereward_dir / "test_model.json", out,
+                   "--candidate", "me/rm")  # fmt: skip
+    data = json.loads(path.read_text())
+    mutate(data)
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(SubmissionError) as info:
+        validate_submission(path, base_dir=out)
+    message = str(info.value)
+    assert "\n" not in message
+    assert info.value.field == field, message
+    assert message.startswith(f"{path}: {field}: ") and phrase in message, message
+
+
+def test_judge_verdicts_submission_has_position_consistency(pickapic_parquet, tmp_path, capsys):
+    from visionprefer.leaderboard import validate_submission
+
+    rows = [("r0", "A", "B"), ("r1", "A", "A"), ("r2", "tie", "tie"), ("r3", "B", "A")]  # both orders
+    verdicts = [{"item_id": i, "image_a": 0, "image_b": 1, "answer": first} for i, first, _ in rows]
+    verdicts += [{"item_id": i, "image_a": 1, "image_b": 0, "answer": second} for i, _, second in rows]
+    verdicts.append({"item_id": "r5", "image_a": 0, "image_b": 1, "answer": "B"})  # one order only
+    path = tmp_path / "verdicts.jsonl"
+    path.write_text("\n".join(json.dumps(v) for v in verdicts), encoding="utf-8")
+    from visionprefer.cli import main
+
+    out = tmp_path / "judge"
+    args = ["eval", "agreement", "--testset", "pickapic_v1_test", "--data", str(pickapic_parquet / "data")]
+    args += ["--verdicts", str(path), "--candidate", "gpt-4o-2024-08-06", "--out", str(out)]
+    assert main([*args, "--submission", str(out / "submission.json")]) == 0
+    entry = json.loads((out / "submission.json").read_text())["benchmarks"]["agreement/pickapic_v1_test"]
+    s = entry["summary"]
+    assert entry["evaluators"] == {"judge": "gpt-4o-2024-08-06"} and s["candidate"] == {"source": "verdicts"}
+    assert set(s["input_sha256"]) == {"verdicts"}
+    # test_unique only (the folder also holds validation_unique, the spec names the split): decisive rows
+    # r0 (right), r1 (orders disagree: a tie, wrong), r3 (wrong), r5 (right); r4 unjudged
+    assert (s["correct"], s["n_pairs"], s["predicted_ties"], s["skipped_pairs"]) == (2, 4, 1, 1)
+    pc = s["position_consistency"]
+    assert (pc["pairs"], pc["consistent"], pc["rate"]) == (4, 3, 0.75)  # r0, r2, r3 agree with themselves
+    assert (pc["wilson_ci"]["low"], pc["wilson_ci"]["high"]) == pytest.approx(_wilson_by_hand(3, 4))
+    validate_submission(out / "submission.json")

@@ -149,7 +149,7 @@ def test_builtin_entries_match_the_schema_file():
     assert list(registry.evaluators()) == list(registry.BUILTIN)
     for ev in registry.evaluators().values():
         assert ev.summary_file == f"{ev.name}_summary.json" and "benchmark" in ev.summary_fields
-        # an evaluator either feeds leaderboard benchmarks through its entries, or none (agreement, for now)
+        # an evaluator either feeds leaderboard benchmarks through its entries, or has none
         assert (ev.entries is not None) == bool(ev.benchmarks), ev.name
 
 

@@ -2,8 +2,9 @@
 
 Run where the Hub and GitHub are reachable: ``.venv/bin/python -m pytest -m slow tests/test_slow_sources.py``.
 Each test downloads the canonical file through the package's own code (into a temporary cache) and checks it
-against the facts the package relies on: pinned hashes and row counts of the benchmark files, the pinned
-revisions of the generator presets, the HPS v2 checkpoints and prompt sets, the LAION aesthetic head.
+against the facts the package relies on: pinned hashes and row counts of the benchmark files and of the human
+test sets' annotation files, the pinned revisions of the generator presets, the HPS v2 checkpoints and prompt
+sets, the LAION aesthetic head.
 """
 
 from __future__ import annotations
@@ -89,3 +90,38 @@ def test_laion_aesthetic_head_downloads_and_fits_clip_l14(tmp_path):
     path = download_laion_v2(cache_dir=tmp_path)
     head = build_head(load_head_state(path), source=str(path))
     assert head.layers[0].in_features == 768  # the CLIP ViT-L/14 image embedding
+
+
+def _human_annotation_files() -> list[tuple[str, str]]:
+    """(test set, files key) of every annotations file a human test-set spec gives a download URL for."""
+    from visionprefer.evaluate.testsets import TESTSETS, testset_spec
+
+    return [
+        (name, kind)
+        for name in TESTSETS
+        for kind, entry in testset_spec(name)["files"].items()
+        if kind.startswith("annotations") and entry.get("url")
+    ]
+
+
+@pytest.mark.parametrize(("name", "kind"), _human_annotation_files())
+def test_human_test_set_file_has_its_pinned_hash_and_the_sizes_its_spec_states(
+    name, kind, tmp_path, monkeypatch
+):
+    from visionprefer.evaluate.testsets import load_testset, size_problems, testset_file, testset_spec
+    from visionprefer.leaderboard.schema import file_sha256
+
+    monkeypatch.setenv("VISIONPREFER_CACHE", str(tmp_path))
+    spec = testset_spec(name)
+    entry = spec["files"][kind]
+    path = testset_file(name, kind)  # refused unless it matches a pinned sha256
+    digest = file_sha256(path)
+    if entry["sha256"] is None:
+        print(f"{name} files.{kind}: sha256 {digest}")
+        pytest.fail(
+            f"benchmarks/specs/human/{name}.yaml: files.{kind} has no pinned sha256; the file at "
+            f"{entry['url']} has sha256 {digest}: pin it (sha256: {digest}, verified: true)"
+        )
+    assert digest == entry["sha256"]
+    problems = size_problems(spec, load_testset(name, path))
+    assert not problems, f"{name} ({kind}): " + "; ".join(problems)

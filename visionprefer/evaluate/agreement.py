@@ -234,6 +234,8 @@ class AgreementResult:
     did / did not enter the statistic. ``extra`` holds protocol-specific numbers (MJ-Bench without ties;
     TIFA's three correlations). ``per_aspect`` maps an aspect label to the same statistic on its items.
     ``position_consistency`` (judges asked in both orders): ``{pairs, consistent, rate, wilson_ci}``.
+    ``items`` has one record per test-set item (its pair counts, or for ``tifa_correlation`` its human and
+    predicted values): what ``eval agreement`` writes to ``agreement_items.jsonl``; not in :meth:`to_dict`.
     """
 
     protocol: str
@@ -259,9 +261,12 @@ class AgreementResult:
     extra: dict[str, Any] = field(default_factory=dict)
     per_aspect: dict[str, dict[str, Any]] = field(default_factory=dict)
     position_consistency: dict[str, Any] | None = None
+    items: tuple[dict[str, Any], ...] = field(default=(), repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        del out["items"]
+        return out
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -445,7 +450,26 @@ def agreement(
         extra=extra,
         per_aspect=per_aspect,
         position_consistency=position,
+        items=tuple(_item_record(item, t, protocol) for item, t in zip(testset_items, tallies, strict=True)),
     )
+
+
+def _item_record(item: Item, tally: _ItemTally, protocol: str) -> dict[str, Any]:
+    head: dict[str, Any] = {"item_id": item.item_id}
+    if item.aspect is not None:
+        head["aspect"] = item.aspect
+    if protocol == "tifa_correlation":
+        return {**head, "human": tally.human, "predicted": tally.predicted}
+    return {
+        **head,
+        "decisive_pairs": tally.decisive,
+        "correct": tally.correct,
+        "predicted_ties": tally.pred_ties,
+        "human_ties": tally.human_ties,
+        "discordant": tally.discordant,
+        "credit": tally.credit,
+        "skipped_pairs": tally.skipped,
+    }
 
 
 def _item_scores(item: Item, scores: Any) -> list[float | None]:
@@ -622,13 +646,17 @@ def run_agreement(
     protocol: str | None = None,
     out: str | Path | None = None,
     loader_options: Mapping[str, Any] | None = None,
+    candidate: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> AgreementResult:
     """What an ``eval agreement`` registry entry calls: load ``testset`` from ``data``, score it, and with
-    ``out`` write ``<out>/agreement_summary.json`` (the result, the spec's name, revision and the SHA-256 of
-    the score/verdict files read). ``scores``/``verdicts`` may be file paths (:func:`load_scores`,
-    :func:`load_verdicts`) or objects as :func:`agreement` takes; ``protocol`` defaults to the spec's;
-    ``options`` go to :func:`agreement`."""
+    ``out`` write ``<out>/agreement_summary.json`` (the result, the spec's name, revision, the SHA-256 of
+    the score/verdict files read and ``candidate``, the description of the scorer or judge: ``kind``
+    "scorer" or "judge", ``source`` "scorer", "scores" or "verdicts", ``id`` its model id or None) and
+    ``<out>/agreement_items.jsonl`` (:attr:`AgreementResult.items`). ``scores``/``verdicts`` may be file
+    paths (:func:`load_scores`, :func:`load_verdicts`) or objects as :func:`agreement` takes; ``protocol``
+    defaults to the spec's; ``options`` go to :func:`agreement`."""
+    from ..rundir import atomic_write_text, write_jsonl
     from .provenance import file_sha256
     from .testsets import load_testset, testset_spec
 
@@ -652,9 +680,11 @@ def run_agreement(
             "spec_revision": spec.get("revision"),
             "protocol": protocol,
             "input_sha256": inputs,
+            "candidate": dict(candidate) if candidate is not None else None,
             "result": result.to_dict(),
         }
-        (folder / "agreement_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        write_jsonl(folder / "agreement_items.jsonl", result.items)
+        atomic_write_text(folder / "agreement_summary.json", json.dumps(summary, indent=2) + "\n")
     return result
 
 

@@ -163,7 +163,7 @@ def _table_cells(table: Table) -> tuple[list[str], list[list[str]]]:
 
 def _numeric(index: int, header: str) -> bool:
     """Right-aligned columns: everything but the text columns and the CI."""
-    return index != 4 and header not in ("Model", "Settings", "Submission", "name in fit")
+    return index != 4 and header not in ("Model", "Settings", "Submission", "name in fit", "Wilson CI")
 
 
 _FOOTER = "Higher is better. Rows that show the same value share a rank."

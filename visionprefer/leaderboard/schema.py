@@ -3,8 +3,11 @@
 A submission is one JSON file describing one model configuration (``model``: how the images were made;
 ``environment``: package versions and device) and its benchmark results (``benchmarks``: one entry per
 leaderboard benchmark, each with ``metric_version``, ``evaluators``, ``n``, a ``summary`` and the per-item
-``results`` file with its sha256). ``schema`` is always ``"visionprefer.submission/1"``: a change that would
-make an old reader misread a file gets a new number; unknown keys are errors, so additions also get one.
+``results`` file with its sha256). A submission whose benchmarks are all ``agreement/<testset>`` ones (a
+scorer's or judge's agreement with a human test set; see :mod:`visionprefer.evaluate.specs.agreement`)
+describes no images, so it has no ``model`` (:func:`model_required`). ``schema`` is always
+``"visionprefer.submission/1"``: a change that would make an old reader misread a file gets a new number;
+unknown keys are errors, so additions also get one.
 
 The format is defined in one place, the JSON Schema (draft 2020-12) ``submission.schema.json`` beside this
 module (:func:`submission_schema`; every key, type, range and version is there). A complete example is
@@ -287,7 +290,8 @@ def _contradictions(data: Mapping[str, Any]) -> list[Problem]:
     out: list[Problem] = []
     if "created" in data:
         out += _check_created(data["created"])
-    out += _check_model(data["model"])
+    if "model" in data:
+        out += _check_model(data["model"])
     from ..evaluate.registry import benchmarks
 
     known = benchmarks()
@@ -377,9 +381,9 @@ def opponent_entry(opponent: str, summary: Any) -> dict[str, Any]:
         "ties": s["ties"],
         "losses": s["losses"],
         "win_rate": s["win_rate"],
-        "bootstrap_ci": _interval(s["bootstrap_ci"], level, "bootstrap-percentile", s["n_bootstrap"]),
+        "bootstrap_ci": ci_record(s["bootstrap_ci"], level, "bootstrap-percentile", s["n_bootstrap"]),
         "decisive_win_rate": s["decisive_win_rate"],
-        "wilson_ci": _interval(s["wilson_ci"], level, "wilson"),
+        "wilson_ci": ci_record(s["wilson_ci"], level, "wilson"),
     }
 
 
@@ -394,14 +398,15 @@ def bradley_terry_ratings(
         bounds = None if r["ci_low"] is None else (r["ci_low"], r["ci_high"])
         out[name] = {
             "rating": r["rating"],
-            "ci": _interval(bounds, confidence, "bootstrap-percentile", n_bootstrap),
+            "ci": ci_record(bounds, confidence, "bootstrap-percentile", n_bootstrap),
         }
     return out
 
 
-def _interval(
+def ci_record(
     bounds: Any, level: float, method: str, n_resamples: int | None = None
 ) -> dict[str, Any] | None:
+    """A submission's CI object from ``(low, high)`` (None stays None)."""
     if bounds is None:
         return None
     ci: dict[str, Any] = {"low": float(bounds[0]), "high": float(bounds[1]), "level": level, "method": method}
@@ -410,8 +415,17 @@ def _interval(
     return ci
 
 
+def model_required(benchmark_names: Iterable[str]) -> bool:
+    """Whether a submission with these benchmarks needs ``model`` (the schema file's top-level ``if``:
+    agreement entries describe a scorer or judge on a fixed human test set, not images a model made)."""
+    from jsonschema import Draft202012Validator
+
+    condition = submission_schema()["if"]
+    return Draft202012Validator(condition).is_valid({"benchmarks": dict.fromkeys(benchmark_names, {})})
+
+
 def build_submission(
-    model: Mapping[str, Any],
+    model: Mapping[str, Any] | None,
     benchmarks: Mapping[str, Mapping[str, Any]],
     results_dir: Path_,
     *,
@@ -420,7 +434,8 @@ def build_submission(
 ) -> dict[str, Any]:
     """A validated submission for files that will sit in ``results_dir`` (the submission's folder).
 
-    ``model`` is the description :func:`visionprefer.evaluate.images.generate_images` returns (flat
+    ``model`` is None for a submission that needs none (:func:`model_required`), else the description
+    :func:`visionprefer.evaluate.images.generate_images` returns (flat
     ``height``/``width`` and ``seed_rule`` are accepted and moved into ``resolution`` and ``seeds``; a list
     ``seeds`` becomes ``{"values": [...]}``; a ``torch.`` prefix is dropped from ``dtype``) or the submission
     shape itself. ``benchmarks`` maps a benchmark name to its entry, whose ``results`` may be a path (relative
@@ -435,13 +450,14 @@ def build_submission(
         if "results" in entry:
             entry["results"] = _results_pointer(entry["results"], base, name)
         out_benchmarks[name] = entry
-    submission = {
+    submission: dict[str, Any] = {
         "schema": SCHEMA_ID,
         "created": created or datetime.now(UTC).replace(microsecond=0).isoformat(),
-        "model": _normalise_model(model),
-        "environment": environment_info(device),
-        "benchmarks": out_benchmarks,
     }
+    if model is not None:
+        submission["model"] = _normalise_model(model)
+    submission["environment"] = environment_info(device)
+    submission["benchmarks"] = out_benchmarks
     validate_submission(submission, base_dir=base)
     return submission
 

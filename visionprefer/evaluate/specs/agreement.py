@@ -1,6 +1,9 @@
 """``eval agreement``'s registry entry: how often a scorer's or a judge's preferences agree with people on
 a public human preference test set (the evaluator is :mod:`visionprefer.evaluate.agreement`; the sets are
-the specs in ``benchmarks/specs/human/``). No leaderboard benchmark yet."""
+the specs in ``benchmarks/specs/human/``); its leaderboard benchmarks ``agreement/<testset>``, one per set.
+
+An agreement entry describes a scorer or judge (``evaluators``), not images a model made, so a submission
+of agreement entries alone needs no ``model``; its rows are the candidates."""
 
 from __future__ import annotations
 
@@ -10,14 +13,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..registry import Evaluator
+from ...errors import ConfigError
+from ...leaderboard.fields import RATE_TOLERANCE, Problem, check_ci, check_judge_or_scorer, field, num
+from ...leaderboard.table import Row, Table, fmt
+from ..registry import Benchmark, Evaluator
+from ..testsets import TESTSETS, testset_spec
 
 AGREEMENT_SCORERS = ("clip", "aesthetic", "pickscore", "hpsv2")
 
 
 def add_arguments(sp: argparse.ArgumentParser) -> None:
-    from ..testsets import TESTSETS
-
     sp.add_argument("--testset", required=True, choices=TESTSETS, help="the human test set (its spec)")
     sp.add_argument(
         "--data",
@@ -51,20 +56,63 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--tie-tolerance", type=float, default=0.0, help="scores this close are a predicted tie")
     sp.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the interval")
     sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument(
+        "--candidate",
+        metavar="MODEL_ID",
+        help="the model id of the scorer or judge behind --scores / --verdicts (recorded in the summary; "
+        "--submission needs it); with --scorer it defaults to the scorer's model",
+    )
     sp.add_argument("--out", required=True, metavar="DIR", help="where agreement_summary.json goes")
+    sp.add_argument(
+        "--submission",
+        metavar="FILE",
+        help="also write a leaderboard submission (benchmark agreement/<testset>; needs no --model)",
+    )
+
+
+def _scorer_model(name: str, settings: Any) -> str:
+    """The model id a built-in scorer of ``settings`` loads."""
+    if name == "hpsv2":
+        if settings.hpsv2_checkpoint:
+            return str(settings.hpsv2_checkpoint)
+        from ...scorers.hpsv2 import HPS_CHECKPOINTS, HPS_REPO
+
+        return f"{HPS_REPO}/{HPS_CHECKPOINTS[settings.hpsv2_version]}"
+    return {"clip": settings.clip_model, "aesthetic": settings.aesthetic_model}.get(
+        name, settings.pickscore_model
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from ..agreement import format_agreement, run_agreement, scorer_callable
 
+    if getattr(args, "submission", None):
+        if not (args.scorer or args.candidate):
+            source = "--verdicts" if args.verdicts else "--scores"
+            raise ConfigError(
+                f"--submission: name the scorer or judge that produced {source} with --candidate MODEL_ID"
+            )
+        if args.bootstrap < MIN_RESAMPLES:
+            raise ConfigError(
+                f"--submission: a leaderboard entry needs --bootstrap {MIN_RESAMPLES} or more "
+                f"(got {args.bootstrap})"
+            )
     scores: Any = args.scores
     options: dict[str, Any] = {}
+    kind, source = ("judge", "verdicts") if args.verdicts else ("scorer", "scores")
+    candidate: dict[str, Any] = {"kind": kind, "source": source, "id": args.candidate}
     if args.scorer:
         from ...scorers.factory import ScorerSettings, build_scorer
 
         settings = ScorerSettings(device=args.device, batch_size=args.batch_size)
         if args.scorer_model:
             settings = settings.with_model(args.scorer_model)
+        candidate = {
+            "kind": "scorer",
+            "source": "scorer",
+            "scorer": args.scorer,
+            "id": args.candidate or _scorer_model(args.scorer, settings),
+        }
         scores = scorer_callable(build_scorer(args.scorer, settings))
         if args.testset == "pickapic_v1_test":
             options["loader_options"] = {"with_images": True}
@@ -78,6 +126,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         tie_tolerance=args.tie_tolerance,
         n_bootstrap=args.bootstrap,
         seed=args.seed,
+        candidate=candidate,
         **options,
     )
     summary = json.loads((Path(args.out) / "agreement_summary.json").read_text(encoding="utf-8"))
@@ -88,12 +137,330 @@ def report(args: argparse.Namespace, summary: Mapping[str, Any]) -> list[str]:
     return [*summary["text"].splitlines(), f"results in {args.out}"]
 
 
+# ------------------------------------------------------------------------------------------ leaderboard
+
+PREFIX = "agreement/"
+METRIC_VERSION = "v1"
+DECIMALS = 3
+MIN_RESAMPLES = 1000  # as winrate's bootstrap_ci: the schema file's minimum
+#: Protocols whose headline is correct / n_pairs (a credit sum for pickscore_tie_credit).
+POOLED = ("imagereward_micro", "pairwise_excl_ties", "mjbench", "pickscore_tie_credit")
+#: Protocols whose headline is a binomial proportion, so it has a Wilson interval (agreement._BINOMIAL).
+BINOMIAL = ("imagereward_micro", "pairwise_excl_ties", "mjbench")
+#: Protocols whose n_pairs counts human-tied pairs too.
+WITH_HUMAN_TIES = ("hpsv2_ranking", "pickscore_tie_credit")
+CORRELATIONS = ("spearman", "kendall_tau_b", "pearson")
+PAIR_FIELDS = ("accuracy", "wilson_ci", "n_pairs", "correct")
+MJBENCH_FIELDS = ("accuracy_without_ties", "pairs_without_ties")
+TIFA_FIELDS = (*CORRELATIONS, "images")
+
+
+def entries(s: Mapping[str, Any], out: Path) -> dict[str, dict[str, Any]]:
+    """One ``agreement/<testset>`` entry from the summary ``run_agreement`` wrote."""
+    from ...leaderboard.schema import ci_record
+
+    r, testset, protocol = s["result"], s["testset"], s["protocol"]
+    candidate = s.get("candidate") or {}
+    if not candidate.get("id"):
+        raise ConfigError("--submission: name the scorer or judge with --candidate MODEL_ID")
+    if r["value"] is None:
+        raise ConfigError(f"--submission: nothing to submit, no pair of {testset} was scored")
+    level = r["confidence"]
+    summary: dict[str, Any] = {
+        "testset": testset,
+        "spec_revision": s.get("spec_revision"),
+        "protocol": protocol,
+        "candidate": {k: candidate[k] for k in ("source", "scorer") if k in candidate},
+        "input_sha256": dict(s["input_sha256"]),
+    }
+    if protocol == "tifa_correlation":
+        summary.update({k: r["extra"][k] for k in TIFA_FIELDS})
+        n = r["extra"]["images"]
+    else:
+        n = r["n_pairs"]
+        summary.update(
+            accuracy=r["value"],
+            wilson_ci=ci_record(r["wilson_ci"], level, "wilson"),
+            n_pairs=n,
+            correct=r["correct"],
+        )
+        if protocol == "mjbench":
+            summary.update({k: r["extra"][k] for k in MJBENCH_FIELDS})
+    summary["bootstrap_ci"] = ci_record(r["bootstrap_ci"], level, "bootstrap-percentile", r["n_bootstrap"])
+    summary.update(
+        {
+            k: r[k]
+            for k in (
+                "human_ties",
+                "predicted_ties",
+                "tie_rate",
+                "skipped_pairs",
+                "missing_images",
+                "items_used",
+                "items_skipped",
+                "tie_tolerance",
+            )
+        }
+    )
+    pc = r.get("position_consistency")
+    if pc is not None:
+        summary["position_consistency"] = {
+            **{k: pc[k] for k in ("pairs", "consistent", "rate")},
+            "wilson_ci": ci_record(pc["wilson_ci"], level, "wilson"),
+        }
+    return {
+        f"{PREFIX}{testset}": {
+            "metric_version": METRIC_VERSION,
+            "evaluators": {candidate["kind"]: candidate["id"]},
+            "n": n,
+            "summary": summary,
+            "results": str(out / "agreement_items.jsonl"),
+        }
+    }
+
+
+def check(prefix: tuple[Any, ...], entry: Mapping[str, Any]) -> list[Problem]:
+    """Not exactly one of ``judge``/``scorer``; ``testset`` other than the key's; a ``protocol`` the test
+    set's spec does not list; a candidate ``source`` that contradicts the evaluators (verdicts come from a
+    judge) or ``input_sha256`` (the hash of the scores or verdicts file read, nothing for a scorer run here);
+    the fields of the other kind of protocol (accuracy, Wilson CI, pair counts vs the correlations and
+    image count of ``tifa_correlation``), or missing ones; a bootstrap CI or Wilson CI that does not contain
+    its estimate; a Wilson CI that is not the interval of correct in n_pairs at its level, or one where the
+    statistic is not a binomial proportion; ``n`` != ``n_pairs`` (or ``images``); more correct or
+    predicted ties than pairs; ``accuracy`` != correct / n_pairs for the pooled protocols, ``tie_rate`` !=
+    predicted ties / decisive pairs (each within 0.0005); position consistency that does not add up, or
+    without a judge."""
+    from ..stats import wilson_interval
+
+    s, evaluators = entry["summary"], entry["evaluators"]
+    at = lambda *keys: field((*prefix, *keys))  # noqa: E731
+    out = check_judge_or_scorer(prefix, evaluators)
+    testset = prefix[-1].removeprefix(PREFIX)
+    if s["testset"] != testset:
+        out.append(
+            (at("summary", "testset"), f"{s['testset']!r} is not {testset!r}, the test set of {prefix[-1]}")
+        )
+    protocol = s["protocol"]
+    allowed = testset_spec(testset)["protocols"]
+    if protocol not in allowed:
+        out.append(
+            (
+                at("summary", "protocol"),
+                f"{protocol!r} is not a protocol of {testset} (its spec allows {', '.join(allowed)})",
+            )
+        )
+        return out
+    source, judge = s["candidate"]["source"], "judge" in evaluators
+    if (source == "verdicts") != judge:
+        out.append(
+            (
+                at("summary", "candidate", "source"),
+                f"{source!r} with evaluators.{'judge' if judge else 'scorer'}: verdicts come from a judge, "
+                "scores from a scorer",
+            )
+        )
+    if ("scorer" in s["candidate"]) != (source == "scorer"):
+        out.append(
+            (
+                at("summary", "candidate", "scorer"),
+                'names the built-in scorer run by eval agreement: give it exactly when source is "scorer"',
+            )
+        )
+    expected_inputs = set() if source == "scorer" else {source}
+    if set(s["input_sha256"]) != expected_inputs:
+        want = (
+            f"the sha256 of the {source} file only"
+            if expected_inputs
+            else "empty: a scorer run here reads no file"
+        )
+        out.append((at("summary", "input_sha256"), f"must hold {want}"))
+    if "position_consistency" in s and not judge:
+        out.append((at("summary", "position_consistency"), "only a judge asked in both orders has one"))
+    tifa = protocol == "tifa_correlation"
+    required = TIFA_FIELDS if tifa else PAIR_FIELDS + (MJBENCH_FIELDS if protocol == "mjbench" else ())
+    foreign = (
+        (PAIR_FIELDS + MJBENCH_FIELDS)
+        if tifa
+        else TIFA_FIELDS + (() if protocol == "mjbench" else MJBENCH_FIELDS)
+    )
+    out += [(at("summary", k), f"missing: protocol {protocol} reports it") for k in required if k not in s]
+    out += [(at("summary", k), f"not a figure of protocol {protocol}") for k in foreign if k in s]
+    if out:
+        return out
+    estimate_name = "spearman" if tifa else "accuracy"
+    estimate = s[estimate_name]
+    if estimate is None:
+        return [(at("summary", estimate_name), "must be a number: an entry has its headline figure")]
+    ci = s["bootstrap_ci"]
+    out += check_ci((*prefix, "summary", "bootstrap_ci"), ci, estimate, estimate_name, RATE_TOLERANCE)
+    if tifa:
+        if entry["n"] != s["images"]:
+            out.append((at("n"), f"{entry['n']} differs from summary.images = {s['images']}"))
+        return out
+    for key in ("low", "high"):
+        if not 0 <= ci[key] <= 1:
+            out.append(
+                (at("summary", "bootstrap_ci", key), f"{num(ci[key])} is outside 0..1, the range of accuracy")
+            )
+    n_pairs, correct = s["n_pairs"], s["correct"]
+    wilson = s["wilson_ci"]
+    if protocol not in BINOMIAL:
+        if wilson is not None:
+            out.append(
+                (
+                    at("summary", "wilson_ci"),
+                    f"must be null: protocol {protocol} is not a binomial proportion",
+                )
+            )
+    elif wilson is None:
+        out.append((at("summary", "wilson_ci"), "must be the Wilson interval of correct / n_pairs, got null"))
+    else:
+        out += check_ci((*prefix, "summary", "wilson_ci"), wilson, estimate, "accuracy", RATE_TOLERANCE)
+        bounds = wilson_interval(int(correct), n_pairs, wilson["level"])
+        for key, value in zip(("low", "high"), bounds, strict=True):
+            if abs(wilson[key] - value) > RATE_TOLERANCE:
+                out.append(
+                    (
+                        at("summary", "wilson_ci", key),
+                        f"{num(wilson[key])} is not the {wilson['level']:g} Wilson bound for {num(correct)} "
+                        f"correct in {n_pairs} pairs, {value:.4f}",
+                    )
+                )
+    if entry["n"] != n_pairs:
+        out.append((at("n"), f"{entry['n']} differs from summary.n_pairs = {n_pairs}"))
+    if correct > n_pairs:
+        out.append((at("summary", "correct"), f"{num(correct)} is more than the {n_pairs} pairs"))
+    if protocol in POOLED and abs(estimate - correct / n_pairs) > RATE_TOLERANCE:
+        out.append(
+            (at("summary", "accuracy"), f"{num(estimate)} is not correct / n_pairs = {correct / n_pairs:.4f}")
+        )
+    decisive = n_pairs - s["human_ties"] if protocol in WITH_HUMAN_TIES else n_pairs
+    if decisive < 0:
+        out.append((at("summary", "human_ties"), f"{s['human_ties']} is more than the {n_pairs} pairs"))
+    elif s["predicted_ties"] > decisive:
+        out.append(
+            (
+                at("summary", "predicted_ties"),
+                f"{s['predicted_ties']} is more than the {decisive} decisive pairs",
+            )
+        )
+    elif (s["tie_rate"] is None) != (decisive == 0) or (
+        decisive and abs(s["tie_rate"] - s["predicted_ties"] / decisive) > RATE_TOLERANCE
+    ):
+        expected = "null" if not decisive else f"{s['predicted_ties'] / decisive:.4f}"
+        out.append(
+            (
+                at("summary", "tie_rate"),
+                f"{num(s['tie_rate'])} is not predicted_ties / decisive pairs = {expected}",
+            )
+        )
+    if protocol == "mjbench":
+        den = s["pairs_without_ties"]
+        if den != n_pairs - s["predicted_ties"]:
+            out.append(
+                (
+                    at("summary", "pairs_without_ties"),
+                    f"{den} is not n_pairs - predicted_ties = {n_pairs - s['predicted_ties']}",
+                )
+            )
+        elif (s["accuracy_without_ties"] is None) != (den == 0) or (
+            den and abs(s["accuracy_without_ties"] - correct / den) > RATE_TOLERANCE
+        ):
+            out.append(
+                (
+                    at("summary", "accuracy_without_ties"),
+                    f"{num(s['accuracy_without_ties'])} is not correct / pairs_without_ties",
+                )
+            )
+    pc = s.get("position_consistency")
+    if pc is not None:
+        here = ("summary", "position_consistency")
+        if pc["consistent"] > pc["pairs"]:
+            out.append((at(*here, "consistent"), f"{pc['consistent']} is more than the {pc['pairs']} pairs"))
+        elif (pc["rate"] is None) != (pc["pairs"] == 0) or (
+            pc["pairs"] and abs(pc["rate"] - pc["consistent"] / pc["pairs"]) > RATE_TOLERANCE
+        ):
+            out.append((at(*here, "rate"), f"{num(pc['rate'])} is not consistent / pairs"))
+    return out
+
+
+def _candidate_cells(entry: Mapping[str, Any]) -> tuple[str, str]:
+    s = entry["summary"]
+    ((kind, model_id),) = entry["evaluators"].items()
+    source = s["candidate"]["source"]
+    how = {
+        "scorer": f"{s['candidate'].get('scorer')} scorer run by eval agreement",
+        "scores": "per-image scores file",
+        "verdicts": "pairwise judge verdicts",
+    }[source]
+    settings = f"{how}, tie tolerance {s['tie_tolerance']:g}" if kind == "scorer" else how
+    return model_id, settings
+
+
+def rows(name: str, data: Mapping[str, Any], entry: Mapping[str, Any], metric: str) -> list[Any]:
+    from ..agreement import PROTOCOLS
+
+    s = entry["summary"]
+    value = s.get(metric)
+    if value is None:
+        return []
+    testset, protocol = s["testset"], s["protocol"]
+    version, revision = entry["metric_version"], s["spec_revision"]
+    key = ("agreement", testset, protocol, version, revision)
+    if protocol == "tifa_correlation":
+        extras = {k: fmt(s[k], DECIMALS) for k in CORRELATIONS if k != metric}
+        extras["images"] = str(s["images"])
+    else:
+        wilson = s["wilson_ci"]
+        extras = {
+            "Wilson CI": "–" if wilson is None else f"[{wilson['low']:.3f}, {wilson['high']:.3f}]",
+            "predicted ties": str(s["predicted_ties"]),
+            "skipped pairs": str(s["skipped_pairs"]),
+        }
+        if metric != "accuracy":
+            extras = {"accuracy": fmt(s["accuracy"], DECIMALS), **extras}
+
+    def table() -> Table:
+        return Table(
+            f"Agreement with humans on {testset}: {metric} (protocol {protocol})",
+            f"Protocol {protocol}: {PROTOCOLS[protocol]}. Test set spec revision {revision or 'not pinned'}; "
+            f"metric {version}. The CI is a bootstrap over the test set's items.",
+            metric,
+            DECIMALS,
+            list(extras),
+        )
+
+    model, settings = _candidate_cells(entry)
+    ci = s["bootstrap_ci"] if metric in ("accuracy", "spearman") else None
+    return [(key, table, Row(name, model, settings, value, ci, entry["n"], extras))]
+
+
+def _metrics(testset: str) -> tuple[str, ...]:
+    protocols = testset_spec(testset)["protocols"]
+    if protocols == ["tifa_correlation"]:
+        return CORRELATIONS
+    return ("accuracy", "accuracy_without_ties") if protocols == ["mjbench"] else ("accuracy",)
+
+
+BENCHMARKS = tuple(
+    Benchmark(
+        name=f"{PREFIX}{testset}",
+        title=f"Agreement with humans on {testset}",
+        metrics=_metrics(testset),
+        check=check,
+        rows=rows,
+    )
+    for testset in TESTSETS
+)
+
 EVALUATOR = Evaluator(
     name="agreement",
     help="agreement of a scorer's or judge's preferences with a human preference test set",
     add_arguments=add_arguments,
     run=run,
     summary_file="agreement_summary.json",
-    summary_fields=("benchmark", "testset", "protocol", "input_sha256", "result"),
+    summary_fields=("benchmark", "testset", "protocol", "input_sha256", "candidate", "result"),
     report=report,
+    benchmarks=BENCHMARKS,
+    entries=entries,
 )

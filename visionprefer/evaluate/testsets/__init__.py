@@ -15,7 +15,9 @@ loader turns the set's own file layout into one internal form, a list of :class:
 * ``image_ids`` — per-image keys where the set has them (TIFA160's image key), accepted by score files
   instead of the index.
 
-Nothing here downloads: the canonical sources are in the specs. No torch, no PIL.
+Nothing here downloads except :func:`testset_file`, which fetches a file a spec gives a URL for (through
+:func:`visionprefer.download.cached_download`, checked against the spec's sha256 when it is pinned); the
+loaders read local copies. No torch, no PIL.
 """
 
 from __future__ import annotations
@@ -76,6 +78,25 @@ def testset_spec(name: str) -> dict[str, Any]:
     return yaml.safe_load(data_path(f"benchmarks/specs/human/{name}.yaml").read_text(encoding="utf-8"))
 
 
+def testset_file(name: str, kind: str = "annotations", *, downloader: Any = None) -> Path:
+    """The file ``kind`` (a key of the spec's ``files``) of test set ``name``, downloaded on first use into
+    ``<cache>/testsets/<name>/`` and checked against the spec's ``sha256``; a file whose hash is not pinned
+    (``verified: false``) is downloaded unchecked. ``downloader(url, dest)`` replaces the network (tests)."""
+    from ...download import cache_root, cached_download
+
+    spec = testset_spec(name)
+    entry = spec["files"].get(kind)
+    if entry is None:
+        raise ConfigError(f"test set {name}: no file {kind!r}; its spec lists {', '.join(spec['files'])}")
+    url = entry.get("url")
+    if not url:
+        raise ConfigError(f"test set {name}: its {kind} file has no download URL; pass a local copy")
+    dest = cache_root() / "testsets" / name / (entry.get("filename") or Path(url).name)
+    return cached_download(
+        url, dest, sha256=entry.get("sha256"), downloader=downloader, name=f"{name} {kind}"
+    )
+
+
 def load_testset(name_or_loader: str, path: str | Path | Any, **options: Any) -> list[Item]:
     """Items of a test set from a local copy.
 
@@ -88,6 +109,15 @@ def load_testset(name_or_loader: str, path: str | Path | Any, **options: Any) ->
         kind = spec["loader"]
         if kind == "mjbench":
             options.setdefault("subset", spec.get("split"))
+        elif (
+            kind == "pickapic"
+            and spec.get("split")
+            and "split" not in options
+            and isinstance(path, (str, Path))
+            and _parquet_files(Path(path), spec["split"])
+        ):
+            # a Hub snapshot holds every split: read the spec's; any other folder or file is read whole
+            options["split"] = spec["split"]
     elif name_or_loader in LOADERS:
         kind = name_or_loader
     else:
@@ -104,6 +134,53 @@ def load_testset(name_or_loader: str, path: str | Path | Any, **options: Any) ->
         "mjbench": load_mjbench,
     }[kind]
     return loader(path, **options)
+
+
+#: ``size`` keys of a spec that count the items of its loader (a prompt, caption or pair each).
+ITEM_COUNT_KEYS = ("prompts", "captions", "pairs")
+
+
+def size_facts(items: Sequence[Item]) -> dict[str, Any]:
+    """What a loaded copy shows of the quantities a spec's ``size`` states: items (under each of
+    :data:`ITEM_COUNT_KEYS`), ``images``, ``group_sizes`` (images per item -> items), ``decisive_pairs`` and
+    ``tied_pairs`` (image pairs of an item with different / equal human ranks), ``generators`` (images per
+    item) and ``ratings_per_image`` (TIFA's raw ratings per image): a number when all agree, else the list
+    of the numbers seen."""
+    sizes = [len(i.images) for i in items]
+    facts: dict[str, Any] = dict.fromkeys(ITEM_COUNT_KEYS, len(items))
+    facts["images"] = sum(sizes)
+    groups: dict[int, int] = {}
+    for n in sizes:
+        groups[n] = groups.get(n, 0) + 1
+    facts["group_sizes"] = dict(sorted(groups.items()))
+    ranked = [i.ranking for i in items if i.ranking is not None]
+    pairs = [(r[a], r[b]) for r in ranked for a in range(len(r)) for b in range(a + 1, len(r))]
+    facts["decisive_pairs"] = sum(x != y for x, y in pairs)
+    facts["tied_pairs"] = sum(x == y for x, y in pairs)
+    facts["generators"] = _one_or_all(sizes)
+    facts["ratings_per_image"] = _one_or_all([len(r) for i in items for r in i.meta.get("human_scores", ())])
+    return facts
+
+
+def _one_or_all(values: Sequence[int]) -> int | list[int]:
+    distinct = sorted(set(values))
+    return distinct[0] if len(distinct) == 1 else distinct
+
+
+def size_problems(spec: Mapping[str, Any], items: Sequence[Item]) -> list[str]:
+    """Every quantity of ``spec["size"]`` (numbers and ``group_sizes``; null and text entries are not
+    claims) that ``items`` contradict, as one line each; empty when the copy is the one the spec describes."""
+    facts = size_facts(items)
+    out = []
+    for key, stated in (spec.get("size") or {}).items():
+        if key not in facts or stated is None or isinstance(stated, str):
+            continue
+        found = facts[key]
+        if key == "group_sizes":
+            stated = {int(k): v for k, v in stated.items()}
+        if found != stated:
+            out.append(f"size.{key}: the spec states {stated}, the copy has {found}")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------
