@@ -61,7 +61,7 @@ def _pairs(config: BuildConfig) -> list[Any]:
     return usable[: cal.pairs]
 
 
-def _image_files(folder: Path, item: Any, shown: Sequence[int]) -> list[str]:
+def item_image_files(folder: Path, item: Any, shown: Sequence[int]) -> list[str]:
     """Paths of an item's images ``shown`` (indices, in that order): files as they are, image bytes
     written once under ``folder``."""
     from PIL import Image
@@ -125,7 +125,7 @@ def ask_judge(
 
         async def one(k: int) -> Any:
             a = asks[k]
-            files = await asyncio.to_thread(_image_files, image_dir, a.item, a.shown)
+            files = await asyncio.to_thread(item_image_files, image_dir, a.item, a.shown)
             request = await asyncio.to_thread(proto.request, a.item.prompt, files)
             return await llm.call(request, validate=proto.validator(len(files)))
 
@@ -173,8 +173,10 @@ def calibrate(config: BuildConfig, run: RunDir, proto: Any, client: Any = None) 
         answers = ask_judge(
             [JudgeAsk(item, (0, 1)) for item in items],
             proto,
-            lambda: client
-            or LLMClient(judge.llm, folder=run.llm_dir, purpose="calibration", prices=config.prices),
+            lambda: (
+                client
+                or LLMClient(judge.llm, folder=run.llm_dir, purpose="calibration", prices=config.prices)
+            ),
             run.root / "annotate" / "calibration",
         )
         scores: dict[Any, float] = {}

@@ -10,7 +10,8 @@ Every pair of images of an item is compared: the human side from the item's rank
 equal ranks are a human tie), the predicted side from the scores (:func:`~.stats.outcome_from_scores`
 with ``tie_tolerance``, 0 = only equal scores tie) or from the verdicts (both orders combined by
 :func:`~.stats.outcome_from_two_orders`: a side wins only when both orders name it). A pair with a missing
-image or score is skipped and counted.
+image or score is skipped and counted (a human tie without a score is still counted as a human tie by
+the protocols that leave human ties out).
 
 Protocols (:data:`PROTOCOLS`), each named in every result:
 
@@ -86,6 +87,7 @@ PROTOCOLS: dict[str, str] = {
 }
 
 _BINOMIAL = ("imagereward_micro", "pairwise_excl_ties", "mjbench")
+_TIES_COUNT = ("hpsv2_ranking", "pickscore_tie_credit")  # the protocols whose statistic counts human ties
 
 Scores = Mapping[Any, float]
 Scorer = Callable[[Item], Sequence[float | None]]
@@ -373,7 +375,10 @@ def agreement(
                         consistency[0] += 1
                         consistency[1] += same
                 if pred is None:
-                    tally.skipped += 1
+                    if human == 0 and protocol not in _TIES_COUNT:
+                        tally.human_ties += 1  # left out by the protocol, scored or not
+                    else:
+                        tally.skipped += 1
                     continue
                 _count(tally, human, pred)
 
@@ -644,18 +649,30 @@ def run_agreement(
     items = load_testset(testset, data, **dict(loader_options or {}))
     result = agreement(items, scores, protocol, verdicts=verdicts, testset=testset, **options)
     if out is not None:
-        folder = Path(out)
-        folder.mkdir(parents=True, exist_ok=True)
-        summary = {
-            "benchmark": "agreement",
-            "testset": testset,
-            "spec_revision": spec.get("revision"),
-            "protocol": protocol,
-            "input_sha256": inputs,
-            "result": result.to_dict(),
-        }
-        (folder / "agreement_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        write_agreement_summary(out, result, inputs)
     return result
+
+
+def write_agreement_summary(
+    out: str | Path, result: AgreementResult, inputs: Mapping[str, str], **more: Any
+) -> dict[str, Any]:
+    """Write ``<out>/agreement_summary.json``: the result, its test set's spec name and revision, the
+    SHA-256 of the input files read (``inputs``: role -> digest) and ``more`` (e.g. the judge asked)."""
+    from .testsets import testset_spec
+
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "benchmark": "agreement",
+        "testset": result.testset,
+        "spec_revision": testset_spec(result.testset).get("revision"),
+        "protocol": result.protocol,
+        "input_sha256": dict(inputs),
+        **more,
+        "result": result.to_dict(),
+    }
+    (folder / "agreement_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -776,6 +793,13 @@ def format_agreement(
             f"  position consistency {_pct(pc['rate'])}% of {pc['pairs']} pairs asked in both orders "
             f"(Wilson {conf} CI {_ci(pc['wilson_ci'])})"
         )
+    for name, entry in (result.extra.get("orders") or {}).items():
+        lines.append(
+            f"  order {name}: {_pct(entry['value'])}% ({entry['correct']:g} of {entry['n_pairs']} pairs, "
+            f"{entry['predicted_ties']} predicted ties)"
+        )
+    for aspect, value in (result.extra.get("judge_aspects") or {}).items():
+        lines.append(f"  judge's {aspect} score alone: {_pct(value)}%")
     for label, entry in result.per_aspect.items():
         lines.append(
             f"  aspect {label}: {_pct(entry['value'])}% over {entry['items']} items ({entry['pairs']} pairs)"

@@ -36,6 +36,13 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
         "--verdicts", metavar="FILE", help="a pairwise judge's verdicts (JSONL), both orders allowed"
     )
     g.add_argument(
+        "--judge",
+        metavar="CONFIG",
+        help="a build config: its annotate.judge judges the test set's images as the build would (same "
+        "guide, schema, settings, client, budget max_cost_usd; both_orders adds position consistency); the "
+        "estimate prints before any call, answers are cached in OUT/llm/ (a rerun asks nothing again)",
+    )
+    g.add_argument(
         "--scorer",
         choices=AGREEMENT_SCORERS,
         help="score the test set's images here with this scorer (needs the images in --data); a reward model "
@@ -51,12 +58,43 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--tie-tolerance", type=float, default=0.0, help="scores this close are a predicted tie")
     sp.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the interval")
     sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--out", required=True, metavar="DIR", help="where agreement_summary.json goes")
+    sp.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="where agreement_summary.json goes; with --judge also the judge's response cache and usage log "
+        "(DIR/llm/) and the test set's images as shown to it (DIR/judge_images/)",
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from ..agreement import format_agreement, run_agreement, scorer_callable
 
+    if args.judge:
+        from ..agreement_judge import run_judge_agreement
+
+        def say(line: str) -> None:
+            if not getattr(args, "quiet", False):
+                print(line, flush=True)
+
+        result, summary = run_judge_agreement(
+            args.testset,
+            args.data,
+            args.judge,
+            args.out,
+            protocol=args.protocol,
+            say=say,
+            tie_tolerance=args.tie_tolerance,
+            n_bootstrap=args.bootstrap,
+            seed=args.seed,
+        )
+        j = summary["judge"]
+        orders = "both orders" if j["both_orders"] else "one order"
+        line = (
+            f"  judge {j['model']} (guide {j['guide_version']}, {orders}): {j['requests']} requests, "
+            f"{j['new_attempts']} sent now, {j['unanswered']} unanswered; ${j['usd']:.4f} spent in {j['cache']}"
+        )
+        return {**summary, "text": format_agreement(result) + "\n" + line}
     scores: Any = args.scores
     options: dict[str, Any] = {}
     if args.scorer:
