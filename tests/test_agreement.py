@@ -960,3 +960,16 @@ def test_judge_verdicts_submission_has_position_consistency(pickapic_parquet, tm
     assert (pc["pairs"], pc["consistent"], pc["rate"]) == (4, 3, 0.75)  # r0, r2, r3 agree with themselves
     assert (pc["wilson_ci"]["low"], pc["wilson_ci"]["high"]) == pytest.approx(_wilson_by_hand(3, 4))
     validate_submission(out / "submission.json")
+
+
+def test_an_unscored_human_tie_is_a_human_tie_where_the_protocol_leaves_ties_out(pickapic_parquet):
+    """r2 (labels 0.5/0.5) without scores: pairwise_excl_ties leaves it out as a human tie whether scored or
+    not; pickscore_tie_credit counts human ties, so there it is a skipped pair."""
+    items = load_pickapic(pickapic_parquet, split="test_unique")
+    scores = {k: v for k, v in _pick_scores().items() if k[0] != "r2"}
+    excl = agreement(items, scores, "pairwise_excl_ties", n_bootstrap=0)
+    assert (excl.human_ties, excl.skipped_pairs, excl.missing_images) == (1, 0, 2)
+    assert excl.value == pytest.approx(3 / 5)
+    credit = agreement(items, scores, "pickscore_tie_credit", n_bootstrap=0)
+    assert (credit.human_ties, credit.skipped_pairs) == (0, 1)
+    assert credit.value == pytest.approx((1 + 1 + 0 + 0.5 + 1) / 5)  # r0, r1, r3, r4 (predicted tie), r5

@@ -112,22 +112,30 @@ def format_estimate(est: dict[str, Any]) -> str:
             f"{row['images_per_gpu_hour']:g} images/GPU-h"
         )
     for purpose, row in est["llm"].items():
-        if not row["calls"] and not row.get("cached") and not row.get("moderation_calls"):
-            lines.append(f"{purpose}: off")
-            continue
-        usd = format_usd(row["usd"]) if row.get("price_known", True) else "unknown $ (no price for the model)"
-        lines.append(
-            f"{purpose}: {row['calls']} calls ({row.get('cached', 0)} already answered), "
-            f"~{row['input_tokens']} in / ~{row['output_tokens']} out tokens, {usd}"
-            + (f"; {row['moderation_calls']} moderation calls" if row.get("moderation_calls") else "")
-            + (" (tokens as observed in this run so far)" if row.get("basis") == "observed" else "")
-        )
-        if "gpu_hours" in row:
-            lines.append(
-                f"  local judge {row['model']}: {row['gpu_hours']} GPU-h at {row['groups_per_gpu_hour']:g} "
-                f"groups/GPU-h ({'as observed in this run' if row['gpu_basis'] == 'observed' else 'assumed: set annotate.judge.local.groups_per_hour'})"
-            )
+        lines += format_llm_estimate(purpose, row)
     return "\n".join(lines)
+
+
+def format_llm_estimate(purpose: str, row: dict[str, Any]) -> list[str]:
+    """The lines of one LLM purpose's estimate (calls, cached answers, tokens, dollars; a local judge's
+    GPU-hours): what ``estimate`` prints per purpose, and ``eval agreement --judge`` before it asks."""
+    lines: list[str] = []
+    if not row["calls"] and not row.get("cached") and not row.get("moderation_calls"):
+        lines.append(f"{purpose}: off")
+        return lines
+    usd = format_usd(row["usd"]) if row.get("price_known", True) else "unknown $ (no price for the model)"
+    lines.append(
+        f"{purpose}: {row['calls']} calls ({row.get('cached', 0)} already answered), "
+        f"~{row['input_tokens']} in / ~{row['output_tokens']} out tokens, {usd}"
+        + (f"; {row['moderation_calls']} moderation calls" if row.get("moderation_calls") else "")
+        + (" (tokens as observed in this run so far)" if row.get("basis") == "observed" else "")
+    )
+    if "gpu_hours" in row:
+        lines.append(
+            f"  local judge {row['model']}: {row['gpu_hours']} GPU-h at {row['groups_per_gpu_hour']:g} "
+            f"groups/GPU-h ({'as observed in this run' if row['gpu_basis'] == 'observed' else 'assumed: set annotate.judge.local.groups_per_hour'})"
+        )
+    return lines
 
 
 def _observed_seconds(run: Any) -> float | None:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,26 +61,23 @@ def _pairs(config: BuildConfig) -> list[Any]:
     return usable[: cal.pairs]
 
 
-def _image_files(run: RunDir, item: Any) -> list[str]:
-    """Paths of an item's two images: files as they are, image bytes written once under the run."""
+def item_image_files(folder: Path, item: Any, shown: Sequence[int]) -> list[str]:
+    """Paths of an item's images ``shown`` (indices, in that order): files as they are, image bytes
+    written once under ``folder``."""
     from PIL import Image
 
     out = []
-    for index, ref in enumerate(item.images):
+    for index in shown:
+        ref = item.images[index]
         if isinstance(ref, str) and Path(ref).is_file():
             out.append(ref)
             continue
         data = ref.get("bytes") if isinstance(ref, dict) else ref
         if not isinstance(data, (bytes, bytearray)):
             raise VisionPreferError(
-                f"annotate.judge.calibration: item {item.item_id!r} image {index} is not readable ({ref!r:.80})"
+                f"test set item {item.item_id!r} image {index} is not readable ({ref!r:.80})"
             )
-        path = (
-            run.root
-            / "annotate"
-            / "calibration"
-            / f"{digest('calibration-image', str(item.item_id), index)}.png"
-        )
+        path = folder / f"{digest('calibration-image', str(item.item_id), index)}.png"
         if not path.exists():
             with Image.open(io.BytesIO(data)) as im:
                 buf = io.BytesIO()
@@ -88,13 +87,66 @@ def _image_files(run: RunDir, item: Any) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class JudgeAsk:
+    """One judge request on test-set images: ``item`` (a :class:`~visionprefer.evaluate.testsets.Item`)
+    and the indices of its images in the order shown."""
+
+    item: Any
+    shown: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class JudgeAnswer:
+    """The judge's answer to ``ask``: ``rows`` (per image shown, in that order, the validated judgement
+    with settled ranks; None when it failed) and the client's :class:`~visionprefer.llm.LLMResult`."""
+
+    ask: JudgeAsk
+    rows: list[dict[str, Any]] | None
+    result: Any
+
+
+def ask_judge(
+    asks: Sequence[JudgeAsk], proto: Any, client: Callable[[], Any], image_dir: Path
+) -> list[JudgeAnswer]:
+    """Ask the judge ``proto`` (:class:`~visionprefer.annotate.judge.Judge`) about test-set images exactly
+    as the build asks about its own: its guide, its per-request schema and validator, rank settling, and
+    the client ``client()`` returns (the LLM layer's, with its cache, usage log and budget, or the local
+    judge), ``2 x concurrency`` requests in flight. Image bytes are written once under ``image_dir``.
+    Answers come back in the order of ``asks``; a failure (budget stops included) is an answer without
+    rows, never an exception."""
+    from ..llm import run_bounded
+    from .judge import settle_ranks
+
+    answers: dict[int, JudgeAnswer] = {}
+
+    async def ask() -> None:
+        llm = client()
+
+        async def one(k: int) -> Any:
+            a = asks[k]
+            files = await asyncio.to_thread(item_image_files, image_dir, a.item, a.shown)
+            request = await asyncio.to_thread(proto.request, a.item.prompt, files)
+            return await llm.call(request, validate=proto.validator(len(files)))
+
+        def done(k: int, result: Any) -> None:
+            rows = settle_ranks(result.value, proto.weights)[0] if result.ok else None
+            answers[k] = JudgeAnswer(asks[k], rows, result)
+
+        async with llm:
+            await run_bounded(range(len(asks)), one, done, workers=2 * llm.concurrency)
+
+    asyncio.run(ask())
+    return [answers[k] for k in range(len(asks))]
+
+
 def calibrate(config: BuildConfig, run: RunDir, proto: Any, client: Any = None) -> dict[str, Any]:
     """Run (or read) the calibration of the judge ``proto`` (:class:`~visionprefer.annotate.judge.Judge`)
     and return its record; raises :class:`CalibrationFailed` below ``min_accuracy``. ``client`` answers
     the requests (default: the LLM layer's client for the judge's ``llm``, purpose ``calibration``)."""
     from ..evaluate.agreement import agreement
     from ..evaluate.testsets import testset_spec
-    from .judge import judge_identity, overall_score, settle_ranks
+    from .judge import judge_identity, overall_score
 
     judge = config.annotate.judge
     cal = judge.calibration
@@ -116,35 +168,25 @@ def calibrate(config: BuildConfig, run: RunDir, proto: Any, client: Any = None) 
             raise VisionPreferError(
                 f"annotate.judge.calibration: {cal.testset} at {cal.data} has no pair with a human preference"
             )
+        from ..llm import LLMClient
+
+        answers = ask_judge(
+            [JudgeAsk(item, (0, 1)) for item in items],
+            proto,
+            lambda: (
+                client
+                or LLMClient(judge.llm, folder=run.llm_dir, purpose="calibration", prices=config.prices)
+            ),
+            run.root / "annotate" / "calibration",
+        )
         scores: dict[Any, float] = {}
         failed = 0
-
-        async def ask() -> None:
-            nonlocal failed
-            from ..llm import LLMClient, run_bounded
-
-            llm = client or LLMClient(
-                judge.llm, folder=run.llm_dir, purpose="calibration", prices=config.prices
-            )
-
-            async def one(item: Any) -> Any:
-                files = await asyncio.to_thread(_image_files, run, item)
-                request = await asyncio.to_thread(proto.request, item.prompt, files)
-                return await llm.call(request, validate=proto.validator(2))
-
-            def done(item: Any, result: Any) -> None:
-                nonlocal failed
-                if not result.ok:
-                    failed += 1
-                    return
-                settled, _ = settle_ranks(result.value, proto.weights)
-                for index, row in enumerate(settled):
-                    scores[(item.item_id, index)] = overall_score(row, proto.weights)
-
-            async with llm:
-                await run_bounded(items, one, done, workers=2 * llm.concurrency)
-
-        asyncio.run(ask())
+        for answer in answers:
+            if answer.rows is None:
+                failed += 1
+                continue
+            for index, row in zip(answer.ask.shown, answer.rows, strict=True):
+                scores[(answer.ask.item.item_id, index)] = overall_score(row, proto.weights)
         result = agreement(items, scores, protocol, testset=cal.testset, n_bootstrap=1000, seed=0)
         from ..llm.usage import usage_totals
 

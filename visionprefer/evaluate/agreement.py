@@ -10,7 +10,8 @@ Every pair of images of an item is compared: the human side from the item's rank
 equal ranks are a human tie), the predicted side from the scores (:func:`~.stats.outcome_from_scores`
 with ``tie_tolerance``, 0 = only equal scores tie) or from the verdicts (both orders combined by
 :func:`~.stats.outcome_from_two_orders`: a side wins only when both orders name it). A pair with a missing
-image or score is skipped and counted.
+image or score is skipped and counted (a human tie without a score is still counted as a human tie by
+the protocols that leave human ties out).
 
 Protocols (:data:`PROTOCOLS`), each named in every result:
 
@@ -86,6 +87,7 @@ PROTOCOLS: dict[str, str] = {
 }
 
 _BINOMIAL = ("imagereward_micro", "pairwise_excl_ties", "mjbench")
+_TIES_COUNT = ("hpsv2_ranking", "pickscore_tie_credit")  # the protocols whose statistic counts human ties
 
 Scores = Mapping[Any, float]
 Scorer = Callable[[Item], Sequence[float | None]]
@@ -378,7 +380,10 @@ def agreement(
                         consistency[0] += 1
                         consistency[1] += same
                 if pred is None:
-                    tally.skipped += 1
+                    if human == 0 and protocol not in _TIES_COUNT:
+                        tally.human_ties += 1  # left out by the protocol, scored or not
+                    else:
+                        tally.skipped += 1
                     continue
                 _count(tally, human, pred)
 
@@ -656,7 +661,6 @@ def run_agreement(
     ``<out>/agreement_items.jsonl`` (:attr:`AgreementResult.items`). ``scores``/``verdicts`` may be file
     paths (:func:`load_scores`, :func:`load_verdicts`) or objects as :func:`agreement` takes; ``protocol``
     defaults to the spec's; ``options`` go to :func:`agreement`."""
-    from ..rundir import atomic_write_text, write_jsonl
     from .provenance import file_sha256
     from .testsets import load_testset, testset_spec
 
@@ -672,20 +676,42 @@ def run_agreement(
     items = load_testset(testset, data, **dict(loader_options or {}))
     result = agreement(items, scores, protocol, verdicts=verdicts, testset=testset, **options)
     if out is not None:
-        folder = Path(out)
-        folder.mkdir(parents=True, exist_ok=True)
-        summary = {
-            "benchmark": "agreement",
-            "testset": testset,
-            "spec_revision": spec.get("revision"),
-            "protocol": protocol,
-            "input_sha256": inputs,
-            "candidate": dict(candidate) if candidate is not None else None,
-            "result": result.to_dict(),
-        }
-        write_jsonl(folder / "agreement_items.jsonl", result.items)
-        atomic_write_text(folder / "agreement_summary.json", json.dumps(summary, indent=2) + "\n")
+        write_agreement_summary(
+            out, result, inputs, candidate=dict(candidate) if candidate is not None else None
+        )
     return result
+
+
+def write_agreement_summary(
+    out: str | Path,
+    result: AgreementResult,
+    inputs: Mapping[str, str],
+    *,
+    candidate: Mapping[str, Any] | None = None,
+    **more: Any,
+) -> dict[str, Any]:
+    """Write ``<out>/agreement_summary.json`` (the result, its test set's spec name and revision, the
+    SHA-256 of the input files read (``inputs``: role -> digest), ``candidate`` (the scorer or judge:
+    ``kind``, ``source``, ``id``) and ``more``, e.g. the judge asked) and ``<out>/agreement_items.jsonl``
+    (:attr:`AgreementResult.items`); returns the summary."""
+    from ..rundir import atomic_write_text, write_jsonl
+    from .testsets import testset_spec
+
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "benchmark": "agreement",
+        "testset": result.testset,
+        "spec_revision": testset_spec(result.testset).get("revision"),
+        "protocol": result.protocol,
+        "input_sha256": dict(inputs),
+        "candidate": dict(candidate) if candidate is not None else None,
+        **more,
+        "result": result.to_dict(),
+    }
+    write_jsonl(folder / "agreement_items.jsonl", result.items)
+    atomic_write_text(folder / "agreement_summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -806,6 +832,13 @@ def format_agreement(
             f"  position consistency {_pct(pc['rate'])}% of {pc['pairs']} pairs asked in both orders "
             f"(Wilson {conf} CI {_ci(pc['wilson_ci'])})"
         )
+    for name, entry in (result.extra.get("orders") or {}).items():
+        lines.append(
+            f"  order {name}: {_pct(entry['value'])}% ({entry['correct']:g} of {entry['n_pairs']} pairs, "
+            f"{entry['predicted_ties']} predicted ties)"
+        )
+    for aspect, value in (result.extra.get("judge_aspects") or {}).items():
+        lines.append(f"  judge's {aspect} score alone: {_pct(value)}%")
     for label, entry in result.per_aspect.items():
         lines.append(
             f"  aspect {label}: {_pct(entry['value'])}% over {entry['items']} items ({entry['pairs']} pairs)"

@@ -22,8 +22,10 @@ Run: ``python -m visionprefer.testing.fake_openai --port-file PORT --responder p
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import hashlib
+import io
 import json
 import random
 import re
@@ -132,6 +134,43 @@ def answer_judge(body: dict[str, Any], *, bias: float = 0.0) -> str:
     return json.dumps({f"image_{i}": row for i, row in enumerate(rows, start=1)})
 
 
+def image_level(url: str) -> float:
+    """The mean grey level (0-255) of a data-URL image."""
+    from PIL import Image, ImageStat
+
+    data = base64.b64decode(url.split(",", 1)[1])
+    with Image.open(io.BytesIO(data)) as im:
+        return float(ImageStat.Stat(im.convert("L")).mean[0])
+
+
+def answer_judge_level(body: dict[str, Any], *, bias: float = 0.0) -> str:
+    """A judge whose scores are a known function of the image: every aspect of an image whose mean grey
+    level is L scores ``lo + floor(L x (hi - lo + 1) / 256)`` (on 1-5: levels 0-51 score 1, 52-102 2,
+    103-153 3, 154-204 4, 205-255 5), plus ``bias`` for the first image shown, capped at ``hi``; ranks
+    follow the scores (ties in the order shown). So the unbiased overall score of an image is known
+    from its colour alone, and which pairs a first-position bias flips can be worked out by hand."""
+    header, images = _judge_payload(body)
+    lo, hi = header.get("scale", [1, 5])
+    scores = []
+    for i, url in enumerate(images):
+        score = min(hi, lo + int(image_level(url) * (hi - lo + 1) // 256))
+        scores.append(min(hi, score + bias) if i == 0 else score)
+    order = sorted(range(len(images)), key=lambda i: (-scores[i], i))
+    ranks = {i: r for r, i in enumerate(order, start=1)}
+    return json.dumps(
+        {
+            f"image_{i + 1}": {
+                **{
+                    a: {"explanation": f"The {a.replace('_', ' ')} is rated {s:g}.", "score": f"{s:g}"}
+                    for a in JUDGE_ASPECTS
+                },
+                "rank": str(ranks[i]),
+            }
+            for i, s in enumerate(scores)
+        }
+    )
+
+
 def corrupt_judge(answer: str, fault: str) -> str:
     data = json.loads(answer)
     if not data:
@@ -213,6 +252,8 @@ RESPONDERS = {
     "echo": answer_echo,
     "judge": answer_judge,
     "judge_biased": lambda body: answer_judge(body, bias=2),
+    "judge_level": answer_judge_level,
+    "judge_level_biased": lambda body: answer_judge_level(body, bias=1),
 }
 
 

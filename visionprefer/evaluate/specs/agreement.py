@@ -41,6 +41,13 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
         "--verdicts", metavar="FILE", help="a pairwise judge's verdicts (JSONL), both orders allowed"
     )
     g.add_argument(
+        "--judge",
+        metavar="CONFIG",
+        help="a build config: its annotate.judge judges the test set's images as the build would (same "
+        "guide, schema, settings, client, budget max_cost_usd; both_orders adds position consistency); the "
+        "estimate prints before any call, answers are cached in OUT/llm/ (a rerun asks nothing again)",
+    )
+    g.add_argument(
         "--scorer",
         choices=AGREEMENT_SCORERS,
         help="score the test set's images here with this scorer (needs the images in --data); a reward model "
@@ -60,9 +67,15 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
         "--candidate",
         metavar="MODEL_ID",
         help="the model id of the scorer or judge behind --scores / --verdicts (recorded in the summary; "
-        "--submission needs it); with --scorer it defaults to the scorer's model",
+        "--submission needs it); with --scorer it defaults to the scorer's model, with --judge to the judge's",
     )
-    sp.add_argument("--out", required=True, metavar="DIR", help="where agreement_summary.json goes")
+    sp.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="where agreement_summary.json goes; with --judge also the judge's response cache and usage log "
+        "(DIR/llm/) and the test set's images as shown to it (DIR/judge_images/)",
+    )
     sp.add_argument(
         "--submission",
         metavar="FILE",
@@ -87,7 +100,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from ..agreement import format_agreement, run_agreement, scorer_callable
 
     if getattr(args, "submission", None):
-        if not (args.scorer or args.candidate):
+        if not (args.scorer or args.judge or args.candidate):
             source = "--verdicts" if args.verdicts else "--scores"
             raise ConfigError(
                 f"--submission: name the scorer or judge that produced {source} with --candidate MODEL_ID"
@@ -97,6 +110,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 f"--submission: a leaderboard entry needs --bootstrap {MIN_RESAMPLES} or more "
                 f"(got {args.bootstrap})"
             )
+    if args.judge:
+        from ..agreement_judge import run_judge_agreement
+
+        def say(line: str) -> None:
+            if not getattr(args, "quiet", False):
+                print(line, flush=True)
+
+        result, summary = run_judge_agreement(
+            args.testset,
+            args.data,
+            args.judge,
+            args.out,
+            protocol=args.protocol,
+            say=say,
+            tie_tolerance=args.tie_tolerance,
+            n_bootstrap=args.bootstrap,
+            seed=args.seed,
+            candidate_id=args.candidate,
+        )
+        j = summary["judge"]
+        orders = "both orders" if j["both_orders"] else "one order"
+        line = (
+            f"  judge {j['model']} (guide {j['guide_version']}, {orders}): {j['requests']} requests, "
+            f"{j['new_attempts']} sent now, {j['unanswered']} unanswered; ${j['usd']:.4f} spent in {j['cache']}"
+        )
+        return {**summary, "text": format_agreement(result) + "\n" + line}
     scores: Any = args.scores
     options: dict[str, Any] = {}
     kind, source = ("judge", "verdicts") if args.verdicts else ("scorer", "scores")
@@ -153,6 +192,9 @@ CORRELATIONS = ("spearman", "kendall_tau_b", "pearson")
 PAIR_FIELDS = ("accuracy", "wilson_ci", "n_pairs", "correct")
 MJBENCH_FIELDS = ("accuracy_without_ties", "pairs_without_ties")
 TIFA_FIELDS = (*CORRELATIONS, "images")
+#: A candidate's ``source`` -> the input files whose sha256 its summary holds.
+INPUT_FILES = {"scorer": (), "scores": ("scores",), "verdicts": ("verdicts",), "judge": ("judge_config",)}
+JUDGE_SOURCES = ("verdicts", "judge")  # the sources whose candidate is a judge
 
 
 def entries(s: Mapping[str, Any], out: Path) -> dict[str, dict[str, Any]]:
@@ -251,12 +293,12 @@ def check(prefix: tuple[Any, ...], entry: Mapping[str, Any]) -> list[Problem]:
         )
         return out
     source, judge = s["candidate"]["source"], "judge" in evaluators
-    if (source == "verdicts") != judge:
+    if (source in JUDGE_SOURCES) != judge:
         out.append(
             (
                 at("summary", "candidate", "source"),
-                f"{source!r} with evaluators.{'judge' if judge else 'scorer'}: verdicts come from a judge, "
-                "scores from a scorer",
+                f"{source!r} with evaluators.{'judge' if judge else 'scorer'}: verdicts and a judge asked here "
+                "come from a judge, scores from a scorer",
             )
         )
     if ("scorer" in s["candidate"]) != (source == "scorer"):
@@ -266,10 +308,10 @@ def check(prefix: tuple[Any, ...], entry: Mapping[str, Any]) -> list[Problem]:
                 'names the built-in scorer run by eval agreement: give it exactly when source is "scorer"',
             )
         )
-    expected_inputs = set() if source == "scorer" else {source}
+    expected_inputs = set(INPUT_FILES[source])
     if set(s["input_sha256"]) != expected_inputs:
         want = (
-            f"the sha256 of the {source} file only"
+            f"the sha256 of the {INPUT_FILES[source][0]} file only"
             if expected_inputs
             else "empty: a scorer run here reads no file"
         )
