@@ -907,7 +907,7 @@ BAD_AGREEMENT = [
     ),
     ("tie-rate", _set_summary("tie_rate", 0.5), f"{AG}.summary.tie_rate", "0.5 is not predicted_ties / decisive pairs = 0.1000"),
     ("correlation-on-pairs", _set_summary("spearman", 0.5), f"{AG}.summary.spearman", "not a figure of protocol imagereward_micro"),
-    ("judge-with-scores", _as_judge, f"{AG}.summary.candidate.source", "verdicts come from a judge"),
+    ("judge-with-scores", _as_judge, f"{AG}.summary.candidate.source", "come from a judge, scores from a scorer"),
     ("model-for-other-benchmarks", _add_hps_entry, "model", "missing (required)"),
 ]  # fmt: skip
 
