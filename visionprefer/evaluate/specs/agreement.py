@@ -10,9 +10,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ...scorers.factory import DEFAULT_CQ_THRESHOLD
 from ..registry import Evaluator
 
-AGREEMENT_SCORERS = ("clip", "aesthetic", "pickscore", "hpsv2")
+AGREEMENT_SCORERS = ("clip", "aesthetic", "pickscore", "hpsv2", "cq")
 
 
 def add_arguments(sp: argparse.ArgumentParser) -> None:
@@ -42,8 +43,22 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
         "trained by `visionprefer train-reward` is a pickscore-style scorer: --scorer pickscore "
         "--scorer-model ITS_FOLDER",
     )
+    g.add_argument(
+        "--metrics",
+        metavar="CONFIG",
+        help="metric feedback's weighted total: a build config whose annotate.metrics section gives the "
+        "scorers, weights, device and batch size; each image gets the total such a build stores for it. "
+        "LLM-written questions (and VLM answers) are estimated first, capped by the config's max_cost_usd "
+        "and cached under --out",
+    )
     sp.add_argument(
         "--scorer-model", help="the scorer's model id or folder (default: the scorer's usual one)"
+    )
+    sp.add_argument(
+        "--cq-threshold",
+        type=float,
+        default=DEFAULT_CQ_THRESHOLD,
+        help="--scorer cq: the detection confidence an object needs to count (default %(default)s)",
     )
     sp.add_argument("--device", default="auto")
     sp.add_argument("--batch-size", type=int, default=16)
@@ -59,15 +74,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     scores: Any = args.scores
     options: dict[str, Any] = {}
+    if (args.scorer or args.metrics) and args.testset == "pickapic_v1_test":
+        options["loader_options"] = {"with_images": True}
     if args.scorer:
         from ...scorers.factory import ScorerSettings, build_scorer
 
-        settings = ScorerSettings(device=args.device, batch_size=args.batch_size)
+        settings = ScorerSettings(
+            device=args.device, batch_size=args.batch_size, cq_threshold=args.cq_threshold
+        )
         if args.scorer_model:
             settings = settings.with_model(args.scorer_model)
         scores = scorer_callable(build_scorer(args.scorer, settings))
-        if args.testset == "pickapic_v1_test":
-            options["loader_options"] = {"with_images": True}
+        options["candidate"] = {"scorer": args.scorer, "model": args.scorer_model}
+        if args.scorer == "cq":
+            options["candidate"]["cq_threshold"] = args.cq_threshold
+    elif args.metrics:
+        options.update(_metrics_candidate(args))
     result = run_agreement(
         args.testset,
         args.data,
@@ -84,8 +106,40 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {**summary, "text": format_agreement(result)}
 
 
+def _metrics_candidate(args: argparse.Namespace) -> dict[str, Any]:
+    """``--metrics CONFIG``: the options of ``run_agreement`` that score each item with metric feedback's
+    weighted total (:func:`~visionprefer.annotate.metrics.metric_scorer`, its LLM cache and usage log in
+    ``<out>/llm``), and the candidate recorded in the summary (models, weights, the LLM estimate)."""
+    from ...annotate.metrics import metric_models, metric_scorer
+    from ...config import load_config
+    from ...rundir import RunDir
+
+    config = load_config(args.metrics)
+    mc = config.annotate.metrics
+    candidate: dict[str, Any] = {
+        "metrics": str(args.metrics),
+        "models": metric_models(mc),
+        "weights": dict(mc.weights),
+    }
+
+    def scorer_for(items: Any) -> Any:
+        images_per_prompt: dict[str, int] = {}
+        for item in items:
+            images_per_prompt[item.prompt] = images_per_prompt.get(item.prompt, 0) + len(item.images)
+        scorer, candidate["llm_estimate"] = metric_scorer(config, RunDir(args.out), images_per_prompt)
+        return scorer
+
+    return {"scorer_for": scorer_for, "candidate": candidate}
+
+
 def report(args: argparse.Namespace, summary: Mapping[str, Any]) -> list[str]:
-    return [*summary["text"].splitlines(), f"results in {args.out}"]
+    lines = [*summary["text"].splitlines()]
+    for role, row in ((summary.get("candidate") or {}).get("llm_estimate") or {}).items():
+        lines.append(
+            f"  LLM {role}: {row['calls']} calls estimated ({row.get('cached', 0)} already answered), "
+            f"${row['usd']:.4f}" + ("" if row.get("price_known", True) else " (no price known for the model)")
+        )
+    return [*lines, f"results in {args.out}"]
 
 
 EVALUATOR = Evaluator(
