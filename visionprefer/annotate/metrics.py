@@ -642,7 +642,6 @@ class WeightedTotal:
         self.questions = questions
         self.weights = config.annotate.metrics.weights
         self.scorers = _Scorers(config, run, ProcessInfo(), vqa_purpose=vqa_purpose)
-        self.failures = 0  # images left unscored because their VLM answers failed
 
     def score(self, prompts: Any, images: Any) -> Any:
         import numpy as np
@@ -662,8 +661,7 @@ class WeightedTotal:
                     f"{self.scorers.vqa_purpose}: annotate.metrics.vqa_llm.max_cost_usd reached while "
                     "answering the VQA questions; raise it and rerun (answers so far are cached)"
                 ) from None
-            self.failures += len(usable)
-            return out
+            return out  # unscored, as the build leaves such images unannotated
         for i, m in zip(usable, measured, strict=True):
             out[i] = metric_total(m["metrics"], self.weights)
         return out
