@@ -162,7 +162,7 @@ def calibrate_metrics(config: BuildConfig, run: RunDir) -> dict[str, Any]:
     VLM answers are estimated first and held to their roles' ``max_cost_usd``, recorded under the purposes
     :data:`METRICS_PURPOSES`. Raises :class:`CalibrationFailed` below ``min_accuracy``."""
     from ..evaluate.agreement import agreement, scorer_callable
-    from .metrics import metric_models, metric_scorer, metrics_fingerprint
+    from .metrics import images_per_prompt, metric_models, metric_scorer, metrics_fingerprint
 
     mc = config.annotate.metrics
     cal = mc.calibration
@@ -172,10 +172,7 @@ def calibrate_metrics(config: BuildConfig, run: RunDir) -> dict[str, Any]:
     record = load_calibration(run)
     if record is None or record.get("key") != key:
         items = _usable_pairs(config, cal, "annotate.metrics.calibration")
-        images_per_prompt: dict[str, int] = {}
-        for item in items:
-            images_per_prompt[item.prompt] = images_per_prompt.get(item.prompt, 0) + len(item.images)
-        scorer, _ = metric_scorer(config, run, images_per_prompt, purposes=METRICS_PURPOSES)
+        scorer, _ = metric_scorer(config, run, images_per_prompt(items), purposes=METRICS_PURPOSES)
         result = agreement(
             items, scorer_callable(scorer), protocol, testset=cal.testset, n_bootstrap=1000, seed=0
         )

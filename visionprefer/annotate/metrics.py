@@ -667,6 +667,14 @@ class WeightedTotal:
         return out
 
 
+def images_per_prompt(items: Any) -> dict[str, int]:
+    """Prompt text -> number of images, over test-set items (anything with ``prompt`` and ``images``)."""
+    out: dict[str, int] = {}
+    for item in items:
+        out[item.prompt] = out.get(item.prompt, 0) + len(item.images)
+    return out
+
+
 def metric_scorer(
     config: BuildConfig,
     run: RunDir,

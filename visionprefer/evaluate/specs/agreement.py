@@ -110,11 +110,17 @@ def _metrics_candidate(args: argparse.Namespace) -> dict[str, Any]:
     """``--metrics CONFIG``: the options of ``run_agreement`` that score each item with metric feedback's
     weighted total (:func:`~visionprefer.annotate.metrics.metric_scorer`, its LLM cache and usage log in
     ``<out>/llm``), and the candidate recorded in the summary (models, weights, the LLM estimate)."""
-    from ...annotate.metrics import metric_models, metric_scorer
+    from ...annotate.metrics import images_per_prompt, metric_models, metric_scorer
     from ...config import load_config
+    from ...errors import ConfigError
     from ...rundir import RunDir
 
     config = load_config(args.metrics)
+    if config.annotate.backend != "metrics":
+        raise ConfigError(
+            f"--metrics {args.metrics}: annotate.backend is {config.annotate.backend!r}; the weighted total "
+            "is metric feedback's (annotate.backend: metrics)"
+        )
     mc = config.annotate.metrics
     candidate: dict[str, Any] = {
         "metrics": str(args.metrics),
@@ -123,10 +129,7 @@ def _metrics_candidate(args: argparse.Namespace) -> dict[str, Any]:
     }
 
     def scorer_for(items: Any) -> Any:
-        images_per_prompt: dict[str, int] = {}
-        for item in items:
-            images_per_prompt[item.prompt] = images_per_prompt.get(item.prompt, 0) + len(item.images)
-        scorer, candidate["llm_estimate"] = metric_scorer(config, RunDir(args.out), images_per_prompt)
+        scorer, candidate["llm_estimate"] = metric_scorer(config, RunDir(args.out), images_per_prompt(items))
         return scorer
 
     return {"scorer_for": scorer_for, "candidate": candidate}
