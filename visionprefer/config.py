@@ -287,9 +287,12 @@ def _judge_llm() -> LLMConfig:
 
 @dataclass(frozen=True)
 class CalibrationConfig:
-    """The judge's calibration gate: before the main annotation, judge ``pairs`` pairs of a human preference
-    test set (a spec of ``visionprefer eval agreement``, read from a local copy at ``data``) and stop when
-    the agreement is below ``min_accuracy``. The result is recorded in the run, ``status`` and the card."""
+    """The calibration gate of a feedback backend (``annotate.judge.calibration``,
+    ``annotate.metrics.calibration``): before the main annotation, score ``pairs`` pairs of a human
+    preference test set (a spec of ``visionprefer eval agreement``, read from a local copy at ``data``) as
+    the build's images will be scored, and stop when the agreement is below ``min_accuracy``. The result is
+    recorded in the run, ``status`` and the card. Its error messages name its keys from ``calibration.``:
+    the loader puts the section in front."""
 
     testset: str = "pickapic_v1_test"
     data: str = ""  # a local copy in the test set's published layout (relative to the config file)
@@ -299,11 +302,11 @@ class CalibrationConfig:
     loader_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _positive("annotate.judge.calibration.pairs", self.pairs)
+        _positive("calibration.pairs", self.pairs)
         if not self.data:
-            raise ConfigError("annotate.judge.calibration.data: the local copy of the test set is required")
+            raise ConfigError("calibration.data: the local copy of the test set is required")
         if not 0.0 <= self.min_accuracy <= 1.0:
-            raise ConfigError(f"annotate.judge.calibration.min_accuracy: {self.min_accuracy} is outside 0..1")
+            raise ConfigError(f"calibration.min_accuracy: {self.min_accuracy} is outside 0..1")
 
 
 @dataclass(frozen=True)
@@ -395,6 +398,8 @@ class MetricsConfig:
     weights: dict[str, float] = field(default_factory=lambda: {"vqa": 1.0, "clip": 0.01, "aesthetic": 0.1})
     batch_size: int = 16
     device: str = "auto"
+    # The gate before the main annotation (None: off): the weighted total on pairs of a human test set.
+    calibration: CalibrationConfig | None = None
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.weights) - set(METRICS))
@@ -723,7 +728,11 @@ def _build(cls: type, data: Any, where: str) -> Any:
             raise ConfigError(f"{prefix}{name}: required key is missing")
     try:
         return cls(**kwargs)
-    except ConfigError:
+    except ConfigError as e:
+        # A section used in several places names its keys from its own name: give the whole path.
+        parent, _, leaf = where.rpartition(".")
+        if parent and str(e).startswith(f"{leaf}."):
+            raise ConfigError(f"{parent}.{e}") from None
         raise
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where or 'config'}: {e}") from None

@@ -11,7 +11,7 @@ either::
     ├── RunDirError(RuntimeError)        a run directory that is missing or unusable
     ├── ModelLoadError(OSError)          a model that cannot be found or loaded
     ├── BudgetExceeded(RuntimeError)     a spending limit reached (the stage stops cleanly; exit code 3)
-    ├── CalibrationFailed(RuntimeError)  the judge's calibration is below min_accuracy (exit code 4)
+    ├── CalibrationFailed(RuntimeError)  a calibration gate is below min_accuracy (exit code 4)
     ├── RanksTimedOut(TimeoutError)      a rank waited for the others longer than the process group allows
     ├── LLMUnreachable(ConnectionError)  the LLM server cannot be reached at all
     ├── LLMAccessError(PermissionError)  the server refuses the credentials or does not serve the model
@@ -60,7 +60,8 @@ class BudgetExceeded(VisionPreferError, RuntimeError):
 
 
 class CalibrationFailed(VisionPreferError, RuntimeError):
-    """The judge agrees with people less often than ``annotate.judge.calibration.min_accuracy``: the build
+    """The judge (or metric feedback's weighted total) agrees with people less often than
+    ``annotate.judge.calibration.min_accuracy`` (``annotate.metrics.calibration.min_accuracy``): the build
     stopped before any main annotation was paid for."""
 
     exit_code = 4

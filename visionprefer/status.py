@@ -191,17 +191,17 @@ def _annotate_status(config: Any, run: RunDir) -> dict[str, Any]:
         "reasons": _top_reasons([v["reason"].split(" (")[0] for v in failed.values()]),
         "failures_by_kind": failures_by_kind(failed.values()),
     }
+    from .annotate.calibration import load_calibration
+
+    calibration = load_calibration(run)  # the gate of either backend
+    if calibration is not None:
+        row["calibration"] = calibration
     if backend == "judge":
         batches = _batch_status(run)
         if batches is not None:
             row["batches"] = batches
             if batches["in_flight"] and row["state"] != "done":
                 row["state"] = "in batch"  # submitted to the Batch API: the same command collects them
-        from .annotate.calibration import load_calibration
-
-        calibration = load_calibration(run)
-        if calibration is not None:
-            row["calibration"] = calibration
         from .annotate.stage import order_effects
 
         if config.annotate.judge.both_orders:  # a second pass over the groups, streamed as well
@@ -305,8 +305,9 @@ def format_status(status: dict[str, Any]) -> str:
             ci = cal.get("wilson_ci") or cal.get("bootstrap_ci")
             shown = "n/a" if cal.get("accuracy") is None else f"{cal['accuracy']:.3f}"
             verdict = "passed" if cal.get("passed") else "FAILED"
+            who = "judge" if cal.get("judge") else "metric feedback"
             lines.append(
-                f"{'':<10} judge calibration: accuracy {shown}"
+                f"{'':<10} {who} calibration: accuracy {shown}"
                 + (f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
                 + f" on {cal['n_pairs']} pairs of {cal['testset']} ({cal['protocol']}), "
                 f"min_accuracy {cal['min_accuracy']:g}: {verdict}"

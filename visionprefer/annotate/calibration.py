@@ -8,6 +8,10 @@ The result is kept in ``<run>/annotate/calibration.json`` under a key of everyth
 set, data, pairs, the judge's identity, guide version and scale): a rerun with the same judge reads it
 instead of asking again (the answers are cached anyway), and ``status`` shows it. Calls are recorded under
 the purpose ``calibration`` in the usage log; the budget is the judge's ``max_cost_usd``.
+
+Metric feedback has the same gate (``annotate.metrics.calibration``, :func:`calibrate_metrics`): the build's
+weighted total scores both images of each pair, and the record (same file, same format) names the metric
+models and weights where a judge's names the judge; its key covers them.
 """
 
 from __future__ import annotations
@@ -46,12 +50,13 @@ def _data_path(config: BuildConfig, data: str) -> str:
     return str(path)
 
 
-def _pairs(config: BuildConfig) -> list[Any]:
+def _pairs(config: BuildConfig, cal: Any = None) -> list[Any]:
     """The first ``pairs`` two-image items of the test set with a human preference (ties left out), in the
-    order of their item ids' digests (so the sample does not follow the file's order)."""
+    order of their item ids' digests (so the sample does not follow the file's order). ``cal``: the
+    calibration settings (default: the judge's)."""
     from ..evaluate.testsets import load_testset
 
-    cal = config.annotate.judge.calibration
+    cal = cal or config.annotate.judge.calibration
     options = dict(cal.loader_options)
     if cal.testset == "pickapic_v1_test":
         options.setdefault("with_images", True)
@@ -145,29 +150,17 @@ def calibrate(config: BuildConfig, run: RunDir, proto: Any, client: Any = None) 
     and return its record; raises :class:`CalibrationFailed` below ``min_accuracy``. ``client`` answers
     the requests (default: the LLM layer's client for the judge's ``llm``, purpose ``calibration``)."""
     from ..evaluate.agreement import agreement
-    from ..evaluate.testsets import testset_spec
     from .judge import judge_identity, overall_score
 
     judge = config.annotate.judge
     cal = judge.calibration
-    protocol = cal.protocol or testset_spec(cal.testset)["protocol"]
-    key = digest(
-        "calibration",
-        cal.testset,
-        _data_path(config, cal.data),
-        cal.pairs,
-        protocol,
-        judge_identity(judge),
-        proto.version,
-        [judge.score_min, judge.score_max],
+    protocol = _protocol(cal)
+    key = _key(
+        config, cal, protocol, judge_identity(judge), proto.version, [judge.score_min, judge.score_max]
     )
     record = load_calibration(run)
     if record is None or record.get("key") != key:
-        items = _pairs(config)
-        if not items:
-            raise VisionPreferError(
-                f"annotate.judge.calibration: {cal.testset} at {cal.data} has no pair with a human preference"
-            )
+        items = _usable_pairs(config, cal, "annotate.judge.calibration")
         from ..llm import LLMClient
 
         answers = ask_judge(
@@ -188,25 +181,120 @@ def calibrate(config: BuildConfig, run: RunDir, proto: Any, client: Any = None) 
             for index, row in zip(answer.ask.shown, answer.rows, strict=True):
                 scores[(answer.ask.item.item_id, index)] = overall_score(row, proto.weights)
         result = agreement(items, scores, protocol, testset=cal.testset, n_bootstrap=1000, seed=0)
-        from ..llm.usage import usage_totals
+        identity = {"judge": judge_identity(judge), "guide_version": proto.version}
+        record = _write_record(run, key, cal, protocol, items, result, identity, failed, ("calibration",))
+    return _gate(
+        run,
+        record,
+        cal,
+        "judge calibration",
+        "annotate.judge.calibration",
+        "change the judge or its guide, or lower min_accuracy",
+    )
 
-        spent = usage_totals(run.llm_dir).get("calibration", {}).get("usd", 0.0)
-        record = {
-            "key": key,
-            "testset": cal.testset,
-            "protocol": protocol,
-            "pairs": len(items),
-            "unanswered": failed,
-            "judge": judge_identity(judge),
-            "guide_version": proto.version,
-            "min_accuracy": cal.min_accuracy,
-            "accuracy": result.value,
-            "wilson_ci": result.wilson_ci,
-            "bootstrap_ci": result.bootstrap_ci,
-            "n_pairs": result.n_pairs,
-            "usd": round(spent, 6),
+
+METRICS_PURPOSES = ("calibration-questions", "calibration-vqa")  # usage-log purposes of the metrics gate
+
+
+def calibrate_metrics(config: BuildConfig, run: RunDir) -> dict[str, Any]:
+    """Run (or read) the calibration of metric feedback (``annotate.metrics.calibration``): the weighted
+    total (:func:`~visionprefer.annotate.metrics.metric_scorer`, the build's own models and weights) scores
+    both images of ``pairs`` test pairs, and its agreement with the human choice is measured as for the
+    judge; the record names the metric models and weights in place of the judge. LLM-written questions and
+    VLM answers are estimated first and held to their roles' ``max_cost_usd``, recorded under the purposes
+    :data:`METRICS_PURPOSES`. Raises :class:`CalibrationFailed` below ``min_accuracy``."""
+    from ..evaluate.agreement import agreement, scorer_callable
+    from .metrics import images_per_prompt, metric_models, metric_scorer, metrics_fingerprint
+
+    mc = config.annotate.metrics
+    cal = mc.calibration
+    protocol = _protocol(cal)
+    weights = dict(mc.weights)
+    key = _key(config, cal, protocol, "metrics", metrics_fingerprint(mc), weights)
+    record = load_calibration(run)
+    if record is None or record.get("key") != key:
+        items = _usable_pairs(config, cal, "annotate.metrics.calibration")
+        scorer, _ = metric_scorer(config, run, images_per_prompt(items), purposes=METRICS_PURPOSES)
+        result = agreement(
+            items, scorer_callable(scorer), protocol, testset=cal.testset, n_bootstrap=1000, seed=0
+        )
+        identity = {
+            "scorer": {"backend": "metrics", "fingerprint": metrics_fingerprint(mc), **metric_models(mc)},
+            "weights": weights,
+            "guide_version": None,
         }
-        atomic_write_text(calibration_path(run), json.dumps(record, indent=2) + "\n")
+        record = _write_record(
+            run, key, cal, protocol, items, result, identity, result.skipped_pairs, METRICS_PURPOSES
+        )
+    return _gate(
+        run,
+        record,
+        cal,
+        "metric feedback calibration",
+        "annotate.metrics.calibration",
+        "change the metric models or their weights, or lower min_accuracy",
+    )
+
+
+# ------------------------------------------------------------------------------------ what both gates share
+def _protocol(cal: Any) -> str:
+    from ..evaluate.testsets import testset_spec
+
+    return cal.protocol or testset_spec(cal.testset)["protocol"]
+
+
+def _key(config: BuildConfig, cal: Any, protocol: str, *identity: Any) -> str:
+    """The record's key: the test sample and protocol, and ``identity`` (what decides the scores)."""
+    return digest("calibration", cal.testset, _data_path(config, cal.data), cal.pairs, protocol, *identity)
+
+
+def _usable_pairs(config: BuildConfig, cal: Any, section: str) -> list[Any]:
+    items = _pairs(config, cal)
+    if not items:
+        raise VisionPreferError(f"{section}: {cal.testset} at {cal.data} has no pair with a human preference")
+    return items
+
+
+def _write_record(
+    run: RunDir,
+    key: str,
+    cal: Any,
+    protocol: str,
+    items: list[Any],
+    result: Any,
+    identity: dict[str, Any],
+    unanswered: int,
+    purposes: tuple[str, ...],
+) -> dict[str, Any]:
+    """Write the calibration record (``identity``: who scored, e.g. the judge and its guide version) and
+    return it; ``usd`` is what the usage log holds under ``purposes``."""
+    from ..llm.usage import usage_totals
+
+    totals = usage_totals(run.llm_dir) if run.llm_dir.exists() else {}
+    spent = sum(totals.get(p, {}).get("usd", 0.0) for p in purposes)
+    record = {
+        "key": key,
+        "testset": cal.testset,
+        "protocol": protocol,
+        "pairs": len(items),
+        "unanswered": unanswered,
+        **identity,
+        "min_accuracy": cal.min_accuracy,
+        "accuracy": result.value,
+        "wilson_ci": result.wilson_ci,
+        "bootstrap_ci": result.bootstrap_ci,
+        "n_pairs": result.n_pairs,
+        "usd": round(spent, 6),
+    }
+    atomic_write_text(calibration_path(run), json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def _gate(
+    run: RunDir, record: dict[str, Any], cal: Any, who: str, section: str, advice: str
+) -> dict[str, Any]:
+    """Apply ``min_accuracy`` to ``record`` (kept in the record as last applied); raise
+    :class:`CalibrationFailed` below it."""
     accuracy = record["accuracy"]
     passed = accuracy is not None and accuracy >= cal.min_accuracy
     if (record.get("min_accuracy"), record.get("passed")) != (cal.min_accuracy, passed):
@@ -217,8 +305,8 @@ def calibrate(config: BuildConfig, run: RunDir, proto: Any, client: Any = None) 
         interval = f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci else ""
         shown = "n/a" if accuracy is None else f"{accuracy:.3f}"
         raise CalibrationFailed(
-            f"judge calibration: accuracy {shown}{interval} on {record['n_pairs']} pairs of {record['testset']} "
-            f"({record['protocol']}) is below annotate.judge.calibration.min_accuracy {cal.min_accuracy:g}; "
-            "no image was annotated (change the judge or its guide, or lower min_accuracy)"
+            f"{who}: accuracy {shown}{interval} on {record['n_pairs']} pairs of {record['testset']} "
+            f"({record['protocol']}) is below {section}.min_accuracy {cal.min_accuracy:g}; "
+            f"no image was annotated ({advice})"
         )
     return record

@@ -21,7 +21,7 @@ class AnnotateReport:
     blocked: int = 0
     waiting: int = 0  # prompts whose images are not all finished yet
     failures: dict[str, int] = field(default_factory=dict)
-    calibration: dict[str, Any] | None = None  # the judge's calibration record, when the gate is on
+    calibration: dict[str, Any] | None = None  # the calibration record, when the gate is on
 
 
 def finished_images(config: BuildConfig, run: RunDir) -> tuple[dict[str, StoredRecords], int]:

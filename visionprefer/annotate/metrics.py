@@ -36,8 +36,9 @@ class MetricTask:
     file: str
 
 
-def metrics_fingerprint(mc: MetricsConfig) -> str:
-    """Settings that change the raw metrics (the weights do not: they apply when reading)."""
+def metric_models(mc: MetricsConfig) -> dict[str, Any]:
+    """The models (and their settings) that measure the raw metrics, by role: what enters the annotation
+    key. ``cq`` and ``rewards`` are None when off."""
     questions = ["llm", mc.question_llm.model] if mc.questions == "llm" else ["template"]
     vqa = (
         ["vlm", (mc.vqa_llm.model if mc.vqa_llm else None)]
@@ -49,15 +50,29 @@ def metrics_fingerprint(mc: MetricsConfig) -> str:
     rewards = [["pickscore", mc.pickscore_model, mc.pickscore_processor]] if mc.pickscore_model else []
     checkpoint = Path(mc.hpsv2_checkpoint).name if mc.hpsv2_checkpoint else None  # not where it lies
     rewards += [["hpsv2", mc.hpsv2_version, checkpoint]] if mc.hpsv2_version else []
+    return {
+        "questions": questions,
+        "vqa": vqa,
+        "clip": mc.clip_model,
+        "aesthetic": mc.aesthetic_model,
+        "aesthetic_clip": mc.aesthetic_clip_model,
+        "cq": cq or None,
+        "rewards": rewards or None,
+    }
+
+
+def metrics_fingerprint(mc: MetricsConfig) -> str:
+    """Settings that change the raw metrics (the weights do not: they apply when reading)."""
+    m = metric_models(mc)
     return digest(
         "metrics",
-        questions,
-        vqa,
-        mc.clip_model,
-        mc.aesthetic_model,
-        mc.aesthetic_clip_model,
-        *cq,
-        *rewards,
+        m["questions"],
+        m["vqa"],
+        m["clip"],
+        m["aesthetic"],
+        m["aesthetic_clip"],
+        *(m["cq"] or []),
+        *(m["rewards"] or []),
         length=16,
     )
 
@@ -182,8 +197,17 @@ def question_messages(prompt: str) -> list[dict[str, Any]]:
 
 # --------------------------------------------------------------------------------------------- stage
 def annotate_with_metrics(
-    config: BuildConfig, run: RunDir, *, retry_failed: bool, progress: bool, proc: ProcessInfo
+    config: BuildConfig,
+    run: RunDir,
+    *,
+    retry_failed: bool,
+    progress: bool,
+    proc: ProcessInfo,
+    calibrate: Any = None,
 ) -> Any:
+    """Score every chunk of this rank that is not done (nor blocked). ``calibrate(config, run)`` is the
+    calibration gate (:func:`~visionprefer.annotate.calibration.calibrate_metrics`, passed in by the stage),
+    applied before anything of the build is scored when ``annotate.metrics.calibration`` is set."""
     from ..progress import progress_bar
     from .common import AnnotateReport
 
@@ -198,6 +222,21 @@ def annotate_with_metrics(
 
     def missing(chunk: list[MetricTask]) -> list[MetricTask]:
         return [t for t in chunk if t.annotation_id not in state.done and t.annotation_id not in blocked]
+
+    if (
+        calibrate is not None
+        and config.annotate.metrics.calibration is not None
+        and any(missing(chunk) for _, chunk in chunks)
+    ):
+        # The gate before the main annotation, as the judge's: rank 0 measures (or reads the recorded
+        # result), then every rank checks the record, so that all stop together below min_accuracy.
+        from ..errors import CalibrationFailed
+
+        if proc.is_main:
+            with contextlib.suppress(CalibrationFailed):
+                calibrate(config, run)
+        proc.barrier()
+        report.calibration = calibrate(config, run)  # recorded: nothing is scored again
 
     mine = [chunk for i, chunk in chunks if i % proc.world_size == proc.rank and missing(chunk)]
     if not mine:
@@ -256,11 +295,17 @@ def annotate_with_metrics(
 
 
 def _questions_for(
-    config: BuildConfig, run: RunDir, prompts: list[str], proc: ProcessInfo, *, retry_failed: bool = False
+    config: BuildConfig,
+    run: RunDir,
+    prompts: list[str],
+    proc: ProcessInfo,
+    *,
+    retry_failed: bool = False,
+    purpose: str = "questions",
 ) -> tuple[dict[str, list], dict[str, Any]]:
     """Per prompt, its questions; and per prompt whose question writing failed, the failed LLMResult. With
     ``retry_failed``, a prompt whose cached answers fail permanently is asked again (the cache ignored), as
-    the judge and polishing do."""
+    the judge and polishing do. ``purpose``: the usage log's name for the calls (and their budget)."""
     mc = config.annotate.metrics
     if mc.questions == "template":
         from ..scorers import template_questions
@@ -277,7 +322,7 @@ def _questions_for(
         llm = LLMClient(
             mc.question_llm,
             folder=run.llm_dir,
-            purpose="questions",
+            purpose=purpose,
             prices=config.prices,
             rank=proc.rank,
             ranks=proc.world_size,
@@ -305,7 +350,10 @@ def _questions_for(
 
     asyncio.run(main())
     if budget:
-        raise BudgetExceeded("annotate: max_cost_usd reached while writing questions; raise it and rerun")
+        raise BudgetExceeded(
+            f"{purpose}: annotate.metrics.question_llm.max_cost_usd reached while writing questions; raise it "
+            "and rerun"
+        )
     return out, failures
 
 
@@ -336,13 +384,15 @@ def scorer_settings(config: BuildConfig) -> Any:
 
 
 class _Scorers:
-    """The metric models, each loaded once for the stage."""
+    """The metric models, each loaded once for the stage. ``vqa_purpose``: the usage log's name for the
+    VLM's answers (``vqa_backend: vlm``)."""
 
-    def __init__(self, config: BuildConfig, run: RunDir, proc: ProcessInfo):
+    def __init__(self, config: BuildConfig, run: RunDir, proc: ProcessInfo, *, vqa_purpose: str = "vqa"):
         from ..scorers.factory import build_scorers
 
         mc = config.annotate.metrics
         self.config, self.run, self.proc, self.mc = config, run, proc, mc
+        self.vqa_purpose = vqa_purpose
         names = ["clip", "aesthetic"]  # in this order: the aesthetic head reuses the CLIP model
         names += ["vqa"] if mc.vqa_backend == "blip" else []
         names += ["cq"] if mc.cq_model else []
@@ -357,46 +407,56 @@ class _Scorers:
         self.rewards: dict[str, Any] = {n: (built[n], f) for n, f in factors.items() if n in built}
 
     def score(self, tasks: list[MetricTask], questions: dict[str, list]) -> list[dict[str, Any]]:
+        """The annotate records of ``tasks`` (their image files scored in one batch)."""
         from PIL import Image
-
-        from ..scorers import vqa_score
 
         images = []
         for t in tasks:
             with Image.open(t.file) as im:
                 images.append(im.convert("RGB"))
+        measured = self.measure([t.prompt for t in tasks], images, questions)
+        return [
+            {
+                "annotation_id": t.annotation_id,
+                "image_id": t.image_id,
+                "prompt_id": t.prompt_id,
+                "backend": "metrics",
+                **m,
+            }
+            for t, m in zip(tasks, measured, strict=True)
+        ]
+
+    def measure(self, prompts: list[str], images: list, questions: dict[str, list]) -> list[dict[str, Any]]:
+        """Per image (RGB, in one batch), its raw ``metrics`` and the VQA ``questions``, ``expected`` and
+        ``answers``; every prompt needs its questions in ``questions``."""
+        from ..scorers import vqa_score
+
         emb = self.clip.image_embeddings(images)
-        clip = self.clip.score_embeddings(emb, self.clip.text_embeddings([t.prompt for t in tasks]))
+        clip = self.clip.score_embeddings(emb, self.clip.text_embeddings(list(prompts)))
         if self.aesthetic.clip is self.clip:
             aesthetic = self.aesthetic.score_embeddings(emb)
         else:
             aesthetic = self.aesthetic.image_scores(images)
         flat_images, flat_questions, spans = [], [], []
-        for image, t in zip(images, tasks, strict=True):
-            qs = questions[t.prompt]
+        for image, prompt in zip(images, prompts, strict=True):
+            qs = questions[prompt]
             spans.append((len(flat_questions), len(flat_questions) + len(qs)))
             flat_images += [image] * len(qs)
             flat_questions += [q["question"] for q in qs]
-        answers = self._answer(flat_images, flat_questions, tasks, spans)
-        cq: list[float | None] = [None] * len(tasks)
+        answers = self._answer(flat_images, flat_questions)
+        cq: list[float | None] = [None] * len(prompts)
         if self.cq is not None:  # NaN (no detectable object named in the prompt) is stored as null
-            cq = [
-                None if math.isnan(v) else float(v) for v in self.cq.score([t.prompt for t in tasks], images)
-            ]
+            cq = [None if math.isnan(v) else float(v) for v in self.cq.score(list(prompts), images)]
         rewards = {
-            name: [factor * float(v) for v in scorer.score([t.prompt for t in tasks], images)]
+            name: [factor * float(v) for v in scorer.score(list(prompts), images)]
             for name, (scorer, factor) in self.rewards.items()
         }
         out = []
-        for i, t in enumerate(tasks):
+        for i, prompt in enumerate(prompts):
             a, b = spans[i]
-            qs = questions[t.prompt]
+            qs = questions[prompt]
             out.append(
                 {
-                    "annotation_id": t.annotation_id,
-                    "image_id": t.image_id,
-                    "prompt_id": t.prompt_id,
-                    "backend": "metrics",
                     "metrics": {
                         "vqa": float(vqa_score(answers[a:b], qs)),
                         "clip": float(clip[i]),
@@ -411,7 +471,7 @@ class _Scorers:
             )
         return out
 
-    def _answer(self, images: list, questions: list[str], tasks: list[MetricTask], spans: list) -> list[str]:
+    def _answer(self, images: list, questions: list[str]) -> list[str]:
         if self.vqa is not None:
             return self.vqa.answer(images, questions)
         return asyncio.run(self._answer_vlm(images, questions))
@@ -434,7 +494,7 @@ class _Scorers:
         llm = LLMClient(
             vlm,
             folder=self.run.llm_dir,
-            purpose="vqa",
+            purpose=self.vqa_purpose,
             prices=self.config.prices,
             rank=self.proc.rank,
             ranks=self.proc.world_size,
@@ -564,3 +624,91 @@ def estimate_metrics_llm(
     if cache is not None:
         cache.close()
     return out
+
+
+# --------------------------------------------------------------------------------------------- as a scorer
+class WeightedTotal:
+    """Metric feedback's weighted total as a scorer (``.score(prompts, images)``, one float per image): the
+    raw metrics measured by the build's own models (:class:`_Scorers`) and weighted by :func:`metric_total`
+    with ``annotate.metrics.weights``, so that an image scores exactly the ``overall`` a build with the same
+    config stores for it. ``questions`` maps each prompt to its questions (:func:`metric_scorer` writes
+    them); a prompt without any (their writing failed) or whose VLM answers failed scores NaN (unscored)."""
+
+    higher_is_better = True
+
+    def __init__(
+        self, config: BuildConfig, run: RunDir, questions: dict[str, list], *, vqa_purpose: str = "vqa"
+    ):
+        self.questions = questions
+        self.weights = config.annotate.metrics.weights
+        self.scorers = _Scorers(config, run, ProcessInfo(), vqa_purpose=vqa_purpose)
+
+    def score(self, prompts: Any, images: Any) -> Any:
+        import numpy as np
+
+        prompts, images = list(prompts), list(images)
+        out = np.full(len(prompts), np.nan)
+        usable = [i for i, p in enumerate(prompts) if p in self.questions]
+        if not usable:
+            return out
+        try:
+            measured = self.scorers.measure(
+                [prompts[i] for i in usable], [images[i] for i in usable], self.questions
+            )
+        except VQAFailed as e:
+            if e.failure_kind == "budget":
+                raise BudgetExceeded(
+                    f"{self.scorers.vqa_purpose}: annotate.metrics.vqa_llm.max_cost_usd reached while "
+                    "answering the VQA questions; raise it and rerun (answers so far are cached)"
+                ) from None
+            return out  # unscored, as the build leaves such images unannotated
+        for i, m in zip(usable, measured, strict=True):
+            out[i] = metric_total(m["metrics"], self.weights)
+        return out
+
+
+def images_per_prompt(items: Any) -> dict[str, int]:
+    """Prompt text -> number of images, over test-set items (anything with ``prompt`` and ``images``)."""
+    out: dict[str, int] = {}
+    for item in items:
+        out[item.prompt] = out.get(item.prompt, 0) + len(item.images)
+    return out
+
+
+def metric_scorer(
+    config: BuildConfig,
+    run: RunDir,
+    images_per_prompt: dict[str, int],
+    *,
+    purposes: tuple[str, str] = ("questions", "vqa"),
+) -> tuple[WeightedTotal, dict[str, dict[str, Any]]]:
+    """Metric feedback's weighted total (:class:`WeightedTotal`) for the images of ``images_per_prompt``
+    (prompt text -> images to score), outside a build: ``eval agreement --metrics`` and the metrics
+    calibration gate. As in the build, the LLM calls go through the LLM layer with ``run.llm_dir``'s
+    response cache and usage log, under ``purposes`` (question writing, VLM answers). Their cost is
+    estimated first (:func:`estimate_metrics_llm`, as ``visionprefer estimate`` does) and nothing is asked
+    when it is above the role's ``max_cost_usd``; the LLM layer then stops at that budget. Returns the
+    scorer and the estimate."""
+    from ..llm.usage import usage_totals
+
+    mc = config.annotate.metrics
+    estimate = estimate_metrics_llm(config, images_per_prompt, run.llm_dir)
+    spent = usage_totals(run.llm_dir) if run.llm_dir.exists() else {}
+    for role, purpose, llm, name in (
+        ("questions", purposes[0], mc.question_llm, "question_llm"),
+        ("vqa", purposes[1], mc.vqa_llm, "vqa_llm"),
+    ):
+        row = estimate.get(role)
+        if row is None or llm is None or llm.max_cost_usd is None:
+            continue
+        # Question writing is estimated net of the cache: held against what the budget leaves. VLM answers
+        # are not looked up (the estimate counts those paid before again): held against the whole budget.
+        paid = spent.get(purpose, {}).get("usd", 0.0) if role == "questions" else 0.0
+        if row["usd"] > llm.max_cost_usd - paid:
+            raise BudgetExceeded(
+                f"{purpose}: {row['calls']} calls estimated at ${row['usd']:.4f}, more than the "
+                f"${max(0.0, llm.max_cost_usd - paid):.4f} annotate.metrics.{name}.max_cost_usd "
+                f"{'leaves' if paid else 'allows'}; nothing was asked (raise it, or score fewer images)"
+            )
+    questions, _ = _questions_for(config, run, sorted(images_per_prompt), ProcessInfo(), purpose=purposes[0])
+    return WeightedTotal(config, run, questions, vqa_purpose=purposes[1]), estimate

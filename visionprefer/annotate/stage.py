@@ -143,9 +143,17 @@ def run_annotate_stage(
     if backend == "judge":
         report = annotate_with_judge(config, run, retry_failed=retry_failed, progress=progress, proc=proc)
     else:
+        from .calibration import calibrate_metrics
         from .metrics import annotate_with_metrics
 
-        report = annotate_with_metrics(config, run, retry_failed=retry_failed, progress=progress, proc=proc)
+        report = annotate_with_metrics(
+            config,
+            run,
+            retry_failed=retry_failed,
+            progress=progress,
+            proc=proc,
+            calibrate=calibrate_metrics,
+        )
     proc.launch_totals(report, ("made", "failed"))  # the whole launch's counts, on every rank
     return report
 

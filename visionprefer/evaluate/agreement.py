@@ -651,15 +651,22 @@ def run_agreement(
     protocol: str | None = None,
     out: str | Path | None = None,
     loader_options: Mapping[str, Any] | None = None,
+    scorer_for: Callable[[Sequence[Item]], Any] | None = None,
+    extra_inputs: Mapping[str, str] | None = None,
     candidate: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> AgreementResult:
     """What an ``eval agreement`` registry entry calls: load ``testset`` from ``data``, score it, and with
     ``out`` write ``<out>/agreement_summary.json`` (the result, the spec's name, revision, the SHA-256 of
-    the score/verdict files read and ``candidate``, the description of the scorer or judge: ``kind``
-    "scorer" or "judge", ``source`` "scorer", "scores" or "verdicts", ``id`` its model id or None) and
-    ``<out>/agreement_items.jsonl`` (:attr:`AgreementResult.items`). ``scores``/``verdicts`` may be file
-    paths (:func:`load_scores`, :func:`load_verdicts`) or objects as :func:`agreement` takes; ``protocol``
+    the score/verdict files read (and ``extra_inputs``, role -> digest of other files read, e.g. a build
+    config) and ``candidate``, the description of the scorer or judge: ``kind`` "scorer" or "judge",
+    ``source`` "scorer", "scores", "verdicts", "judge" or "metrics", ``id`` its model id or None, and
+    details) and ``<out>/agreement_items.jsonl`` (:attr:`AgreementResult.items`). ``scores``/``verdicts``
+    may be file paths (:func:`load_scores`, :func:`load_verdicts`) or objects as :func:`agreement` takes;
+    ``scorer_for`` instead builds the scores from the loaded items (a scorer that must see them first:
+    metric feedback writes each prompt's questions). Scores computed here (a callable or a scorer) are also
+    written, with ``out``, to ``<out>/agreement_scores.jsonl`` in :func:`load_scores`' rows (``--scores``
+    reads them back). ``candidate`` is recorded as it is when the summary is written; ``protocol``
     defaults to the spec's; ``options`` go to :func:`agreement`."""
     from .provenance import file_sha256
     from .testsets import load_testset, testset_spec
@@ -674,11 +681,38 @@ def run_agreement(
         inputs["verdicts"] = file_sha256(Path(verdicts))
         verdicts = load_verdicts(verdicts)
     items = load_testset(testset, data, **dict(loader_options or {}))
+    if scorer_for is not None:
+        scores = scorer_for(items)
+    scored: list[dict[str, Any]] = []
+    if (
+        scores is not None
+        and not isinstance(scores, Mapping)
+        and (callable(scores) or hasattr(scores, "score"))
+    ):
+        score_item = scores if callable(scores) else scorer_callable(scores)
+
+        def recorded(item: Item) -> list[float | None]:
+            values = list(score_item(item))
+            for i, v in enumerate(values):
+                missing = v is None or (isinstance(v, float) and math.isnan(v))
+                scored.append(
+                    {"item_id": item.item_id, "image_index": i, "score": None if missing else float(v)}
+                )
+            return values
+
+        scores = recorded
     result = agreement(items, scores, protocol, verdicts=verdicts, testset=testset, **options)
     if out is not None:
         write_agreement_summary(
-            out, result, inputs, candidate=dict(candidate) if candidate is not None else None
+            out,
+            result,
+            {**inputs, **dict(extra_inputs or {})},
+            candidate=dict(candidate) if candidate is not None else None,
         )
+        if scored:
+            from ..rundir import write_jsonl
+
+            write_jsonl(Path(out) / "agreement_scores.jsonl", scored)
     return result
 
 

@@ -704,7 +704,8 @@ def _failures_context(status: dict[str, Any], put: Any) -> dict[str, Any]:
 
 
 def _calibration_context(status: dict[str, Any]) -> dict[str, Any] | None:
-    """The judge's calibration gate (``annotate.judge.calibration``), formatted; None without one."""
+    """The calibration gate's record (``annotate.judge.calibration`` or ``annotate.metrics.calibration``),
+    formatted; None without one."""
     cal = (status.get("stages", {}).get("annotate") or {}).get("calibration")
     if not cal:
         return None
@@ -714,6 +715,7 @@ def _calibration_context(status: dict[str, Any]) -> dict[str, Any] | None:
         "testset": cal["testset"],
         "protocol": cal["protocol"],
         "guide_version": cal.get("guide_version"),
+        "metrics": "scorer" in cal,  # metric feedback's gate: a scorer and weights, not a judge
         "accuracy": "n/a" if cal.get("accuracy") is None else f"{cal['accuracy']:.1%}",
         "ci": f"{ci[0]:.1%}–{ci[1]:.1%}" if ci else "–",
         "min_accuracy": f"{cal['min_accuracy']:.1%}",

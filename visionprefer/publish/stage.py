@@ -688,17 +688,17 @@ def card_context(
         "judge_model": None,
         "guide_version": None,
         "order_effects": None,
-        "calibration": None,
+        # the calibration gate's record, of either backend (the card's "Label quality")
+        "calibration": status.get("stages", {}).get("annotate", {}).get("calibration"),
     }
     if ann.backend == "judge":
         from ..annotate.judge import judge_name, load_guide
 
-        judge = {
-            "judge_model": judge_name(ann.judge),
-            "guide_version": load_guide(ann.judge)[1],
-            "order_effects": status.get("stages", {}).get("annotate", {}).get("order_effects"),
-            "calibration": status.get("stages", {}).get("annotate", {}).get("calibration"),
-        }
+        judge.update(
+            judge_model=judge_name(ann.judge),
+            guide_version=load_guide(ann.judge)[1],
+            order_effects=status.get("stages", {}).get("annotate", {}).get("order_effects"),
+        )
     # What reads every pair is computed once for the two cards (the main folder's and the companion's).
     cache = data.get("_card_cache")
     if cache is None or cache[0] is not pairs:

@@ -16,10 +16,11 @@ from typing import Any
 from ...errors import ConfigError
 from ...leaderboard.fields import RATE_TOLERANCE, Problem, check_ci, check_judge_or_scorer, field, num
 from ...leaderboard.table import Row, Table, fmt
+from ...scorers.factory import DEFAULT_CQ_THRESHOLD
 from ..registry import Benchmark, Evaluator
 from ..testsets import TESTSETS, testset_spec
 
-AGREEMENT_SCORERS = ("clip", "aesthetic", "pickscore", "hpsv2")
+AGREEMENT_SCORERS = ("clip", "aesthetic", "pickscore", "hpsv2", "cq")
 
 
 def add_arguments(sp: argparse.ArgumentParser) -> None:
@@ -54,8 +55,22 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
         "trained by `visionprefer train-reward` is a pickscore-style scorer: --scorer pickscore "
         "--scorer-model ITS_FOLDER",
     )
+    g.add_argument(
+        "--metrics",
+        metavar="CONFIG",
+        help="metric feedback's weighted total: a build config whose annotate.metrics section gives the "
+        "scorers, weights, device and batch size; each image gets the total such a build stores for it. "
+        "LLM-written questions (and VLM answers) are estimated first, capped by the config's max_cost_usd "
+        "and cached under --out",
+    )
     sp.add_argument(
         "--scorer-model", help="the scorer's model id or folder (default: the scorer's usual one)"
+    )
+    sp.add_argument(
+        "--cq-threshold",
+        type=float,
+        default=DEFAULT_CQ_THRESHOLD,
+        help="--scorer cq: the detection confidence an object needs to count (default %(default)s)",
     )
     sp.add_argument("--device", default="auto")
     sp.add_argument("--batch-size", type=int, default=16)
@@ -91,7 +106,7 @@ def _scorer_model(name: str, settings: Any) -> str:
         from ...scorers.hpsv2 import HPS_CHECKPOINTS, HPS_REPO
 
         return f"{HPS_REPO}/{HPS_CHECKPOINTS[settings.hpsv2_version]}"
-    return {"clip": settings.clip_model, "aesthetic": settings.aesthetic_model}.get(
+    return {"clip": settings.clip_model, "aesthetic": settings.aesthetic_model, "cq": settings.cq_model}.get(
         name, settings.pickscore_model
     )
 
@@ -140,10 +155,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {}
     kind, source = ("judge", "verdicts") if args.verdicts else ("scorer", "scores")
     candidate: dict[str, Any] = {"kind": kind, "source": source, "id": args.candidate}
+    if (args.scorer or args.metrics) and args.testset == "pickapic_v1_test":
+        options["loader_options"] = {"with_images": True}
     if args.scorer:
         from ...scorers.factory import ScorerSettings, build_scorer
 
-        settings = ScorerSettings(device=args.device, batch_size=args.batch_size)
+        settings = ScorerSettings(
+            device=args.device, batch_size=args.batch_size, cq_threshold=args.cq_threshold
+        )
         if args.scorer_model:
             settings = settings.with_model(args.scorer_model)
         candidate = {
@@ -151,10 +170,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "source": "scorer",
             "scorer": args.scorer,
             "id": args.candidate or _scorer_model(args.scorer, settings),
+            "model": args.scorer_model,
         }
+        if args.scorer == "cq":
+            candidate["cq_threshold"] = args.cq_threshold
         scores = scorer_callable(build_scorer(args.scorer, settings))
-        if args.testset == "pickapic_v1_test":
-            options["loader_options"] = {"with_images": True}
+    elif args.metrics:
+        options.update(_metrics_candidate(args))
+        candidate = options.pop("candidate")
     result = run_agreement(
         args.testset,
         args.data,
@@ -172,8 +195,53 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {**summary, "text": format_agreement(result)}
 
 
+def _metrics_candidate(args: argparse.Namespace) -> dict[str, Any]:
+    """``--metrics CONFIG``: the options of ``run_agreement`` that score each item with metric feedback's
+    weighted total (:func:`~visionprefer.annotate.metrics.metric_scorer`, its LLM cache and usage log in
+    ``<out>/llm``), and the candidate recorded in the summary (models, weights, the LLM estimate)."""
+    from ...annotate.metrics import images_per_prompt, metric_models, metric_scorer
+    from ...config import load_config
+    from ...errors import ConfigError
+    from ...rundir import RunDir
+
+    config = load_config(args.metrics)
+    if config.annotate.backend != "metrics":
+        raise ConfigError(
+            f"--metrics {args.metrics}: annotate.backend is {config.annotate.backend!r}; the weighted total "
+            "is metric feedback's (annotate.backend: metrics)"
+        )
+    from ...annotate.metrics import metrics_fingerprint
+    from ..provenance import file_sha256
+
+    mc = config.annotate.metrics
+    candidate: dict[str, Any] = {
+        "kind": "scorer",
+        "source": "metrics",
+        "id": args.candidate or f"metric-feedback/{metrics_fingerprint(mc)[:12]}",
+        "metrics": str(args.metrics),
+        "models": metric_models(mc),
+        "weights": dict(mc.weights),
+    }
+
+    def scorer_for(items: Any) -> Any:
+        scorer, candidate["llm_estimate"] = metric_scorer(config, RunDir(args.out), images_per_prompt(items))
+        return scorer
+
+    return {
+        "scorer_for": scorer_for,
+        "candidate": candidate,
+        "extra_inputs": {"metrics_config": file_sha256(Path(args.metrics))},
+    }
+
+
 def report(args: argparse.Namespace, summary: Mapping[str, Any]) -> list[str]:
-    return [*summary["text"].splitlines(), f"results in {args.out}"]
+    lines = [*summary["text"].splitlines()]
+    for role, row in ((summary.get("candidate") or {}).get("llm_estimate") or {}).items():
+        lines.append(
+            f"  LLM {role}: {row['calls']} calls estimated ({row.get('cached', 0)} already answered), "
+            f"${row['usd']:.4f}" + ("" if row.get("price_known", True) else " (no price known for the model)")
+        )
+    return [*lines, f"results in {args.out}"]
 
 
 # ------------------------------------------------------------------------------------------ leaderboard
@@ -193,7 +261,13 @@ PAIR_FIELDS = ("accuracy", "wilson_ci", "n_pairs", "correct")
 MJBENCH_FIELDS = ("accuracy_without_ties", "pairs_without_ties")
 TIFA_FIELDS = (*CORRELATIONS, "images")
 #: A candidate's ``source`` -> the input files whose sha256 its summary holds.
-INPUT_FILES = {"scorer": (), "scores": ("scores",), "verdicts": ("verdicts",), "judge": ("judge_config",)}
+INPUT_FILES = {
+    "scorer": (),
+    "scores": ("scores",),
+    "verdicts": ("verdicts",),
+    "judge": ("judge_config",),
+    "metrics": ("metrics_config",),
+}
 JUDGE_SOURCES = ("verdicts", "judge")  # the sources whose candidate is a judge
 
 
@@ -434,6 +508,8 @@ def _candidate_cells(entry: Mapping[str, Any]) -> tuple[str, str]:
         "scorer": f"{s['candidate'].get('scorer')} scorer run by eval agreement",
         "scores": "per-image scores file",
         "verdicts": "pairwise judge verdicts",
+        "judge": "a build's judge asked by eval agreement",
+        "metrics": "metric feedback's weighted total",
     }[source]
     settings = f"{how}, tie tolerance {s['tie_tolerance']:g}" if kind == "scorer" else how
     return model_id, settings
