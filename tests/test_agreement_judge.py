@@ -71,7 +71,9 @@ def pickapic_greys(tmp_path):
             "ranking_id": key,
             "caption": f"a grey square {key}",
             "jpg_0": _grey(LEVEL[s0]),
-            "jpg_1": _grey(LEVEL[s1]),
+            # two images of one score differ by a few grey levels (same bin): otherwise both orders of the
+            # row are one request, answered once or twice depending on whether they overlap in flight
+            "jpg_1": _grey(LEVEL[s1] + (8 if s0 == s1 else 0)),
             "label_0": label,
             "label_1": 1.0 - label,
         }
@@ -183,6 +185,28 @@ def test_unbiased_judge_is_position_consistent(tmp_path, fake_llm, pickapic_grey
     assert (r["correct"], r["predicted_ties"]) == (UNBIASED["correct"], UNBIASED["ties"])
     for name in ("listed", "reversed", "both_agree"):
         assert r["extra"]["orders"][name]["correct"] == UNBIASED["correct"], name
+
+
+def test_a_judge_run_makes_a_valid_leaderboard_entry(tmp_path, fake_llm, pickapic_greys):
+    from visionprefer.leaderboard import validate_submission
+
+    server = fake_llm(responder="judge_level")
+    out = tmp_path / "out"
+    config = _judge_config(tmp_path, server.base_url)
+    sub = out / "submission.json"
+    assert (
+        _eval(
+            "pickapic_v1_test", pickapic_greys, config, out, "--bootstrap", "1000", "--submission", str(sub)
+        )
+        == 0
+    )
+    entry = json.loads(sub.read_text())["benchmarks"]["agreement/pickapic_v1_test"]
+    assert entry["evaluators"] == {"judge": "gpt-4o-2024-08-06"}  # the judge's model names the candidate
+    s = entry["summary"]
+    assert s["candidate"] == {"source": "judge"} and set(s["input_sha256"]) == {"judge_config"}
+    assert (s["correct"], s["n_pairs"]) == (UNBIASED["correct"], DECISIVE)
+    assert s["position_consistency"]["rate"] == 1.0
+    validate_submission(sub)
 
 
 def test_groups_of_three_are_one_request_and_missing_images_are_counted(tmp_path, fake_llm):

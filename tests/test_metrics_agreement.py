@@ -134,6 +134,8 @@ def test_agreement_of_the_weighted_total_is_what_the_build_stores(tmp_path, fake
     assert summary["result"]["value"] == pytest.approx(expected)
     assert summary["result"]["n_pairs"] == 3 and summary["result"]["human_ties"] == 1
     candidate = summary["candidate"]
+    assert (candidate["kind"], candidate["source"]) == ("scorer", "metrics")
+    assert set(summary["input_sha256"]) == {"metrics_config"}
     assert candidate["weights"] == {"vqa": 1.0, "clip": 0.05, "aesthetic": 0.5, "cq": 0.25}
     # Estimated first: one question call per prompt, nothing cached under --out yet.
     estimate = candidate["llm_estimate"]
@@ -234,7 +236,14 @@ def test_agreement_with_the_cq_scorer(tmp_path):
             assert (g is None) if math.isnan(e) else g == pytest.approx(e, rel=1e-6)
         pairs.append((*expected, row["label_0"]))
     summary = json.loads((out / "agreement_summary.json").read_text())
-    assert summary["candidate"] == {"scorer": "cq", "model": "tiny-yolos", "cq_threshold": 0.0}
+    assert summary["candidate"] == {
+        "kind": "scorer",
+        "source": "scorer",
+        "scorer": "cq",
+        "id": "tiny-yolos",  # --scorer-model names the candidate when --candidate does not
+        "model": "tiny-yolos",
+        "cq_threshold": 0.0,
+    }
     assert not any(math.isnan(v) for p in pairs for v in p[:2])
     assert sum(p[0] != p[1] for p in pairs) >= 3  # CQ prefers one image on most pairs
     assert summary["result"]["value"] == pytest.approx(_hand_accuracy(pairs))
