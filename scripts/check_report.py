@@ -344,9 +344,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.write:
             from visionprefer.publish.report import write_report
             from visionprefer.rundir import RunDir
+            from visionprefer.stages import run_status
 
             run = RunDir.open(args.run_dir)
-            page = write_report(run.load_config(), run)
+            page = write_report(run.load_config(), run, status=run_status(run.root))
         if not page.is_file():
             raise CheckError(
                 f"{page}: no report; run `visionprefer publish CONFIG` first, or pass --write to write it now"

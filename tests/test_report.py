@@ -69,7 +69,7 @@ def judged(tmp_path_factory, tiny_dir):
 def report(judged):
     """The judged run's report, written once for the tests that only read it."""
     cfg, run = judged
-    index = write_report(cfg, run)
+    index = write_report(cfg, run, status=run_status(run.root))
     return cfg, run, index, index.read_text(encoding="utf-8")
 
 
@@ -175,11 +175,11 @@ def test_untrusted_text_is_escaped(judged):
 
 def test_writing_twice_gives_identical_files_and_drops_stale_ones(judged):
     cfg, run = judged
-    folder = write_report(cfg, run).parent
+    folder = write_report(cfg, run, status=run_status(run.root)).parent
     stale = folder / "samples" / "0000stale.png"
     stale.write_bytes(PNG_MAGIC)
     before = {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and p != stale}
-    write_report(cfg, run)
+    write_report(cfg, run, status=run_status(run.root))
     after = {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
     assert not stale.exists()
     assert list(after) == list(before)
@@ -208,7 +208,9 @@ def test_metric_feedback_build(judged):
     mcfg = dataclasses.replace(cfg, annotate=dataclasses.replace(cfg.annotate, backend="metrics"))
     pairs = list(derive_pairs(mcfg, feedback, {r["image_id"]: r for r in data["images"]}))
     assert {p["aspect"] for p in pairs} == {"vqa", "clip", "aesthetic", "overall"}
-    index = write_report(mcfg, run, data={**data, "feedback": feedback, "pairs": pairs})
+    index = write_report(
+        mcfg, run, status=run_status(run.root), data={**data, "feedback": feedback, "pairs": pairs}
+    )
     page = index.read_text(encoding="utf-8")
     header = re.search(r'<table id="scores-generator_name"><thead>(.*?)</thead>', page).group(1)
     assert "mean metrics.clip" in header and "mean metrics.vqa" in header
@@ -236,7 +238,7 @@ def test_build_without_feedback(tmp_path):
     cfg = load_config(path)
     build(cfg, progress=False)
     run = open_run(cfg)
-    index = write_report(cfg, run)
+    index = write_report(cfg, run, status=run_status(run.root))
     page = index.read_text(encoding="utf-8")
     assert "no scores to show" in page and "there are no win rates" in page
     assert "No LLM calls were made" in page
@@ -260,7 +262,7 @@ def test_check_script_says_how_to_install_chromium_when_missing(tmp_path):
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium package")
 def test_report_opens_in_headless_chromium(judged, tmp_path):
     cfg, run = judged
-    index = write_report(cfg, run)
+    index = write_report(cfg, run, status=run_status(run.root))
     shot = tmp_path / "shot.png"
     cmd = [sys.executable, str(CHECK_SCRIPT), str(run.root), "--screenshot", str(shot)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
@@ -337,7 +339,9 @@ def test_every_win_rate_in_the_report_and_the_card_carries_its_interval(judged):
     for r in images:
         if r["generator_name"] == "tiny-sd21" and r["guidance_scale"] == 7.5:
             r["generator_name"] = "tiny-sd21-high"
-    page = write_report(cfg, run, data={**data, "images": images}).read_text(encoding="utf-8")
+    page = write_report(cfg, run, status=run_status(run.root), data={**data, "images": images}).read_text(
+        encoding="utf-8"
+    )
     for table_id in ("winrate-generator", "winrate-cfg"):
         rows = table_rows(page, table_id)
         assert rows

@@ -26,6 +26,9 @@ Each is importable from here and from the module that raises it (``visionprefer.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 
 class VisionPreferError(Exception):
     """Root of every error visionprefer raises on purpose."""
@@ -177,3 +180,34 @@ def failure_kind_of(record: dict) -> str:
     """A failure record's kind: its ``failure_kind`` field, else classified from its reason."""
     kind = record.get("failure_kind")
     return kind if kind in FAILURE_KINDS else classify_failure(record.get("reason"))
+
+
+def top_reasons(reasons: Iterable[str], n: int = 5) -> dict[str, int]:
+    """The ``n`` most frequent of ``reasons`` with their counts (what ``status`` lists per stage)."""
+    from collections import Counter
+
+    return dict(Counter(reasons).most_common(n))
+
+
+def failures_by_kind(
+    records: Iterable[dict[str, Any]], retry_field: str = "kind"
+) -> dict[str, dict[str, Any]]:
+    """Every failure kind among ``records`` (failure records of one stage): its count, how many of them
+    the next run retries (``transient``) and how many only ``--retry-failed`` does (``permanent``), and
+    one example (the first reason and raw answer seen), most frequent kind first."""
+    out: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        kind = failure_kind_of(rec)
+        row = out.get(kind)
+        if row is None:
+            raw = rec.get("raw")
+            row = out[kind] = {
+                "count": 0,
+                "transient": 0,
+                "permanent": 0,
+                "example": rec.get("reason"),
+                "example_raw": raw[:300] if isinstance(raw, str) else None,
+            }
+        row["count"] += 1
+        row["transient" if rec.get(retry_field) in ("transient", "budget") else "permanent"] += 1
+    return dict(sorted(out.items(), key=lambda kv: (-kv[1]["count"], kv[0])))

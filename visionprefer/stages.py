@@ -4,7 +4,9 @@ Each :class:`Stage` names the module that does the work and offers the same few 
 
 * ``run(config, run, *, retry_failed, progress, proc)`` runs the stage for this process (``main_only``
   stages run on rank 0 while the other ranks wait at a barrier) and returns its report;
-* ``summary(report)`` is what the CLI prints for that report (None: nothing to say).
+* ``summary(report)`` is what the CLI prints for that report (None: nothing to say);
+* ``status(config, run)`` is the stage's row in ``visionprefer status``: at least ``state``, ``done``,
+  ``pending`` (None: not known yet) and ``failed``, counted from the run directory alone.
 
 The stage modules are imported only when a stage runs, so ``import visionprefer`` stays light.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .config import BuildConfig
@@ -26,6 +29,7 @@ class Stage:
     module: str  # where the stage's work lives
     run: Callable[..., Any]
     summary: Callable[[Any], str | None]
+    status: Callable[[BuildConfig, RunDir], dict[str, Any]]
     main_only: bool = False  # a single writer: rank 0 runs it, the others wait
 
 
@@ -59,7 +63,38 @@ def _run_pairs(config: BuildConfig, run: RunDir, *, retry_failed: bool, progress
 def _run_publish(config: BuildConfig, run: RunDir, *, retry_failed: bool, progress: bool, proc: ProcessInfo):
     from .publish.stage import publish_dataset
 
-    return publish_dataset(config, run, progress=progress)
+    return publish_dataset(config, run, progress=progress, status_of=lambda: run_status(run.root))
+
+
+# --------------------------------------------------------------------------------------------- status
+def _prompts_status(config: BuildConfig, run: RunDir) -> dict[str, Any]:
+    from .prompts.status import prompts_status
+
+    return prompts_status(config, run)
+
+
+def _generate_status(config: BuildConfig, run: RunDir) -> dict[str, Any]:
+    from .generate.status import generate_status
+
+    return generate_status(config, run)
+
+
+def _annotate_status(config: BuildConfig, run: RunDir) -> dict[str, Any]:
+    from .annotate.status import annotate_status
+
+    return annotate_status(config, run)
+
+
+def _pairs_status(config: BuildConfig, run: RunDir) -> dict[str, Any]:
+    from .pairs.status import pairs_status
+
+    return pairs_status(config, run)
+
+
+def _publish_status(config: BuildConfig, run: RunDir) -> dict[str, Any]:
+    from .publish.state import publish_status
+
+    return publish_status(config, run)
 
 
 # --------------------------------------------------------------------------------------------- summaries
@@ -98,11 +133,25 @@ def _publish_summary(r: Any) -> str:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("prompts", "visionprefer.prompts.stage", _run_prompts, _prompts_summary, main_only=True),
-    Stage("generate", "visionprefer.generate.stage", _run_generate, _generate_summary),
-    Stage("annotate", "visionprefer.annotate.stage", _run_annotate, _annotate_summary),
-    Stage("pairs", "visionprefer.pairs.stage", _run_pairs, _pairs_summary, main_only=True),
-    Stage("publish", "visionprefer.publish.stage", _run_publish, _publish_summary, main_only=True),
+    Stage(
+        "prompts",
+        "visionprefer.prompts.stage",
+        _run_prompts,
+        _prompts_summary,
+        _prompts_status,
+        main_only=True,
+    ),
+    Stage("generate", "visionprefer.generate.stage", _run_generate, _generate_summary, _generate_status),
+    Stage("annotate", "visionprefer.annotate.stage", _run_annotate, _annotate_summary, _annotate_status),
+    Stage("pairs", "visionprefer.pairs.stage", _run_pairs, _pairs_summary, _pairs_status, main_only=True),
+    Stage(
+        "publish",
+        "visionprefer.publish.stage",
+        _run_publish,
+        _publish_summary,
+        _publish_status,
+        main_only=True,
+    ),
 )
 STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
 
@@ -112,6 +161,23 @@ def get_stage(name: str) -> Stage:
         if stage.name == name:
             return stage
     raise ValueError(f"unknown stage {name!r}; stages: {', '.join(STAGE_NAMES)}")
+
+
+def run_status(run_dir: str | Path) -> dict[str, Any]:
+    """``visionprefer status RUN_DIR``: every stage's row (:attr:`Stage.status`) from the run's own config
+    snapshot, and the LLM usage totals by purpose."""
+    from .llm.usage import UsageLog
+
+    run = RunDir.open(run_dir)
+    config = run.load_config()
+    meta = run.meta()
+    return {
+        "run_dir": str(run.root),
+        "fingerprint": meta.get("fingerprint"),
+        "version": meta.get("version"),
+        "stages": {stage.name: stage.status(config, run) for stage in STAGES},
+        "llm": UsageLog(run.llm_dir).totals(),
+    }
 
 
 def summary_lines(stages: dict[str, Any]) -> list[str]:

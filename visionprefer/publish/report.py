@@ -384,27 +384,24 @@ def write_report(
     config: BuildConfig,
     run: RunDir,
     *,
+    status: dict[str, Any],
     data: dict[str, Any] | None = None,
-    status: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``<run>/report/index.html`` and its PNG charts and thumbnails; returns the page's path.
 
     ``data`` is what :func:`visionprefer.publish.data.collect` returns (collected here when omitted; its
     ``feedback`` is read once, into a :class:`~visionprefer.publish.data.FeedbackSummary`);
-    ``status`` is :func:`visionprefer.status.run_status` of the run (likewise).
+    ``status`` is :func:`visionprefer.stages.run_status` of the run.
     """
     from matplotlib import rc_context
 
     from .. import __version__
     from ..generate.plan import resolve_generators
-    from ..status import run_status
 
     if data is None:
         from .data import collect
 
         data = collect(config, run)
-    if status is None:
-        status = run_status(run.root)
     out = report_dir(run)
     out.mkdir(parents=True, exist_ok=True)
     written: set[Path] = set()

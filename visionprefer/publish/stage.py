@@ -219,7 +219,12 @@ def unique_choice(config: BuildConfig, dpo: Iterable[dict[str, Any]], split_of: 
     return {pid: pair_id for pid, (_, pair_id) in best.items()}
 
 
-def publish_dataset(config: BuildConfig, run: RunDir, *, progress: bool = True) -> PublishReport:
+def publish_dataset(
+    config: BuildConfig, run: RunDir, *, status_of: Callable[[], dict[str, Any]], progress: bool = True
+) -> PublishReport:
+    """Write the dataset folders, their cards and the report. ``status_of`` returns the run's
+    :func:`~visionprefer.stages.run_status` (asked once, after the data files are written, for the card
+    and the report: it reads the whole run)."""
     from ..progress import progress_bar
 
     data = collect(config, run)
@@ -315,10 +320,9 @@ def publish_dataset(config: BuildConfig, run: RunDir, *, progress: bool = True) 
                 f.unlink()
             with contextlib.suppress(OSError):
                 old.rmdir()
-    from ..status import run_status
     from .report import write_report
 
-    status = run_status(run.root)  # once for the card and the report: it reads the whole run
+    status = status_of()  # after the data files: the card and the report describe what was published
     data["split_counts"] = split_counts
     licence = licence_text(config)
     for folder in (out, dpo_out):
@@ -598,19 +602,15 @@ def render_card(
     counts: dict[str, int],
     repo_id: str | None = None,
     *,
-    status: dict[str, Any] | None = None,
+    status: dict[str, Any],
     companion: bool = False,
 ) -> str:
     """The dataset card: the YAML of :func:`card_data` and the body rendered from the packaged template
     with :func:`card_context`, read back through ``huggingface_hub.DatasetCard``. ``status`` is
-    :func:`visionprefer.status.run_status` of the run (computed when omitted). With ``companion``, the card
+    :func:`visionprefer.stages.run_status` of the run. With ``companion``, the card
     of the DPO repository (``<publish.folder>-dpo``)."""
     from huggingface_hub import DatasetCard
 
-    if status is None:
-        from ..status import run_status
-
-        status = run_status(run.root)
     folder = dpo_repo_dir(config, run) if companion else dataset_dir(config, run)
     meta = card_data(config, counts, folder, companion=companion, split_counts=data.get("split_counts"))
     text = card_template().render(
