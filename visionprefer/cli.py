@@ -20,8 +20,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .errors import VisionPreferError
-
-STAGE_COMMANDS = ("prompts", "generate", "annotate", "pairs", "publish")
+from .stages import STAGE_NAMES as STAGE_COMMANDS  # one command per stage, in order
 
 
 def _parser() -> argparse.ArgumentParser:

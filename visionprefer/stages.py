@@ -5,6 +5,9 @@ Each :class:`Stage` names the module that does the work and offers the same few 
 * ``run(config, run, *, retry_failed, progress, proc)`` runs the stage for this process (``main_only``
   stages run on rank 0 while the other ranks wait at a barrier) and returns its report;
 * ``summary(report)`` is what the CLI prints for that report (None: nothing to say);
+* ``estimate(ctx)`` is the stage's part of ``visionprefer estimate`` (a dict merged into the estimate,
+  its ``llm`` rows under one ``llm`` key; None: nothing to estimate), from the
+  :class:`~visionprefer.estimate.EstimateContext` (the cleaned prompts and the image plan, made once);
 * ``status(config, run)`` is the stage's row in ``visionprefer status``: at least ``state``, ``done``,
   ``pending`` (None: not known yet) and ``failed``, counted from the run directory alone.
 
@@ -30,6 +33,7 @@ class Stage:
     run: Callable[..., Any]
     summary: Callable[[Any], str | None]
     status: Callable[[BuildConfig, RunDir], dict[str, Any]]
+    estimate: Callable[[Any], dict[str, Any] | None] = lambda ctx: None
     main_only: bool = False  # a single writer: rank 0 runs it, the others wait
 
 
@@ -97,6 +101,25 @@ def _publish_status(config: BuildConfig, run: RunDir) -> dict[str, Any]:
     return publish_status(config, run)
 
 
+# --------------------------------------------------------------------------------------------- estimate
+def _prompts_estimate(ctx: Any) -> dict[str, Any]:
+    from .prompts.estimate import estimate_prompts
+
+    return estimate_prompts(ctx)
+
+
+def _generate_estimate(ctx: Any) -> dict[str, Any]:
+    from .generate.estimate import estimate_generation
+
+    return estimate_generation(ctx)
+
+
+def _annotate_estimate(ctx: Any) -> dict[str, Any] | None:
+    from .annotate.estimate import estimate_annotation
+
+    return estimate_annotation(ctx)
+
+
 # --------------------------------------------------------------------------------------------- summaries
 def _prompts_summary(r: Any) -> str:
     c = r.counts()
@@ -139,10 +162,25 @@ STAGES: tuple[Stage, ...] = (
         _run_prompts,
         _prompts_summary,
         _prompts_status,
+        estimate=_prompts_estimate,
         main_only=True,
     ),
-    Stage("generate", "visionprefer.generate.stage", _run_generate, _generate_summary, _generate_status),
-    Stage("annotate", "visionprefer.annotate.stage", _run_annotate, _annotate_summary, _annotate_status),
+    Stage(
+        "generate",
+        "visionprefer.generate.stage",
+        _run_generate,
+        _generate_summary,
+        _generate_status,
+        estimate=_generate_estimate,
+    ),
+    Stage(
+        "annotate",
+        "visionprefer.annotate.stage",
+        _run_annotate,
+        _annotate_summary,
+        _annotate_status,
+        estimate=_annotate_estimate,
+    ),
     Stage("pairs", "visionprefer.pairs.stage", _run_pairs, _pairs_summary, _pairs_status, main_only=True),
     Stage(
         "publish",
