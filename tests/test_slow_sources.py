@@ -125,3 +125,60 @@ def test_human_test_set_file_has_its_pinned_hash_and_the_sizes_its_spec_states(
     assert digest == entry["sha256"]
     problems = size_problems(spec, load_testset(name, path))
     assert not problems, f"{name} ({kind}): " + "; ".join(problems)
+
+
+def _hub_test_sets() -> list[str]:
+    """Human test sets whose annotations live in a Hub dataset repository (no pinned download URL)."""
+    from visionprefer.evaluate.testsets import TESTSETS, testset_spec
+
+    return [
+        name
+        for name in TESTSETS
+        if testset_spec(name).get("hub_repo") and not testset_spec(name)["files"]["annotations"].get("url")
+    ]
+
+
+@pytest.mark.parametrize("name", _hub_test_sets())
+def test_hub_test_set_annotations_match_their_spec(name, tmp_path):
+    """The annotation files of a Hub-hosted test set at the spec's ``hub_revision``: a plain file (HPD v2/v3
+    ``test.json``) is downloaded, loaded with the package's loader and checked against the spec's ``size``;
+    a split stored as Parquet (Pick-a-Pic, MJ-Bench) is checked by the Hub's own LFS hashes of its files.
+    An unpinned hash (``sha256: null``) prints what the Hub serves and fails, asking the maintainer to pin
+    it (gated repositories such as MJ-Bench need an accepted licence and a token)."""
+    import re
+
+    from huggingface_hub import HfApi, hf_hub_download
+
+    from visionprefer.evaluate.testsets import load_testset, size_problems, testset_spec
+    from visionprefer.leaderboard.schema import file_sha256
+
+    spec = testset_spec(name)
+    entry = spec["files"]["annotations"]
+    repo, revision = spec["hub_repo"], spec.get("hub_revision")
+    filename = entry["filename"]
+    if re.fullmatch(r"[\w./-]+", filename):  # one file
+        path = Path(
+            hf_hub_download(repo, filename, repo_type="dataset", revision=revision, cache_dir=tmp_path)
+        )
+        digests = {filename: file_sha256(path)}
+        problems = size_problems(spec, load_testset(name, path))
+        assert not problems, f"{name}: " + "; ".join(problems)
+    else:  # a split of Parquet files: the Hub lists each file's LFS sha256
+        split = spec.get("split")
+        info = HfApi().dataset_info(repo, revision=revision, files_metadata=True)
+        digests = {
+            s.rfilename: s.lfs.sha256
+            for s in info.siblings or []
+            if s.rfilename.endswith(".parquet") and split and split in s.rfilename and s.lfs is not None
+        }
+        assert digests, f"{repo}@{info.sha}: no Parquet file of split {split!r}"
+        revision = revision or info.sha
+    pinned = entry.get("sha256")
+    if pinned is None:
+        shown = ", ".join(f"{f} {d}" for f, d in sorted(digests.items()))
+        print(f"{name}: {repo}@{revision}: {shown}")
+        pytest.fail(
+            f"benchmarks/specs/human/{name}.yaml: files.annotations has no pinned sha256; the Hub serves "
+            f"{shown} (pin hub_revision and the hash, verified: true)"
+        )
+    assert pinned in digests.values() or pinned == digests.get(filename)
