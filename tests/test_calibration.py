@@ -93,7 +93,14 @@ def test_calibration_gate_stops_below_and_continues_above(tmp_path, fake_llm):
 
     # Above the judge's accuracy: the build stops before any image is annotated.
     cfg_path = _calibrated(tmp_path, server.base_url, data, round(expected + 0.05, 3))
+    from visionprefer.estimate import estimate_build
+
+    before = estimate_build(load_config(cfg_path))["llm"]["calibration"]  # estimated before any spend
+    assert (before["calls"], before["cached"], before["images_per_call"]) == (N_PAIRS, 0, 2)
+    assert before["usd"] > 0 and before["input_tokens"] > 0
     assert main(["build", str(cfg_path), "-q"]) == 4
+    after = estimate_build(load_config(cfg_path))["llm"]["calibration"]
+    assert (after["calls"], after["cached"], after["usd"]) == (0, N_PAIRS, 0)  # recorded: not asked again
     chats = [r for r in server.requests() if r["path"].endswith("/chat/completions")]
     assert len(chats) == N_PAIRS  # the calibration pairs only: nothing of the build was asked
     st = run_status(tmp_path / "run")

@@ -10,7 +10,10 @@ def estimate_annotation(ctx: Any) -> dict[str, Any] | None:
     """``ctx`` is a :class:`visionprefer.estimate.EstimateContext`; None when the stage is off."""
     backend = ctx.config.annotate.backend
     if backend == "judge":
-        return {"llm": {"judge": _estimate_judge(ctx)}}
+        llm = {"judge": _estimate_judge(ctx)}
+        if ctx.config.annotate.judge.calibration is not None:
+            llm["calibration"] = _estimate_judge_calibration(ctx)
+        return {"llm": llm}
     if backend == "metrics":
         return {"llm": _estimate_metrics(ctx)}
     return None
@@ -33,6 +36,38 @@ def _estimate_judge(ctx: Any) -> dict[str, Any]:
         formed = {g.prompt_id for g in groups}
         planned = {pid: n for pid, n in planned.items() if pid not in formed}
     return estimate_judge(config, planned, done_keys, groups, observed_judge(run), _observed_seconds(run))
+
+
+def _estimate_judge_calibration(ctx: Any) -> dict[str, Any]:
+    """The calibration gate's judge calls (``annotate.judge.calibration``): ``pairs`` two-image requests
+    in one order, always online; none when the run holds a record of this judge on this test set."""
+    from ..llm.usage import cost_usd, price_for, round_usd
+    from .calibration import load_calibration
+    from .judge import call_tokens, judge_identity, load_guide
+
+    judge = ctx.config.annotate.judge
+    cal = judge.calibration
+    record = load_calibration(ctx.run)
+    done = (
+        record is not None
+        and record.get("testset") == cal.testset
+        and record.get("judge") == judge_identity(judge)
+    )
+    calls = 0 if done else cal.pairs
+    tokens_in, tokens_out = (calls * t for t in call_tokens(judge, load_guide(judge)[0], 2))
+    price = price_for(judge.llm.model, ctx.config.prices) if judge.backend == "api" else None
+    local = judge.backend == "local"
+    return {
+        "calls": calls,
+        "cached": cal.pairs - calls,
+        "images_per_call": 2,
+        "input_tokens": round(tokens_in),
+        "output_tokens": round(tokens_out),
+        "usd": 0.0 if local else round_usd(cost_usd(price, tokens_in, tokens_out)),
+        "price_known": local or price is not None,
+        "mode": "local" if local else "online",
+        "basis": "heuristic",
+    }
 
 
 def _estimate_metrics(ctx: Any) -> dict[str, Any]:
