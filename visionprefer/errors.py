@@ -211,3 +211,23 @@ def failures_by_kind(
         row["count"] += 1
         row["transient" if rec.get(retry_field) in ("transient", "budget") else "permanent"] += 1
     return dict(sorted(out.items(), key=lambda kv: (-kv[1]["count"], kv[0])))
+
+
+def progress_counts(
+    planned: int, done: int, failed: dict[str, dict[str, Any]], short: bool = False
+) -> dict[str, Any]:
+    """A stage's ``status`` counts: ``planned`` items, ``done`` of them, ``failed`` (key -> failure record,
+    in log order; ``kind`` transient or permanent) and what is left, with the top reasons (``short``: each
+    reason up to its first " (") and the failures by kind."""
+    permanent = sum(1 for v in failed.values() if v.get("kind") == "permanent")
+    reasons = (v["reason"].split(" (")[0] if short else v["reason"] for v in failed.values())
+    return {
+        "planned": planned,
+        "done": done,
+        "pending": planned - done - len(failed),
+        "failed": len(failed),
+        "failed_transient": len(failed) - permanent,
+        "failed_permanent": permanent,
+        "reasons": top_reasons(reasons),
+        "failures_by_kind": failures_by_kind(failed.values()),
+    }

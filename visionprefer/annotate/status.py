@@ -9,7 +9,7 @@ from collections import Counter
 from typing import Any
 
 from ..config import BuildConfig
-from ..errors import failures_by_kind, top_reasons
+from ..errors import progress_counts
 from ..rundir import RunDir
 
 
@@ -53,21 +53,13 @@ def annotate_status(config: BuildConfig, run: RunDir) -> dict[str, Any]:
         elif j.planned[0] in failures:
             failed_planned.add(j.planned[0])
     failed = {k: v for k, v in failures.items() if k in failed_planned}  # in log order, for the reasons
-    permanent = sum(1 for v in failed.values() if v.get("kind") == "permanent")
     row = {
         "backend": backend,
         "state": "done"
         if planned and done == planned and not waiting
         else ("started" if done or failed else "not run"),
-        "planned": planned,
-        "done": done,
-        "pending": planned - done - len(failed),
-        "failed": len(failed),
-        "failed_transient": len(failed) - permanent,
-        "failed_permanent": permanent,
+        **progress_counts(planned, done, failed, short=True),
         "waiting_prompts": waiting,
-        "reasons": top_reasons([v["reason"].split(" (")[0] for v in failed.values()]),
-        "failures_by_kind": failures_by_kind(failed.values()),
     }
     from .calibration import load_calibration
 

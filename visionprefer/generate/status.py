@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import BuildConfig
-from ..errors import failures_by_kind, top_reasons
+from ..errors import progress_counts
 from ..rundir import RunDir, read_jsonl
 
 
@@ -36,17 +36,9 @@ def generate_status(config: BuildConfig, run: RunDir) -> dict[str, Any]:
         done += len(j.done)
         failed_planned.update(i for i in j.planned if i in failed_any)
     failed = {k: v for k, v in failed_any.items() if k in failed_planned}  # in log order, for the reasons
-    permanent = sum(1 for v in failed.values() if v.get("kind") == "permanent")
     return {
         "state": "done" if done == planned else ("started" if done or failed else "not run"),
-        "planned": planned,
-        "done": done,
-        "pending": planned - done - len(failed),
-        "failed": len(failed),
-        "failed_transient": len(failed) - permanent,
-        "failed_permanent": permanent,
-        "reasons": top_reasons(v["reason"] for v in failed.values()),
-        "failures_by_kind": failures_by_kind(failed.values()),
+        **progress_counts(planned, done, failed),
         "by_generator": by_generator,
         "stale_records": len(index) - done,  # finished images the plan no longer has
     }
