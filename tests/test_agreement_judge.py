@@ -302,3 +302,23 @@ def test_bad_input_is_one_line_before_any_call(tmp_path, fake_llm, pickapic_grey
     assert _eval("imagereward_test", ir, _judge_config(tmp_path, server.base_url), out) != 0
     assert "no image found" in _one_line_error(capsys)
     assert _chats(server) == 0 and not (out / "llm").exists()
+
+
+def test_the_in_process_local_judge_answers_every_pair_and_the_same_again(tmp_path, pickapic_greys):
+    """``--judge`` with ``backend: local`` (tiny-vlm under constrained decoding): every counted pair is
+    asked once per order, every answer is schema-valid, and a second run gives the same scores (greedy
+    decoding), so the same agreement."""
+    local = "backend: local\n            both_orders: true\n            local: {model: tiny-vlm, max_explanation_chars: 16, batch_size: 4}"
+    config = _judge_config(tmp_path, "http://127.0.0.1:9/v1", judge=local)
+    results = []
+    for run in ("first", "second"):
+        out = tmp_path / run
+        assert _eval("pickapic_v1_test", pickapic_greys, config, out) == 0
+        summary = json.loads((out / "agreement_summary.json").read_text())
+        judge, r = summary["judge"], summary["result"]
+        assert judge["backend"] == "local" and judge["requests"] == 2 * DECISIVE and judge["unanswered"] == 0
+        assert r["n_pairs"] == DECISIVE and r["skipped_pairs"] == 0  # every pair scored in both orders
+        assert r["position_consistency"]["pairs"] == DECISIVE
+        pc = r["position_consistency"]
+        results.append((r["correct"], r["predicted_ties"], pc["consistent"], r["extra"]["orders"]))
+    assert results[0] == results[1]
