@@ -322,3 +322,62 @@ def test_the_in_process_local_judge_answers_every_pair_and_the_same_again(tmp_pa
         pc = r["position_consistency"]
         results.append((r["correct"], r["predicted_ties"], pc["consistent"], r["extra"]["orders"]))
     assert results[0] == results[1]
+
+
+def _eval_pairwise(data, out, base_url, *extra: str) -> int:
+    return main(
+        ["eval", "agreement", "--testset", "pickapic_v1_test", "--data", str(data), "--pairwise-judge",
+         "gpt-4o-2024-08-06", "--base-url", base_url, "--api-key-env", "VP_TEST_KEY", "--bootstrap", "20",
+         "--out", str(out), *extra]
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("responder", "correct", "ties", "consistent"),
+    [
+        # by the grey bins of ROWS: r0, r2, r5 right; r1, r4 the same bin (a tie, wrong); r3, r7 wrong;
+        # a fair judge answers both orders alike
+        ("pairwise_level", UNBIASED["correct"], UNBIASED["ties"], DECISIVE),
+        # "A" whatever is shown: each order names the other image, so every pair is a tie and none consistent
+        ("pairwise_biased", 0, DECISIVE, 0),
+    ],
+)
+def test_pairwise_judge_in_both_orders(
+    tmp_path, fake_llm, pickapic_greys, capsys, monkeypatch, responder, correct, ties, consistent
+):
+    monkeypatch.setenv("VP_TEST_KEY", "sk-test")
+    server = fake_llm(responder=responder)
+    out = tmp_path / "out"
+    assert _eval_pairwise(pickapic_greys, out, server.base_url) == 0
+    printed = capsys.readouterr().out
+    assert printed.index("agreement pairwise judge: 14 calls (0 already answered)") < printed.index(
+        "accuracy"
+    )
+    assert _chats(server) == 2 * DECISIVE  # the human tie r6 is never asked
+    summary = json.loads((out / "agreement_summary.json").read_text())
+    r = summary["result"]
+    assert (r["n_pairs"], r["correct"], r["predicted_ties"]) == (DECISIVE, correct, ties)
+    assert r["value"] == pytest.approx(correct / DECISIVE)
+    pc = r["position_consistency"]
+    assert (pc["pairs"], pc["consistent"]) == (DECISIVE, consistent)
+    assert summary["candidate"] == {"kind": "judge", "source": "pairwise", "id": "gpt-4o-2024-08-06"}
+    # A rerun answers from the cache.
+    assert _eval_pairwise(pickapic_greys, out, server.base_url) == 0
+    assert "agreement pairwise judge: 0 calls (14 already answered)" in capsys.readouterr().out
+    assert _chats(server) == 2 * DECISIVE
+
+
+def test_pairwise_judge_submission_validates(tmp_path, fake_llm, pickapic_greys, monkeypatch):
+    from visionprefer.leaderboard import validate_submission
+
+    monkeypatch.setenv("VP_TEST_KEY", "sk-test")
+    server = fake_llm(responder="pairwise_level")
+    out = tmp_path / "out"
+    sub = out / "submission.json"
+    assert (
+        _eval_pairwise(pickapic_greys, out, server.base_url, "--bootstrap", "1000", "--submission", str(sub))
+        == 0
+    )
+    entry = json.loads(sub.read_text())["benchmarks"]["agreement/pickapic_v1_test"]
+    assert entry["evaluators"] == {"judge": "gpt-4o-2024-08-06"} and entry["summary"]["input_sha256"] == {}
+    validate_submission(sub)

@@ -27,9 +27,10 @@ def _commands() -> list[str]:
 def test_the_readme_shows_commands():
     commands = _commands()
     assert len(commands) >= 10
-    kinds = {c for c in ("--scores", "--verdicts", "--scorer", "--judge", "--metrics") for line in commands
+    wanted = {"--scores", "--verdicts", "--scorer", "--pairwise-judge", "--judge", "--metrics"}
+    kinds = {c for c in wanted for line in commands
              if line.startswith("visionprefer eval agreement") and f" {c} " in line}  # fmt: skip
-    assert kinds == {"--scores", "--verdicts", "--scorer", "--judge", "--metrics"}  # one per candidate kind
+    assert kinds == wanted  # one per candidate kind
 
 
 @pytest.mark.parametrize("command", _commands())

@@ -70,6 +70,33 @@ def pairwise_messages(guide: str, prompt: str, url_first: str, url_second: str, 
     return [{"role": "system", "content": guide}, {"role": "user", "content": content}]
 
 
+def pairwise_requests(
+    llm_config: LLMConfig,
+    prompt: str,
+    file_a: Path,
+    file_b: Path,
+    *,
+    image_max_side: int = 512,
+    detail: str = "auto",
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The pairwise judge's two requests about one prompt's images: ``file_a`` shown first, then second."""
+    from ..annotate.judge import image_data_url
+    from ..llm import chat_request
+
+    guide = data_path(GUIDE).read_text(encoding="utf-8")
+    ua = image_data_url(str(file_a), image_max_side, "jpeg", 90)
+    ub = image_data_url(str(file_b), image_max_side, "jpeg", 90)
+    return tuple(  # type: ignore[return-value]
+        chat_request(
+            llm_config,
+            pairwise_messages(guide, prompt, first, second, detail),
+            schema=pairwise_schema(),
+            schema_name="verdict",
+        )
+        for first, second in ((ua, ub), (ub, ua))
+    )
+
+
 def judge_pairs(
     prompts: list[str],
     files_a: list[Path],
@@ -80,34 +107,37 @@ def judge_pairs(
     image_max_side: int = 512,
     detail: str = "auto",
     prices: dict | None = None,
+    purpose: str = "winrate",
+    command: str = "eval winrate",
 ) -> list[dict]:
-    """Ask the pairwise judge about every prompt in both orders; returns per-prompt records."""
-    from ..annotate.judge import image_data_url
-    from ..llm import LLMClient, chat_request, run_bounded
+    """Ask the pairwise judge about every prompt in both orders; returns per-prompt records (``a_first``
+    and ``b_first``: the answers "A", "B", "tie" or None, and the combined ``outcome``). The cache and
+    usage log are ``<run_dir>/llm`` (usage under ``purpose``)."""
+    from ..llm import LLMClient, run_bounded
     from . import stats
 
-    guide = data_path(GUIDE).read_text(encoding="utf-8")
     results: dict[int, dict[str, Any]] = {}
 
     async def main() -> None:
-        llm = LLMClient(llm_config, folder=run_dir / "llm", purpose="winrate", prices=prices or {})
+        llm = LLMClient(llm_config, folder=run_dir / "llm", purpose=purpose, prices=prices or {})
 
         async def one(i: int) -> dict[str, Any]:
-            ua = image_data_url(str(files_a[i]), image_max_side, "jpeg", 90)
-            ub = image_data_url(str(files_b[i]), image_max_side, "jpeg", 90)
+            requests = await asyncio.to_thread(
+                pairwise_requests,
+                llm_config,
+                prompts[i],
+                files_a[i],
+                files_b[i],
+                image_max_side=image_max_side,
+                detail=detail,
+            )
             answers = []
-            for first, second in ((ua, ub), (ub, ua)):
-                request = chat_request(
-                    llm_config,
-                    pairwise_messages(guide, prompts[i], first, second, detail),
-                    schema=pairwise_schema(),
-                    schema_name="verdict",
-                )
+            for request in requests:
                 result = await llm.call(request, validate=validate_pairwise)
                 answers.append(result.value if result.ok else None)
                 if not result.ok and result.kind == "budget":
                     raise BudgetExceeded(
-                        f"eval winrate: max_cost_usd {llm_config.max_cost_usd:g} reached; raise it and rerun "
+                        f"{command}: max_cost_usd {llm_config.max_cost_usd:g} reached; raise it and rerun "
                         "(answers so far are cached)"
                     )
             first = stats.model_from_position(answers[0], a_shown_first=True)

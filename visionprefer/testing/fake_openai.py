@@ -197,6 +197,16 @@ def answer_pairwise(body: dict[str, Any], *, biased: bool = False) -> str:
     return json.dumps({"winner": winner, "explanation": f"Image {winner} follows the prompt more closely."})
 
 
+def answer_pairwise_level(body: dict[str, Any]) -> str:
+    """A vs B by grey level in five bins (levels 0-51, 52-102, 103-153, 154-204, 205-255, as
+    :func:`answer_judge_level` scores them on 1-5): the image in the higher bin wins, the same bin is a tie,
+    whatever the order shown (a fair judge whose verdicts are known from the images' colours)."""
+    _, images = _judge_payload(body)
+    a, b = (int(image_level(u) * 5 // 256) for u in images[:2])
+    winner = "A" if a > b else "B" if b > a else "tie"
+    return json.dumps({"winner": winner, "explanation": f"Image {winner} is brighter."})
+
+
 def answer_metrics(body: dict[str, Any]) -> str:
     """AGFSync's two LLM roles. With an image (VQA): "no" when the question mentions snow, else "yes".
     Without (question writing): the offline template questions of the quoted prompt, as JSON."""
@@ -249,6 +259,7 @@ RESPONDERS = {
     "polish": answer_polish,
     "pairwise": answer_pairwise,
     "pairwise_biased": lambda body: answer_pairwise(body, biased=True),
+    "pairwise_level": answer_pairwise_level,
     "echo": answer_echo,
     "judge": answer_judge,
     "judge_biased": lambda body: answer_judge(body, bias=2),

@@ -19,6 +19,7 @@ from ...leaderboard.table import Row, Table, fmt
 from ...scorers.factory import DEFAULT_CQ_THRESHOLD
 from ..registry import Benchmark, Evaluator
 from ..testsets import TESTSETS, testset_spec
+from .winrate import add_judge_llm_arguments, judge_llm_config
 
 AGREEMENT_SCORERS = ("clip", "aesthetic", "pickscore", "hpsv2", "cq")
 
@@ -49,6 +50,13 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
         "estimate prints before any call, answers are cached in OUT/llm/ (a rerun asks nothing again)",
     )
     g.add_argument(
+        "--pairwise-judge",
+        metavar="MODEL",
+        help="a pairwise VLM judge (eval winrate's) asked about every counted pair of images in both orders "
+        "(position consistency included); --base-url, --api-key-env, --concurrency, --max-cost-usd set its "
+        "server and budget; the estimate prints before any call, answers are cached in OUT/llm/",
+    )
+    g.add_argument(
         "--scorer",
         choices=AGREEMENT_SCORERS,
         help="score the test set's images here with this scorer (needs the images in --data); a reward model "
@@ -66,6 +74,7 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument(
         "--scorer-model", help="the scorer's model id or folder (default: the scorer's usual one)"
     )
+    add_judge_llm_arguments(sp)
     sp.add_argument(
         "--cq-threshold",
         type=float,
@@ -115,7 +124,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from ..agreement import format_agreement, run_agreement, scorer_callable
 
     if getattr(args, "submission", None):
-        if not (args.scorer or args.judge or args.candidate):
+        if not (args.scorer or args.judge or args.pairwise_judge or args.candidate):
             source = "--verdicts" if args.verdicts else "--scores"
             raise ConfigError(
                 f"--submission: name the scorer or judge that produced {source} with --candidate MODEL_ID"
@@ -125,6 +134,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 f"--submission: a leaderboard entry needs --bootstrap {MIN_RESAMPLES} or more "
                 f"(got {args.bootstrap})"
             )
+    if args.pairwise_judge:
+        from ..agreement_pairwise import run_pairwise_agreement
+
+        result, summary = run_pairwise_agreement(
+            args.testset,
+            args.data,
+            judge_llm_config(args, args.pairwise_judge),
+            args.out,
+            protocol=args.protocol,
+            say=lambda line: None if getattr(args, "quiet", False) else print(line, flush=True),
+            candidate_id=args.candidate,
+            n_bootstrap=args.bootstrap,
+            seed=args.seed,
+        )
+        j = summary["judge"]
+        line = (
+            f"  pairwise judge {j['model']}: {j['pairs']} pairs, {j['requests']} requests, {j['new_attempts']} "
+            f"sent now, {j['unanswered']} unanswered; ${j['usd']:.4f} spent in {j['cache']}"
+        )
+        return {**summary, "text": format_agreement(result) + "\n" + line}
     if args.judge:
         from ..agreement_judge import run_judge_agreement
 
@@ -266,9 +295,10 @@ INPUT_FILES = {
     "scores": ("scores",),
     "verdicts": ("verdicts",),
     "judge": ("judge_config",),
+    "pairwise": (),
     "metrics": ("metrics_config",),
 }
-JUDGE_SOURCES = ("verdicts", "judge")  # the sources whose candidate is a judge
+JUDGE_SOURCES = ("verdicts", "judge", "pairwise")  # the sources whose candidate is a judge
 
 
 def entries(s: Mapping[str, Any], out: Path) -> dict[str, dict[str, Any]]:
@@ -509,6 +539,7 @@ def _candidate_cells(entry: Mapping[str, Any]) -> tuple[str, str]:
         "scores": "per-image scores file",
         "verdicts": "pairwise judge verdicts",
         "judge": "a build's judge asked by eval agreement",
+        "pairwise": "a pairwise judge asked by eval agreement in both orders",
         "metrics": "metric feedback's weighted total",
     }[source]
     settings = f"{how}, tie tolerance {s['tie_tolerance']:g}" if kind == "scorer" else how

@@ -26,6 +26,30 @@ from ..registry import Benchmark, Evaluator
 DECIMALS = {"winrate": 3, "bradley_terry": 1}
 
 
+def add_judge_llm_arguments(sp: argparse.ArgumentParser) -> None:
+    """The pairwise judge's server, key, concurrency and budget (``eval winrate``, ``eval agreement``)."""
+    sp.add_argument("--base-url", help="OpenAI-compatible server of the judge (default: the OpenAI API)")
+    sp.add_argument("--api-key-env", default="OPENAI_API_KEY")
+    sp.add_argument("--concurrency", type=int, default=8)
+    sp.add_argument(
+        "--max-cost-usd", type=float, metavar="USD", help="the judge's spending limit (exit 3 when reached)"
+    )
+
+
+def judge_llm_config(args: argparse.Namespace, model: str) -> Any:
+    """The pairwise judge's :class:`~visionprefer.config.LLMConfig` from the options above."""
+    from ...config import LLMConfig
+
+    return LLMConfig(
+        model=model,
+        base_url=args.base_url,
+        api_key_env=args.api_key_env,
+        concurrency=args.concurrency,
+        max_tokens=300,
+        max_cost_usd=args.max_cost_usd,
+    )
+
+
 def add_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument(
         "--prompts",
@@ -41,12 +65,7 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
         "--model-dir", action="append", default=[], metavar="NAME=DIR", help="more models (repeat)"
     )
     sp.add_argument("--judge-model", help="pairwise VLM judge (asked in both orders)")
-    sp.add_argument("--base-url", help="OpenAI-compatible server of the judge (default: the OpenAI API)")
-    sp.add_argument("--api-key-env", default="OPENAI_API_KEY")
-    sp.add_argument("--concurrency", type=int, default=8)
-    sp.add_argument(
-        "--max-cost-usd", type=float, metavar="USD", help="the judge's spending limit (exit 3 when reached)"
-    )
+    add_judge_llm_arguments(sp)
     sp.add_argument(
         "--scorer", choices=["clip", "aesthetic", "pickscore", "hpsv2", "cq"], help="reward scorer instead"
     )
@@ -68,7 +87,6 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> Mapping[str, Any]:
-    from ...config import LLMConfig
     from ..winrate import run_winrate
 
     models: dict[str, str] = {}
@@ -81,16 +99,7 @@ def run(args: argparse.Namespace) -> Mapping[str, Any]:
         if not sep or not name or not folder:
             raise ConfigError(f"--model-dir: {item!r} is not NAME=DIR")
         models[name] = folder
-    judge = None
-    if args.judge_model:
-        judge = LLMConfig(
-            model=args.judge_model,
-            base_url=args.base_url,
-            api_key_env=args.api_key_env,
-            concurrency=args.concurrency,
-            max_tokens=300,
-            max_cost_usd=args.max_cost_usd,
-        )
+    judge = judge_llm_config(args, args.judge_model) if args.judge_model else None
     return run_winrate(
         args.prompts,
         models,
