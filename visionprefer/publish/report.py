@@ -108,13 +108,8 @@ def win_rates(pairs: list[dict[str, Any]], attribute: Any) -> dict[Any, dict[str
             table[v0]["losses"] += 1
     out = {}
     for value, row in table.items():
-        n = row["wins"] + row["ties"] + row["losses"]
-        out[value] = {
-            **row,
-            "n": n,
-            "win_rate": (row["wins"] + 0.5 * row["ties"]) / n,
-            "ci": win_rate_ci(row),
-        }
+        summary = win_rate_of(row)
+        out[value] = {**row, "n": summary.n, "win_rate": summary.win_rate, "ci": summary.bootstrap_ci}
     return out
 
 
@@ -122,14 +117,14 @@ CONFIDENCE = 0.95
 N_BOOTSTRAP = 1000
 
 
-def win_rate_ci(row: dict[str, int]) -> tuple[float, float] | None:
-    """The 95% interval of a win rate (W + 0.5·T) / N with its wins, ties and losses: the paired bootstrap
-    of :func:`visionprefer.evaluate.stats.win_rate_summary` (each comparison is two images of one prompt,
+def win_rate_of(row: dict[str, int]) -> Any:
+    """:func:`visionprefer.evaluate.stats.win_rate_summary` of a row's wins, ties and losses: the win
+    rate (W + 0.5·T) / N and its 95% paired-bootstrap interval (each comparison is two images of one prompt,
     resampled together; 1,000 resamples, seed 0, so the report stays a function of the run)."""
     from ..evaluate.stats import win_rate_summary
 
     outcomes = [1] * row["wins"] + [0] * row["ties"] + [-1] * row["losses"]
-    return win_rate_summary(outcomes, confidence=CONFIDENCE, n_bootstrap=N_BOOTSTRAP, seed=0).bootstrap_ci
+    return win_rate_summary(outcomes, confidence=CONFIDENCE, n_bootstrap=N_BOOTSTRAP, seed=0)
 
 
 def format_ci(ci: tuple[float, float] | None) -> str:
@@ -150,8 +145,8 @@ def head_to_head(pairs: list[dict[str, Any]], attribute: Any) -> dict[tuple[Any,
             row["n"] += 1
             row["wins" if score == 1.0 else "losses" if score == 0.0 else "ties"] += 1
     for row in out.values():
-        row["win_rate"] = row["points"] / row["n"]
-        row["ci"] = win_rate_ci(row)
+        summary = win_rate_of(row)
+        row["win_rate"], row["ci"] = summary.win_rate, summary.bootstrap_ci
     return out
 
 
