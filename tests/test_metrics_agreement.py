@@ -71,6 +71,12 @@ def _chats(server) -> list[dict]:
 # eval agreement --metrics
 
 
+def _agree(data, out, *candidate: str) -> int:
+    """``visionprefer eval agreement`` on a Pick-a-Pic-format copy with ``candidate``'s options."""
+    args = ["eval", "agreement", "--testset", "pickapic_v1_test", "--data", str(data), *candidate]
+    return main([*args, "--out", str(out)])
+
+
 def _llm_build(tmp_path, base_url: str, *, max_cost: float | None = None):
     cap = f", max_cost_usd: {max_cost:.10f}" if max_cost is not None else ""
     llm = f"{{model: gpt-4o-mini, base_url: '{base_url}', concurrency: 4, backoff_s: 0.01{cap}}}"
@@ -118,10 +124,7 @@ def test_agreement_of_the_weighted_total_is_what_the_build_stores(tmp_path, fake
     before = len(_chats(server))
 
     out = tmp_path / "agree"
-    args = ["eval", "agreement", "--testset", "pickapic_v1_test", "--data", str(data)]
-    assert (
-        main([*args, "--metrics", str(tmp_path / "config.yaml"), "--bootstrap", "50", "--out", str(out)]) == 0
-    )
+    assert _agree(data, out, "--metrics", str(tmp_path / "config.yaml"), "--bootstrap", "50") == 0
 
     scores = _read_scores(out)
     assert len(scores) == 8
@@ -150,9 +153,7 @@ def test_agreement_of_the_weighted_total_is_what_the_build_stores(tmp_path, fake
     usage = usage_totals(out / "llm")
     assert usage["questions"]["completions"] == len(PROMPTS) and usage["vqa"]["completions"] == n_vqa
     n = len(server.requests())
-    assert (
-        main([*args, "--metrics", str(tmp_path / "config.yaml"), "--bootstrap", "50", "--out", str(out)]) == 0
-    )
+    assert _agree(data, out, "--metrics", str(tmp_path / "config.yaml"), "--bootstrap", "50") == 0
     assert len(server.requests()) == n  # a rerun is answered from --out's cache
     assert _read_scores(out) == scores
 
@@ -162,20 +163,7 @@ def test_agreement_metrics_estimate_over_the_budget_asks_nothing(tmp_path, fake_
     _llm_build(tmp_path, server.base_url, max_cost=0.0000001)  # less than one question call costs
     rows = [_row(k, PROMPTS[k % 2], _png(2 * k), _png(2 * k + 1), 1.0) for k in range(4)]
     data = _parquet(tmp_path / "pick.parquet", rows)
-    code = main(
-        [
-            "eval",
-            "agreement",
-            "--testset",
-            "pickapic_v1_test",
-            "--data",
-            str(data),
-            "--metrics",
-            str(tmp_path / "config.yaml"),
-            "--out",
-            str(tmp_path / "agree"),
-        ]
-    )
+    code = _agree(data, tmp_path / "agree", "--metrics", str(tmp_path / "config.yaml"))
     assert code == 3  # BudgetExceeded
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "question_llm.max_cost_usd" in err[0] and "nothing was asked" in err[0]
@@ -201,31 +189,8 @@ def test_agreement_with_the_cq_scorer(tmp_path):
         rows.append(_row(k, f"a {top}", *data, [1.0, 0.0][k % 2]))
     data = _parquet(tmp_path / "pick.parquet", rows)
     out = tmp_path / "agree"
-    assert (
-        main(
-            [
-                "eval",
-                "agreement",
-                "--testset",
-                "pickapic_v1_test",
-                "--data",
-                str(data),
-                "--scorer",
-                "cq",
-                "--scorer-model",
-                "tiny-yolos",
-                "--cq-threshold",
-                "0.0",
-                "--device",
-                "cpu",
-                "--bootstrap",
-                "50",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    cq = ["--scorer", "cq", "--scorer-model", "tiny-yolos", "--cq-threshold", "0.0", "--device", "cpu"]
+    assert _agree(data, out, *cq, "--bootstrap", "50") == 0
     scores = _read_scores(out)
     pairs = []
     for row in rows:
