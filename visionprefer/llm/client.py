@@ -175,6 +175,7 @@ class LLMClient:
         self.budget_hit = False
         self.requests_sent = 0
         self._reserved = 0.0
+        self._inflight: dict[str, asyncio.Future[Any]] = {}  # cache key -> the answer of a request on its way
         self._any_success = False
         self._client: Any = None
         self._sem: asyncio.Semaphore | None = None
@@ -302,6 +303,31 @@ class LLMClient:
         return await self.call(request, validate=validate, send=False)
 
     async def _send(self, request: dict[str, Any], key: str) -> dict[str, Any] | LLMResult:
+        """Send ``request`` (its cache ``key``) unless the same request is already on its way from this
+        client: then wait for that one's answer (two identical requests in flight are paid once, as a
+        repeat after the answer is, through the cache)."""
+        inflight = self._inflight
+        pending = inflight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        # an exception nobody waited for is still "retrieved": no warning at shutdown
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        inflight[key] = future
+        try:
+            result = await self._send_now(request, key)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as e:
+            future.set_exception(e)
+            raise
+        finally:
+            del inflight[key]
+        future.set_result(result)
+        return result
+
+    async def _send_now(self, request: dict[str, Any], key: str) -> dict[str, Any] | LLMResult:
         import openai
 
         cfg = self.config
