@@ -316,3 +316,37 @@ def test_metrics_calibration_gate_stops_below_and_continues_above(tmp_path, monk
     measured.clear()
     assert calibrate_metrics(cfg, open_run(cfg))["weights"] == {"clip": 0.05, "aesthetic": 0.4}
     assert set(measured) == set(CAL_PROMPTS)
+
+
+def test_the_metrics_gate_is_in_the_estimate_until_it_has_run(tmp_path, fake_llm):
+    from visionprefer.annotate.calibration import calibrate_metrics
+    from visionprefer.annotate.metrics import QUESTIONS_PER_PROMPT_GUESS
+    from visionprefer.config import load_config
+    from visionprefer.estimate import estimate_build
+
+    server = fake_llm(responder="metrics")
+    data, _ = _calibration_set(tmp_path)
+    llm = f"{{model: gpt-4o-mini, base_url: '{server.base_url}', concurrency: 4, backoff_s: 0.01}}"
+    gate = f"{{testset: pickapic_v1_test, data: '{data}', pairs: {N_PAIRS}, min_accuracy: 0.0}}"
+    metrics_build(
+        tmp_path,
+        PROMPTS,
+        f"""
+        questions: llm
+        question_llm: {llm}
+        vqa_backend: vlm
+        vqa_llm: {llm}
+        weights: {{vqa: 1.0}}
+        calibration: {gate}
+        """,
+    )
+    cfg = load_config(tmp_path / "config.yaml")
+    est = estimate_build(cfg)["llm"]
+    questions, vqa = est["calibration-questions"], est["calibration-vqa"]
+    assert (questions["calls"], questions["cached"]) == (len(set(CAL_PROMPTS)), 0)  # one per test prompt
+    # two images a pair, each asked every question (their number is guessed before they are written)
+    assert vqa["calls"] == 2 * N_PAIRS * QUESTIONS_PER_PROMPT_GUESS
+    assert not any(r["path"].endswith("/chat/completions") for r in server.requests())  # nothing asked
+    calibrate_metrics(cfg, open_run(cfg))
+    after = estimate_build(cfg)["llm"]
+    assert "calibration-questions" not in after and "calibration-vqa" not in after  # recorded: no more cost

@@ -15,7 +15,10 @@ def estimate_annotation(ctx: Any) -> dict[str, Any] | None:
             llm["calibration"] = _estimate_judge_calibration(ctx)
         return {"llm": llm}
     if backend == "metrics":
-        return {"llm": _estimate_metrics(ctx)}
+        llm = _estimate_metrics(ctx)
+        if ctx.config.annotate.metrics.calibration is not None:
+            llm.update(_estimate_metrics_calibration(ctx))
+        return {"llm": llm}
     return None
 
 
@@ -68,6 +71,30 @@ def _estimate_judge_calibration(ctx: Any) -> dict[str, Any]:
         "mode": "local" if local else "online",
         "basis": "heuristic",
     }
+
+
+def _estimate_metrics_calibration(ctx: Any) -> dict[str, Any]:
+    """The metrics gate's LLM work (``annotate.metrics.calibration``), under the gate's usage purposes:
+    questions for the test pairs' prompts and VLM answers for their two images each (the test set's local
+    copy is read for its prompts); nothing once the run holds a record of these metrics on this test set."""
+    from .calibration import METRICS_PURPOSES, _usable_pairs, load_calibration
+    from .metrics import estimate_metrics_llm, metrics_fingerprint
+
+    config, run = ctx.config, ctx.run
+    mc = config.annotate.metrics
+    record = load_calibration(run)
+    if (
+        record is not None
+        and record.get("testset") == mc.calibration.testset
+        and (record.get("scorer") or {}).get("fingerprint") == metrics_fingerprint(mc)
+    ):
+        return {}
+    per_text: dict[str, int] = {}
+    for item in _usable_pairs(config, mc.calibration, "annotate.metrics.calibration"):
+        per_text[item.prompt] = per_text.get(item.prompt, 0) + 2
+    rows = estimate_metrics_llm(config, per_text, run.llm_dir)
+    names = dict(zip(("questions", "vqa"), METRICS_PURPOSES, strict=True))
+    return {names[role]: row for role, row in rows.items()}
 
 
 def _estimate_metrics(ctx: Any) -> dict[str, Any]:
