@@ -86,8 +86,10 @@ PROTOCOLS: dict[str, str] = {
     "over all images",
 }
 
-_BINOMIAL = ("imagereward_micro", "pairwise_excl_ties", "mjbench")
-_TIES_COUNT = ("hpsv2_ranking", "pickscore_tie_credit")  # the protocols whose statistic counts human ties
+#: The protocols whose headline is a binomial proportion (correct / n_pairs), so it has a Wilson interval.
+BINOMIAL_PROTOCOLS = ("imagereward_micro", "pairwise_excl_ties", "mjbench")
+#: The protocols whose statistic counts human ties (the others leave human-tied pairs out).
+TIES_COUNT_PROTOCOLS = ("hpsv2_ranking", "pickscore_tie_credit")
 
 Scores = Mapping[Any, float]
 Scorer = Callable[[Item], Sequence[float | None]]
@@ -380,7 +382,7 @@ def agreement(
                         consistency[0] += 1
                         consistency[1] += same
                 if pred is None:
-                    if human == 0 and protocol not in _TIES_COUNT:
+                    if human == 0 and protocol not in TIES_COUNT_PROTOCOLS:
                         tally.human_ties += 1  # left out by the protocol, scored or not
                     else:
                         tally.skipped += 1
@@ -403,7 +405,7 @@ def agreement(
         n_pairs = decisive + sum(t.human_ties for t in tallies)
         correct = sum(t.credit for t in tallies)
     extra = stat(tallies, used)
-    wilson = wilson_interval(int(correct), n_pairs, confidence) if protocol in _BINOMIAL else None
+    wilson = wilson_interval(int(correct), n_pairs, confidence) if protocol in BINOMIAL_PROTOCOLS else None
 
     per_aspect: dict[str, dict[str, Any]] = {}
     labels = sorted({a for a in aspects if a is not None})
@@ -417,7 +419,7 @@ def agreement(
             "correct": sum(t.correct for t in sub),
             "predicted_ties": sum(t.pred_ties for t in sub),
         }
-        if protocol in _BINOMIAL:
+        if protocol in BINOMIAL_PROTOCOLS:
             entry["wilson_ci"] = wilson_interval(entry["correct"], entry["pairs"], confidence)
         entry.update(stat(tallies, members) if members else {})
         per_aspect[label] = entry
@@ -475,6 +477,18 @@ def _item_record(item: Item, tally: _ItemTally, protocol: str) -> dict[str, Any]
         "credit": tally.credit,
         "skipped_pairs": tally.skipped,
     }
+
+
+def counted_pairs(item: Item, protocol: str, present: Callable[[Any], bool]) -> list[tuple[int, int]]:
+    """``(i, j)``, i < j, for every pair of ``item``'s images that ``present(image)`` accepts and whose
+    comparison enters ``protocol``'s statistic (a human tie only where :data:`TIES_COUNT_PROTOCOLS`)."""
+    shown = [i for i, ref in enumerate(item.images) if present(ref)]
+    return [
+        (i, j)
+        for k, i in enumerate(shown)
+        for j in shown[k + 1 :]
+        if protocol in TIES_COUNT_PROTOCOLS or item.ranking[i] != item.ranking[j]
+    ]
 
 
 def _item_scores(item: Item, scores: Any) -> list[float | None]:

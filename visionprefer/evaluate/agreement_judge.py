@@ -34,7 +34,7 @@ from typing import Any
 
 from ..config import ASPECTS, BuildConfig
 from ..errors import BudgetExceeded, ConfigError, SourceError
-from .agreement import _TIES_COUNT, AgreementResult, Verdict, agreement, write_agreement_summary
+from .agreement import AgreementResult, Verdict, agreement, counted_pairs, write_agreement_summary
 from .stats import outcome_from_scores
 
 PURPOSE = "agreement"  # the usage log's purpose of the judge's calls
@@ -78,11 +78,7 @@ def plan_asks(items: Sequence[Any], protocol: str, group_size: int | None, both_
         if protocol == "tifa_correlation":
             wanted = bool(present)
         else:
-            wanted = any(
-                protocol in _TIES_COUNT or item.ranking[i] != item.ranking[j]
-                for k, i in enumerate(present)
-                for j in present[k + 1 :]
-            )
+            wanted = bool(counted_pairs(item, protocol, image_present))
         if not wanted:
             continue
         size = group_size or len(present)

@@ -21,20 +21,13 @@ from typing import Any
 
 from ..config import LLMConfig
 from ..errors import SourceError
-from .agreement import _TIES_COUNT, AgreementResult, Verdict, agreement, write_agreement_summary
+from .agreement import AgreementResult, Verdict, agreement, counted_pairs, write_agreement_summary
 from .agreement_judge import PURPOSE, image_present
 
 
 def planned_pairs(items: list[Any], protocol: str) -> list[tuple[Any, int, int]]:
     """``(item, i, j)`` for every pair of present images whose comparison the protocol counts."""
-    out = []
-    for item in items:
-        present = [i for i, ref in enumerate(item.images) if image_present(ref)]
-        for k, i in enumerate(present):
-            for j in present[k + 1 :]:
-                if protocol in _TIES_COUNT or item.ranking[i] != item.ranking[j]:
-                    out.append((item, i, j))
-    return out
+    return [(item, i, j) for item in items for i, j in counted_pairs(item, protocol, image_present)]
 
 
 def estimate_pairwise(

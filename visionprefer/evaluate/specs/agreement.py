@@ -281,10 +281,6 @@ DECIMALS = 3
 MIN_RESAMPLES = 1000  # as winrate's bootstrap_ci: the schema file's minimum
 #: Protocols whose headline is correct / n_pairs (a credit sum for pickscore_tie_credit).
 POOLED = ("imagereward_micro", "pairwise_excl_ties", "mjbench", "pickscore_tie_credit")
-#: Protocols whose headline is a binomial proportion, so it has a Wilson interval (agreement._BINOMIAL).
-BINOMIAL = ("imagereward_micro", "pairwise_excl_ties", "mjbench")
-#: Protocols whose n_pairs counts human-tied pairs too.
-WITH_HUMAN_TIES = ("hpsv2_ranking", "pickscore_tie_credit")
 CORRELATIONS = ("spearman", "kendall_tau_b", "pearson")
 PAIR_FIELDS = ("accuracy", "wilson_ci", "n_pairs", "correct")
 MJBENCH_FIELDS = ("accuracy_without_ties", "pairs_without_ties")
@@ -376,6 +372,7 @@ def check(prefix: tuple[Any, ...], entry: Mapping[str, Any]) -> list[Problem]:
     predicted ties than pairs; ``accuracy`` != correct / n_pairs for the pooled protocols, ``tie_rate`` !=
     predicted ties / decisive pairs (each within 0.0005); position consistency that does not add up, or
     without a judge."""
+    from ..agreement import BINOMIAL_PROTOCOLS, TIES_COUNT_PROTOCOLS  # n_pairs counts human ties in these
     from ..stats import wilson_interval
 
     s, evaluators = entry["summary"], entry["evaluators"]
@@ -450,7 +447,7 @@ def check(prefix: tuple[Any, ...], entry: Mapping[str, Any]) -> list[Problem]:
             )
     n_pairs, correct = s["n_pairs"], s["correct"]
     wilson = s["wilson_ci"]
-    if protocol not in BINOMIAL:
+    if protocol not in BINOMIAL_PROTOCOLS:
         if wilson is not None:
             out.append(
                 (
@@ -480,7 +477,7 @@ def check(prefix: tuple[Any, ...], entry: Mapping[str, Any]) -> list[Problem]:
         out.append(
             (at("summary", "accuracy"), f"{num(estimate)} is not correct / n_pairs = {correct / n_pairs:.4f}")
         )
-    decisive = n_pairs - s["human_ties"] if protocol in WITH_HUMAN_TIES else n_pairs
+    decisive = n_pairs - s["human_ties"] if protocol in TIES_COUNT_PROTOCOLS else n_pairs
     if decisive < 0:
         out.append((at("summary", "human_ties"), f"{s['human_ties']} is more than the {n_pairs} pairs"))
     elif s["predicted_ties"] > decisive:
