@@ -54,13 +54,12 @@ def _pairs(config: BuildConfig, cal: Any = None) -> list[Any]:
     """The first ``pairs`` two-image items of the test set with a human preference (ties left out), in the
     order of their item ids' digests (so the sample does not follow the file's order). ``cal``: the
     calibration settings (default: the judge's)."""
-    from ..evaluate.testsets import load_testset
+    from ..evaluate.testsets import load_testset, with_images
 
     cal = cal or config.annotate.judge.calibration
-    options = dict(cal.loader_options)
-    if cal.testset == "pickapic_v1_test":
-        options.setdefault("with_images", True)
-    items = load_testset(cal.testset, _data_path(config, cal.data), **options)
+    items = load_testset(
+        cal.testset, _data_path(config, cal.data), **with_images(cal.testset, cal.loader_options)
+    )
     usable = [i for i in items if len(i.images) == 2 and i.ranking and i.ranking[0] != i.ranking[1]]
     usable.sort(key=lambda i: digest("calibration-order", str(i.item_id)))
     return usable[: cal.pairs]

@@ -183,7 +183,7 @@ def run_judge_agreement(
     from ..llm.usage import usage_totals
     from ..rundir import RunDir
     from .provenance import file_sha256
-    from .testsets import load_testset, testset_spec
+    from .testsets import load_testset, testset_spec, with_images
 
     config = load_judge_config(config_path)
     judge = config.annotate.judge
@@ -193,10 +193,7 @@ def run_judge_agreement(
         config = dataclasses.replace(config, annotate=dataclasses.replace(config.annotate, judge=judge))
         notes.append("annotate.judge.mode batch: asked online here, at online prices")
     protocol = protocol or testset_spec(testset)["protocol"]
-    options_ = dict(loader_options or {})
-    if testset == "pickapic_v1_test":
-        options_.setdefault("with_images", True)
-    items = load_testset(testset, data, **options_)
+    items = load_testset(testset, data, **with_images(testset, loader_options))
     agreement(items, {}, protocol, testset=testset, n_bootstrap=0)  # protocol vs set: fails before a call
     if not any(image_present(ref) for item in items for ref in item.images):
         raise SourceError(

@@ -74,14 +74,13 @@ def run_pairwise_agreement(
     from ..annotate.calibration import item_image_files
     from ..estimate import format_llm_estimate
     from ..llm.usage import usage_totals
-    from .testsets import load_testset, testset_spec
+    from .testsets import load_testset, testset_spec, with_images
     from .winrate import judge_pairs, pairwise_requests
 
     protocol = protocol or testset_spec(testset)["protocol"]
     if protocol == "tifa_correlation":
         raise SourceError(f"{testset}: a pairwise judge compares two images; the set rates single images")
-    loader_options = {"with_images": True} if testset == "pickapic_v1_test" else {}
-    items = load_testset(testset, data, **loader_options)
+    items = load_testset(testset, data, **with_images(testset))
     agreement(items, {}, protocol, testset=testset, n_bootstrap=0)  # protocol vs set: fails before a call
     pairs = planned_pairs(items, protocol)
     if not pairs:

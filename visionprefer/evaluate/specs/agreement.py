@@ -184,8 +184,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {}
     kind, source = ("judge", "verdicts") if args.verdicts else ("scorer", "scores")
     candidate: dict[str, Any] = {"kind": kind, "source": source, "id": args.candidate}
-    if (args.scorer or args.metrics) and args.testset == "pickapic_v1_test":
-        options["loader_options"] = {"with_images": True}
+    if args.scorer or args.metrics:  # scored here: the images themselves are read
+        from ..testsets import with_images
+
+        options["loader_options"] = with_images(args.testset)
     if args.scorer:
         from ...scorers.factory import ScorerSettings, build_scorer
 

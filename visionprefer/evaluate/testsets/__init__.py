@@ -97,6 +97,15 @@ def testset_file(name: str, kind: str = "annotations", *, downloader: Any = None
     )
 
 
+def with_images(name: str, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Loader ``options`` for test set ``name`` when its images themselves are needed (to score or show
+    them): the Pick-a-Pic loader reads the image bytes only when asked (``with_images``)."""
+    out = dict(options or {})
+    if testset_spec(name)["loader"] == "pickapic":
+        out.setdefault("with_images", True)
+    return out
+
+
 def load_testset(name_or_loader: str, path: str | Path | Any, **options: Any) -> list[Item]:
     """Items of a test set from a local copy.
 
