@@ -50,13 +50,12 @@ def _data_path(config: BuildConfig, data: str) -> str:
     return str(path)
 
 
-def _pairs(config: BuildConfig, cal: Any = None) -> list[Any]:
-    """The first ``pairs`` two-image items of the test set with a human preference (ties left out), in the
-    order of their item ids' digests (so the sample does not follow the file's order). ``cal``: the
-    calibration settings (default: the judge's)."""
+def _pairs(config: BuildConfig, cal: Any) -> list[Any]:
+    """The first ``pairs`` two-image items of the test set of ``cal`` (a gate's settings) with a human
+    preference (ties left out), in the order of their item ids' digests (so the sample does not follow the
+    file's order)."""
     from ..evaluate.testsets import load_testset, with_images
 
-    cal = cal or config.annotate.judge.calibration
     items = load_testset(
         cal.testset, _data_path(config, cal.data), **with_images(cal.testset, cal.loader_options)
     )
@@ -154,9 +153,7 @@ def calibrate(config: BuildConfig, run: RunDir, proto: Any, client: Any = None) 
     judge = config.annotate.judge
     cal = judge.calibration
     protocol = _protocol(cal)
-    key = _key(
-        config, cal, protocol, judge_identity(judge), proto.version, [judge.score_min, judge.score_max]
-    )
+    key = judge_calibration_key(config, proto.version)
     record = load_calibration(run)
     if record is None or record.get("key") != key:
         items = _usable_pairs(config, cal, "annotate.judge.calibration")
@@ -209,7 +206,7 @@ def calibrate_metrics(config: BuildConfig, run: RunDir) -> dict[str, Any]:
     cal = mc.calibration
     protocol = _protocol(cal)
     weights = dict(mc.weights)
-    key = _key(config, cal, protocol, "metrics", metrics_fingerprint(mc), weights)
+    key = metrics_calibration_key(config)
     record = load_calibration(run)
     if record is None or record.get("key") != key:
         items = _usable_pairs(config, cal, "annotate.metrics.calibration")
@@ -242,9 +239,34 @@ def _protocol(cal: Any) -> str:
     return cal.protocol or testset_spec(cal.testset)["protocol"]
 
 
-def _key(config: BuildConfig, cal: Any, protocol: str, *identity: Any) -> str:
+def _key(config: BuildConfig, cal: Any, *identity: Any) -> str:
     """The record's key: the test sample and protocol, and ``identity`` (what decides the scores)."""
-    return digest("calibration", cal.testset, _data_path(config, cal.data), cal.pairs, protocol, *identity)
+    return digest(
+        "calibration", cal.testset, _data_path(config, cal.data), cal.pairs, _protocol(cal), *identity
+    )
+
+
+def judge_calibration_key(config: BuildConfig, guide_version: str) -> str:
+    """The key of the judge gate's record: the test sample, the judge's identity, guide and scale."""
+    from .judge import judge_identity
+
+    judge = config.annotate.judge
+    scale = [judge.score_min, judge.score_max]
+    return _key(config, judge.calibration, judge_identity(judge), guide_version, scale)
+
+
+def metrics_calibration_key(config: BuildConfig) -> str:
+    """The key of the metrics gate's record: the test sample, the metric models and the weights."""
+    from .metrics import metrics_fingerprint
+
+    mc = config.annotate.metrics
+    return _key(config, mc.calibration, "metrics", metrics_fingerprint(mc), dict(mc.weights))
+
+
+def recorded(run: RunDir, key: str) -> bool:
+    """Whether the run holds the gate's record under ``key`` (so the gate asks nothing again)."""
+    record = load_calibration(run)
+    return record is not None and record.get("key") == key
 
 
 def _usable_pairs(config: BuildConfig, cal: Any, section: str) -> list[Any]:

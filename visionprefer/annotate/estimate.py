@@ -43,21 +43,16 @@ def _estimate_judge(ctx: Any) -> dict[str, Any]:
 
 def _estimate_judge_calibration(ctx: Any) -> dict[str, Any]:
     """The calibration gate's judge calls (``annotate.judge.calibration``): ``pairs`` two-image requests
-    in one order, always online; none when the run holds a record of this judge on this test set."""
+    in one order, always online; none when the run holds the gate's record for this judge and sample."""
     from ..llm.usage import cost_usd, price_for, round_usd
-    from .calibration import load_calibration
-    from .judge import call_tokens, judge_identity, load_guide
+    from .calibration import judge_calibration_key, recorded
+    from .judge import call_tokens, load_guide
 
     judge = ctx.config.annotate.judge
     cal = judge.calibration
-    record = load_calibration(ctx.run)
-    done = (
-        record is not None
-        and record.get("testset") == cal.testset
-        and record.get("judge") == judge_identity(judge)
-    )
-    calls = 0 if done else cal.pairs
-    tokens_in, tokens_out = (calls * t for t in call_tokens(judge, load_guide(judge)[0], 2))
+    guide, version = load_guide(judge)
+    calls = 0 if recorded(ctx.run, judge_calibration_key(ctx.config, version)) else cal.pairs
+    tokens_in, tokens_out = (calls * t for t in call_tokens(judge, guide, 2))
     price = price_for(judge.llm.model, ctx.config.prices) if judge.backend == "api" else None
     local = judge.backend == "local"
     return {
@@ -76,23 +71,15 @@ def _estimate_judge_calibration(ctx: Any) -> dict[str, Any]:
 def _estimate_metrics_calibration(ctx: Any) -> dict[str, Any]:
     """The metrics gate's LLM work (``annotate.metrics.calibration``), under the gate's usage purposes:
     questions for the test pairs' prompts and VLM answers for their two images each (the test set's local
-    copy is read for its prompts); nothing once the run holds a record of these metrics on this test set."""
-    from .calibration import METRICS_PURPOSES, _usable_pairs, load_calibration
-    from .metrics import estimate_metrics_llm, metrics_fingerprint
+    copy is read for its prompts); nothing once the run holds the gate's record for these metrics."""
+    from .calibration import METRICS_PURPOSES, _usable_pairs, metrics_calibration_key, recorded
+    from .metrics import estimate_metrics_llm, images_per_prompt
 
     config, run = ctx.config, ctx.run
-    mc = config.annotate.metrics
-    record = load_calibration(run)
-    if (
-        record is not None
-        and record.get("testset") == mc.calibration.testset
-        and (record.get("scorer") or {}).get("fingerprint") == metrics_fingerprint(mc)
-    ):
+    if recorded(run, metrics_calibration_key(config)):
         return {}
-    per_text: dict[str, int] = {}
-    for item in _usable_pairs(config, mc.calibration, "annotate.metrics.calibration"):
-        per_text[item.prompt] = per_text.get(item.prompt, 0) + 2
-    rows = estimate_metrics_llm(config, per_text, run.llm_dir)
+    items = _usable_pairs(config, config.annotate.metrics.calibration, "annotate.metrics.calibration")
+    rows = estimate_metrics_llm(config, images_per_prompt(items), run.llm_dir)
     names = dict(zip(("questions", "vqa"), METRICS_PURPOSES, strict=True))
     return {names[role]: row for role, row in rows.items()}
 
