@@ -29,14 +29,10 @@ def format_status(status: dict[str, Any]) -> str:
             extra.append(f"filtered {st['filtered']}")
         if st.get("failed_permanent"):
             extra.append(f"{st['failed_permanent']} permanent (rerun with --retry-failed)")
-        if st.get("folder") and st["state"] in (
-            "done",
-            "stale",
-            "interrupted",
-        ):  # a stage that writes a folder
+        if st.get("folder") and st["state"] in ("done", "stale", "interrupted"):  # a stage writing a folder
             extra.append(st["folder"])
-        if st.get("folder") and st["state"] in ("stale", "interrupted"):
-            extra.append("run `visionprefer publish CONFIG` (or `build`) to bring it up to date")
+            if st["state"] != "done":
+                extra.append("run `visionprefer publish CONFIG` (or `build`) to bring it up to date")
         if extra:
             lines.append(f"{'':<10} " + ", ".join(extra))
         batches = st.get("batches")

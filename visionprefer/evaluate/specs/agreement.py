@@ -134,6 +134,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 f"--submission: a leaderboard entry needs --bootstrap {MIN_RESAMPLES} or more "
                 f"(got {args.bootstrap})"
             )
+
+    def say(line: str) -> None:  # the estimate, before a judge is asked
+        if not getattr(args, "quiet", False):
+            print(line, flush=True)
+
     if args.pairwise_judge:
         from ..agreement_pairwise import run_pairwise_agreement
 
@@ -143,7 +148,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             judge_llm_config(args, args.pairwise_judge),
             args.out,
             protocol=args.protocol,
-            say=lambda line: None if getattr(args, "quiet", False) else print(line, flush=True),
+            say=say,
             candidate_id=args.candidate,
             n_bootstrap=args.bootstrap,
             seed=args.seed,
@@ -156,10 +161,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return {**summary, "text": format_agreement(result) + "\n" + line}
     if args.judge:
         from ..agreement_judge import run_judge_agreement
-
-        def say(line: str) -> None:
-            if not getattr(args, "quiet", False):
-                print(line, flush=True)
 
         result, summary = run_judge_agreement(
             args.testset,
