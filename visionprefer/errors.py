@@ -182,6 +182,10 @@ def failure_kind_of(record: dict) -> str:
     return kind if kind in FAILURE_KINDS else classify_failure(record.get("reason"))
 
 
+#: The retry classes of failure records that the next run retries (the others need ``--retry-failed``).
+RETRIED = ("transient", "budget")
+
+
 def top_reasons(reasons: Iterable[str], n: int = 5) -> dict[str, int]:
     """The ``n`` most frequent of ``reasons`` with their counts (what ``status`` lists per stage)."""
     from collections import Counter
@@ -209,7 +213,7 @@ def failures_by_kind(
                 "example_raw": raw[:300] if isinstance(raw, str) else None,
             }
         row["count"] += 1
-        row["transient" if rec.get(retry_field) in ("transient", "budget") else "permanent"] += 1
+        row["transient" if rec.get(retry_field) in RETRIED else "permanent"] += 1
     return dict(sorted(out.items(), key=lambda kv: (-kv[1]["count"], kv[0])))
 
 

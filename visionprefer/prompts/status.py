@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import BuildConfig
-from ..errors import failures_by_kind, top_reasons
+from ..errors import RETRIED, failures_by_kind, top_reasons
 from ..rundir import RunDir, read_jsonl
-
-RETRIED = ("transient", "budget")  # failure classes the next run retries
 
 
 def prompts_status(config: BuildConfig, run: RunDir) -> dict[str, Any]:
