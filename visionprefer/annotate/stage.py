@@ -23,7 +23,7 @@ from typing import Any
 
 from ..config import ASPECTS, BuildConfig
 from ..dist import ProcessInfo, process_info
-from ..errors import BudgetExceeded, classify_failure, first_line
+from ..errors import RETRIED, BudgetExceeded, classify_failure, first_line
 from ..keys import digest
 from ..rundir import LogIndex, RunDir
 from .common import AnnotateReport, prompt_images
@@ -275,7 +275,7 @@ def annotate_with_judge(
                 report.made += 1
             else:
                 budget_hit |= result.kind == "budget"
-                kind = "transient" if result.kind in ("transient", "budget") else "permanent"
+                kind = "transient" if result.kind in RETRIED else "permanent"
                 failure_kind = result.failure_kind or classify_failure(result.error)
                 log.record_failed(
                     [group.annotation_id],
