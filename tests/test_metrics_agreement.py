@@ -77,7 +77,9 @@ def _agree(data, out, *candidate: str) -> int:
     return main([*args, "--out", str(out)])
 
 
-def _llm_build(tmp_path, base_url: str, *, max_cost: float | None = None):
+def _llm_build(tmp_path, base_url: str, *, max_cost: float | None = None, extra: str = ""):
+    """A metrics build with LLM-written questions, VLM answers, CQ and four weights (``extra``: one more
+    line of its ``annotate.metrics``)."""
     cap = f", max_cost_usd: {max_cost:.10f}" if max_cost is not None else ""
     llm = f"{{model: gpt-4o-mini, base_url: '{base_url}', concurrency: 4, backoff_s: 0.01{cap}}}"
     return metrics_build(
@@ -91,6 +93,7 @@ def _llm_build(tmp_path, base_url: str, *, max_cost: float | None = None):
         cq_model: tiny-yolos
         cq_threshold: 0.0
         weights: {{vqa: 1.0, clip: 0.05, aesthetic: 0.5, cq: 0.25}}
+        {extra}
         """,
     )
 
@@ -321,26 +324,12 @@ def test_metrics_calibration_gate_stops_below_and_continues_above(tmp_path, monk
 def test_the_metrics_gate_is_in_the_estimate_until_it_has_run(tmp_path, fake_llm):
     from visionprefer.annotate.calibration import calibrate_metrics
     from visionprefer.annotate.metrics import QUESTIONS_PER_PROMPT_GUESS
-    from visionprefer.config import load_config
     from visionprefer.estimate import estimate_build
 
     server = fake_llm(responder="metrics")
     data, _ = _calibration_set(tmp_path)
-    llm = f"{{model: gpt-4o-mini, base_url: '{server.base_url}', concurrency: 4, backoff_s: 0.01}}"
     gate = f"{{testset: pickapic_v1_test, data: '{data}', pairs: {N_PAIRS}, min_accuracy: 0.0}}"
-    metrics_build(
-        tmp_path,
-        PROMPTS,
-        f"""
-        questions: llm
-        question_llm: {llm}
-        vqa_backend: vlm
-        vqa_llm: {llm}
-        weights: {{vqa: 1.0}}
-        calibration: {gate}
-        """,
-    )
-    cfg = load_config(tmp_path / "config.yaml")
+    cfg = _llm_build(tmp_path, server.base_url, extra=f"calibration: {gate}")
     est = estimate_build(cfg)["llm"]
     questions, vqa = est["calibration-questions"], est["calibration-vqa"]
     assert (questions["calls"], questions["cached"]) == (len(set(CAL_PROMPTS)), 0)  # one per test prompt
