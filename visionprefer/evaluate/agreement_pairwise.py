@@ -15,7 +15,7 @@ prints before any call; ``--max-cost-usd`` caps the spend through the LLM layer.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,24 +31,30 @@ def planned_pairs(items: list[Any], protocol: str) -> list[tuple[Any, int, int]]
 
 
 def estimate_pairwise(
-    llm: LLMConfig, requests: list[dict[str, Any]], folder: Path, prices: Mapping[str, Any]
+    llm: LLMConfig, requests: Iterable[dict[str, Any]], folder: Path, prices: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Calls, tokens and dollars ``requests`` would still cost (answers in the cache are free); output
-    tokens are the judge's ``max_tokens`` (an upper bound: a verdict and a short explanation)."""
+    tokens are the judge's ``max_tokens`` (an upper bound: a verdict and a short explanation). The requests
+    are read one at a time (each carries its images): pass a generator."""
     from ..llm import estimate_tokens
     from ..llm.cache import ResponseCache, request_key
     from ..llm.usage import cost_usd, price_for, round_usd
 
     cache = ResponseCache(folder) if folder.exists() else None
-    todo = [r for r in requests if cache is None or request_key(r) not in cache]
+    calls = cached = tokens_in = 0
+    for request in requests:
+        if cache is not None and request_key(request) in cache:
+            cached += 1
+        else:
+            calls += 1
+            tokens_in += estimate_tokens(request)
     if cache is not None:
         cache.close()
-    tokens_in = sum(estimate_tokens(r) for r in todo)
-    tokens_out = len(todo) * llm.max_tokens
+    tokens_out = calls * llm.max_tokens
     price = price_for(llm.model, dict(prices))
     return {
-        "calls": len(todo),
-        "cached": len(requests) - len(todo),
+        "calls": calls,
+        "cached": cached,
         "input_tokens": tokens_in,
         "output_tokens": tokens_out,
         "usd": round_usd(cost_usd(price, tokens_in, tokens_out)),
@@ -92,11 +98,11 @@ def run_pairwise_agreement(
     image_dir = folder / "judge_images"
     files = [item_image_files(image_dir, item, (i, j)) for item, i, j in pairs]
     prompts = [item.prompt for item, _, _ in pairs]
-    requests = [
+    requests = (  # built as judge_pairs will send them, one pair at a time (not held: they carry images)
         r
         for prompt, (a, b) in zip(prompts, files, strict=True)
         for r in pairwise_requests(llm, prompt, Path(a), Path(b), image_max_side=image_max_side)
-    ]
+    )
     estimate = estimate_pairwise(llm, requests, folder / "llm", {})
     for line in format_llm_estimate("agreement pairwise judge", estimate):
         say(line)
@@ -126,7 +132,7 @@ def run_pairwise_agreement(
             "model": llm.model,
             "guide": "winrate_pairwise",
             "pairs": len(pairs),
-            "requests": len(requests),
+            "requests": 2 * len(pairs),
             "unanswered": sum(v.answer is None for v in verdicts),
             "new_attempts": usage.get("attempts", 0) - before,
             "usd": round(usage.get("usd", 0.0), 6),
